@@ -1,0 +1,38 @@
+import type { TokenCredential } from '@azure/identity';
+import { QueueClient } from '@azure/storage-queue';
+import type { EventQueue } from '../../billing/queue.js';
+
+export type QueueConnection =
+  | { readonly kind: 'connectionString'; readonly connectionString: string }
+  | { readonly kind: 'endpoint'; readonly endpoint: string; readonly credential: TokenCredential };
+
+/**
+ * `EventQueue` on Azure Storage Queue (Azurite locally). Messages are JSON, base64-encoded because that
+ * is what the Functions queue trigger expects by default. The queue is created on first use.
+ */
+export function createStorageQueue(connection: QueueConnection, queueName: string): EventQueue {
+  const client =
+    connection.kind === 'connectionString'
+      ? new QueueClient(connection.connectionString, queueName)
+      : new QueueClient(`${connection.endpoint.replace(/\/$/, '')}/${queueName}`, connection.credential);
+  let ready: Promise<unknown> | undefined;
+  const ensureQueue = () => {
+    ready ??= client.createIfNotExists().catch((error: unknown) => {
+      ready = undefined;
+      throw error;
+    });
+    return ready;
+  };
+  return {
+    name: queueName,
+    async send(message) {
+      await ensureQueue();
+      const text = JSON.stringify({ id: message.id, ownerId: message.ownerId, body: message.body });
+      await client.sendMessage(Buffer.from(text, 'utf8').toString('base64'));
+    },
+    async ping() {
+      await ensureQueue();
+      await client.getProperties();
+    },
+  };
+}

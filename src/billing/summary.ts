@@ -1,0 +1,105 @@
+import type { Catalog, PlanFlags, PlanName } from './catalog.js';
+import type { Directory } from './directory.js';
+import type { Entitlements } from './entitlements.js';
+import type { OwnerId, Workspace } from './ids.js';
+import type { AccessLevel, SubscriptionStatus } from './subscription.js';
+import type { UsageReader } from './usage.js';
+
+export interface Allocation {
+  readonly used: number;
+  readonly limit: number | null;
+  readonly remaining: number | null;
+}
+
+/** Everything the billing page needs for one workspace, from one owner's point of view. */
+export interface BillingSummary {
+  readonly owner: OwnerId;
+  readonly workspace: Workspace;
+  readonly plan: {
+    readonly name: PlanName;
+    readonly displayName: string;
+    readonly interval: 'monthly' | 'yearly' | null;
+  };
+  readonly status: SubscriptionStatus | 'none';
+  readonly accessLevel: AccessLevel;
+  readonly cancelAtPeriodEnd: boolean;
+  readonly limits: Record<string, number | null>;
+  readonly flags: PlanFlags;
+  readonly usage: {
+    readonly executions: Allocation & { readonly periodStart: string; readonly periodEnd: string };
+  };
+  readonly allocations: {
+    readonly workflows: Allocation;
+    readonly credentials: Allocation;
+    readonly seats: Allocation;
+    readonly workflowsPerOrg: {
+      readonly limit: number | null;
+      readonly orgs: ReadonlyArray<{ readonly orgId: string; readonly name: string } & Allocation>;
+    };
+  };
+}
+
+const allocation = (used: number, limit: number | null): Allocation => ({
+  used,
+  limit,
+  remaining: limit === null ? null : Math.max(0, limit - used),
+});
+
+export function createSummaries(deps: {
+  readonly catalog: Catalog;
+  readonly directory: Directory;
+  readonly entitlements: Entitlements;
+  readonly usage: UsageReader;
+}) {
+  const { catalog, directory, entitlements, usage } = deps;
+  return {
+    async forWorkspace(ownerId: OwnerId, workspace: Workspace): Promise<BillingSummary> {
+      const caps = await entitlements.capabilities(ownerId);
+      const counts = directory.counts(ownerId);
+      const [executions, workflows, credentials, seats, orgs] = await Promise.all([
+        usage.used(ownerId, 'executions', caps.period),
+        counts.workflows(),
+        counts.credentials(),
+        counts.seats(),
+        counts.orgs(),
+      ]);
+      const plan = catalog[caps.plan];
+      return {
+        owner: ownerId,
+        workspace,
+        plan: {
+          name: plan.name,
+          displayName: plan.displayName,
+          interval: caps.accessLevel === 'free' ? null : (caps.subscription?.interval ?? null),
+        },
+        status: caps.status,
+        accessLevel: caps.accessLevel,
+        cancelAtPeriodEnd: caps.subscription?.cancelAtPeriodEnd ?? false,
+        limits: { ...caps.limits },
+        flags: caps.flags,
+        usage: {
+          executions: {
+            ...allocation(executions, caps.limits.executions),
+            periodStart: caps.period.start.toISOString(),
+            periodEnd: caps.period.end.toISOString(),
+          },
+        },
+        allocations: {
+          workflows: allocation(workflows, caps.limits.workflows),
+          credentials: allocation(credentials, caps.limits.credentials),
+          seats: allocation(seats, caps.limits.seats),
+          workflowsPerOrg: {
+            limit: caps.limits.workflows_per_org,
+            orgs: orgs.map((org) => ({
+              orgId: org.orgId,
+              name: org.name,
+              ...allocation(org.workflows, caps.limits.workflows_per_org),
+            })),
+          },
+        },
+      };
+    },
+  };
+}
+
+export type Summaries = ReturnType<typeof createSummaries>;

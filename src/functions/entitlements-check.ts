@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { FEATURE_NAMES } from '../billing/catalog.js';
+import { idSchema } from '../billing/ids.js';
+import { readJson } from '../http/body.js';
+import { registerHttp } from '../http/register.js';
+import { defineRoute, json } from '../http/route.js';
+
+export const checkRequestSchema = z.strictObject({
+  subject: z
+    .strictObject({
+      userId: idSchema.optional(),
+      orgId: idSchema.optional(),
+      workflowId: idSchema.optional(),
+    })
+    .refine((s) => s.userId !== undefined || s.orgId !== undefined || s.workflowId !== undefined, {
+      message: 'needs one of userId, orgId or workflowId',
+    }),
+  feature: z.enum(FEATURE_NAMES),
+  quantity: z.number().int().min(0).max(1_000_000).optional(),
+});
+
+/** "May this subject do this?" for the platform's services. Always 200 with a decision; 4xx only for bad input. */
+export const entitlementsCheck = defineRoute({
+  name: 'entitlementsCheck',
+  methods: ['POST'],
+  route: 'entitlements/check',
+  access: 'service',
+  async handle({ request, services }) {
+    const body = await readJson(request, checkRequestSchema, services.config.maxBodyBytes);
+    return json(200, await services.entitlements.check(body));
+  },
+});
+
+registerHttp(entitlementsCheck);

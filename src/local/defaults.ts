@@ -1,0 +1,21 @@
+/**
+ * Embedded defaults for `npm start`, `npm run token`, the tests and the benchmark: enough to run with no
+ * account and no settings file. They are development values, applied only by the local tools; the
+ * Functions app itself has no defaults for secrets and refuses to start without real settings.
+ */
+export const LOCAL_DEFAULTS = {
+  AUTH_JWT_SECRET: 'local-development-only-secret-0123456789abcdef',
+  AUTH_ISSUER: 'billing-local',
+  AUTH_AUDIENCE: 'billing-api',
+  LOCAL_PORT: '7071',
+  AZURITE_LOCATION: '.data/azurite',
+} as const;
+
+/** The environment with local defaults filled in where a setting is absent or empty. */
+export function withLocalDefaults(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const merged: Record<string, string | undefined> = { ...env };
+  for (const [key, value] of Object.entries(LOCAL_DEFAULTS)) {
+    if (!merged[key]) merged[key] = value;
+  }
+  return merged;
+}
