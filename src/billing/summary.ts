@@ -1,7 +1,7 @@
 import type { Catalog, PlanFlags, PlanName } from './catalog.js';
 import type { Directory } from './directory.js';
 import type { Entitlements } from './entitlements.js';
-import type { OwnerId, Workspace } from './ids.js';
+import type { OwnerId, UserId, Workspace } from './ids.js';
 import type { AccessLevel, SubscriptionStatus } from './subscription.js';
 import type { UsageReader } from './usage.js';
 
@@ -53,7 +53,11 @@ export function createSummaries(deps: {
 }) {
   const { catalog, directory, entitlements, usage } = deps;
   return {
-    async forWorkspace(ownerId: OwnerId, workspace: Workspace): Promise<BillingSummary> {
+    /**
+     * @param viewer who asks: a member who is not the owner sees the owner's totals (they bound what the
+     *   member may create) but, of the owner's organizations, only the one they are in.
+     */
+    async forWorkspace(ownerId: OwnerId, workspace: Workspace, viewer: UserId): Promise<BillingSummary> {
       const caps = await entitlements.capabilities(ownerId);
       const counts = directory.counts(ownerId);
       const [executions, workflows, credentials, seats, orgs] = await Promise.all([
@@ -64,6 +68,10 @@ export function createSummaries(deps: {
         counts.orgs(),
       ]);
       const plan = catalog[caps.plan];
+      const visibleOrgs =
+        viewer === ownerId
+          ? orgs
+          : orgs.filter((org) => workspace.kind === 'org' && org.orgId === workspace.orgId);
       return {
         owner: ownerId,
         workspace,
@@ -90,7 +98,7 @@ export function createSummaries(deps: {
           seats: allocation(seats, caps.limits.seats),
           workflowsPerOrg: {
             limit: caps.limits.workflows_per_org,
-            orgs: orgs.map((org) => ({
+            orgs: visibleOrgs.map((org) => ({
               orgId: org.orgId,
               name: org.name,
               ...allocation(org.workflows, caps.limits.workflows_per_org),

@@ -10,7 +10,7 @@ export const billingSummary = defineRoute({
   access: 'user',
   async handle({ services, principal }) {
     const { ownerId, workspace } = await tenantOf(principal, services.directory);
-    return json(200, await services.summaries.forWorkspace(ownerId, workspace));
+    return json(200, await services.summaries.forWorkspace(ownerId, workspace, principal.userId));
   },
 });
 

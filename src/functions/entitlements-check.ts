@@ -19,7 +19,10 @@ export const checkRequestSchema = z.strictObject({
   quantity: z.number().int().min(0).max(1_000_000).optional(),
 });
 
-/** "May this subject do this?" for the platform's services. Always 200 with a decision; 4xx only for bad input. */
+/**
+ * "May this subject do this?" for the platform's services: 200 with a decision, allowed or not. Errors are
+ * for requests that cannot be answered: bad input (400), a subject the directory does not know (404).
+ */
 export const entitlementsCheck = defineRoute({
   name: 'entitlementsCheck',
   methods: ['POST'],

@@ -29,7 +29,9 @@ export const health = defineRoute({
   access: 'anonymous',
   async handle({ services }) {
     const [storage, queue] = await Promise.all([
-      probe(() => services.tables.billing.ping()),
+      probe(async () => {
+        await Promise.all([services.tables.billing.ping(), services.tables.directory.ping()]);
+      }),
       probe(() => services.queue.ping()),
     ]);
     const ok = storage.status === 'ok' && queue.status === 'ok';

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
-import { forbidden, unauthenticated } from '../billing/errors.js';
+import { forbidden, unauthenticated, unavailable } from '../billing/errors.js';
 import { idSchema, type OrgId, type UserId } from '../billing/ids.js';
 import type { Config } from '../config.js';
 
@@ -37,14 +37,33 @@ export function createAuthenticator(auth: Config['auth']): Authenticator {
     let payload: unknown;
     try {
       // jwtVerify's key argument is overloaded; the two branches keep the types exact.
+      // A token without `exp` would never expire: it is required, not merely checked when present.
+      const options = {
+        issuer: auth.issuer,
+        audience: auth.audience,
+        algorithms,
+        requiredClaims: ['exp', 'sub'],
+      };
       const verified =
         typeof key === 'function'
-          ? await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms })
-          : await jwtVerify(token, key, { issuer: auth.issuer, audience: auth.audience, algorithms });
+          ? await jwtVerify(token, key, options)
+          : await jwtVerify(token, key, options);
       payload = verified.payload;
     } catch (error) {
-      if (error instanceof joseErrors.JWTExpired)
+      if (error instanceof joseErrors.JWTExpired) {
         throw unauthenticated('token_expired', 'The access token has expired.');
+      }
+      // The identity provider's keys could not be fetched: our outage, not a bad token, so clients should
+      // retry rather than sign the user out.
+      if (
+        auth.kind === 'jwks' &&
+        (error instanceof joseErrors.JWKSTimeout || !(error instanceof joseErrors.JOSEError))
+      ) {
+        throw unavailable(
+          'identity_provider_unavailable',
+          'Token signing keys could not be fetched; retry shortly.',
+        );
+      }
       if (error instanceof joseErrors.JOSEError) {
         throw unauthenticated('token_invalid', `The access token was rejected: ${error.code}.`);
       }

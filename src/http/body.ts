@@ -21,7 +21,7 @@ export async function readJson<T>(
     if (bytes.byteLength === 0)
       return parseInput(schema, {}, 'invalid_body', 'The body does not match the expected shape.');
   }
-  if (!/^application\/(.+\+)?json\b/i.test(contentType)) {
+  if (!/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(contentType)) {
     throw new BillingError(
       'unsupported_media_type',
       'content_type_not_json',

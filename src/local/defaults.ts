@@ -9,6 +9,10 @@ export const LOCAL_DEFAULTS = {
   AUTH_AUDIENCE: 'billing-api',
   LOCAL_PORT: '7071',
   AZURITE_LOCATION: '.data/azurite',
+  // Azurite's standard ports, so Storage Explorer and `func start` find it as usual.
+  AZURITE_BLOB_PORT: '10000',
+  AZURITE_QUEUE_PORT: '10001',
+  AZURITE_TABLE_PORT: '10002',
 } as const;
 
 /** The environment with local defaults filled in where a setting is absent or empty. */

@@ -21,7 +21,12 @@ async function main(): Promise<void> {
   if (!env.BILLING_STORAGE_CONNECTION) {
     const location = env.AZURITE_LOCATION ?? '.data/azurite';
     console.log(`Starting Azurite (data in ${location}) ...`);
-    azurite = await startAzurite({ location, ports: { blob: 10000, queue: 10001, table: 10002 } });
+    const ports = {
+      blob: Number(env.AZURITE_BLOB_PORT),
+      queue: Number(env.AZURITE_QUEUE_PORT),
+      table: Number(env.AZURITE_TABLE_PORT),
+    };
+    azurite = await startAzurite({ location, ports });
     env.BILLING_STORAGE_CONNECTION = azurite.connectionString;
   }
 

@@ -33,19 +33,29 @@ const SYSTEM_PROPS = new Set(['partitionKey', 'rowKey', 'etag', 'timestamp']);
  * A missing row reads as `undefined`; every other failure (network, auth, throttling) throws, so an
  * outage never looks like "not found".
  */
-export function createAzureTable(connection: TableConnection, tableName: string): EntityTable {
+export function createAzureTable(
+  connection: TableConnection,
+  tableName: string,
+  options: {
+    /** Retries of transient failures inside the SDK (exponential back-off). @default 3 */
+    readonly maxRetries?: number;
+  } = {},
+): EntityTable {
+  const clientOptions = {
+    allowInsecureConnection: true,
+    retryOptions: { maxRetries: options.maxRetries ?? 3 },
+  };
   const client =
     connection.kind === 'connectionString'
-      ? TableClient.fromConnectionString(connection.connectionString, tableName, {
-          allowInsecureConnection: true,
-        })
-      : new TableClient(connection.endpoint, tableName, connection.credential);
+      ? TableClient.fromConnectionString(connection.connectionString, tableName, clientOptions)
+      : new TableClient(connection.endpoint, tableName, connection.credential, clientOptions);
 
   let ready: Promise<void> | undefined;
   const ensureTable = (): Promise<void> => {
     ready ??= client.createTable().catch((error: unknown) => {
       ready = undefined; // let the next call try again rather than caching a transient failure
-      throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new StoreError(`create table ${tableName}: ${reason}`, tableName);
     });
     return ready;
   };

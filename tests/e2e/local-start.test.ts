@@ -1,0 +1,82 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/local/azurite.js';
+
+/** `npm start` is `npm run build && node dist/src/local/main.js`; this runs the same entry point from source. */
+function startLocal(env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/local/main.ts'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+const accepts = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+
+describe('the local host entry point (npm start)', () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'billing-start-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('starts Azurite and answers /api/health within 30 s, then stops everything on Ctrl-C', async () => {
+    const [port, blob, queue, table] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const local = startLocal({
+      LOCAL_PORT: String(port),
+      AZURITE_BLOB_PORT: String(blob),
+      AZURITE_QUEUE_PORT: String(queue),
+      AZURITE_TABLE_PORT: String(table),
+      AZURITE_LOCATION: dataDir,
+      BILLING_STORAGE_CONNECTION: '',
+    });
+    const started = Date.now();
+    let health: Response | undefined;
+    while (Date.now() - started < 30_000) {
+      health = await fetch(`http://127.0.0.1:${port}/api/health`).catch(() => undefined);
+      if (health?.ok) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(health?.status, local.output()).toBe(200);
+    expect(local.output()).toContain('npm run token');
+
+    local.child.kill('SIGINT');
+    expect(await local.exited).toBe(0);
+    expect(await accepts(table)).toBe(false);
+    expect(await accepts(port)).toBe(false);
+  }, 60_000);
+
+  it('refuses to start on a bad setting, naming it', async () => {
+    const local = startLocal({
+      LOCAL_PORT: String(await freePort()),
+      BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
+      AUTH_JWT_SECRET: 'too-short',
+      ENFORCEMENT_DEFAULT: 'sometimes',
+    });
+    expect(await local.exited).toBe(1);
+    expect(local.output()).toMatch(/AUTH_JWT_SECRET: must be at least 32 characters/);
+    expect(local.output()).toMatch(/ENFORCEMENT_DEFAULT/);
+  }, 30_000);
+});

@@ -1,0 +1,58 @@
+import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
+import type { Clock } from '../../src/billing/clock.js';
+import type { EventQueue } from '../../src/billing/queue.js';
+import { SUBSCRIPTION_ROW, type SubscriptionState } from '../../src/billing/subscription.js';
+import { createServices, type Services } from '../../src/composition.js';
+import { loadConfig } from '../../src/config.js';
+import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
+
+/** A clock tests can move. */
+export function manualClock(start = '2026-11-15T12:00:00.000Z'): Clock & { set(iso: string): void } {
+  let now = new Date(start);
+  return { now: () => new Date(now), set: (iso) => (now = new Date(iso)) };
+}
+
+const unusedQueue: EventQueue = {
+  name: 'unused',
+  send: async () => {
+    throw new Error('no queue in unit tests');
+  },
+  ping: async () => undefined,
+};
+
+/** The real domain wiring over in-memory tables: fast, and held to the same contract as Azurite. */
+export function memoryServices(env: Record<string, string> = {}, clock: Clock = manualClock()): Services {
+  const config = loadConfig({
+    BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
+    AUTH_JWT_SECRET: LOCAL_DEFAULTS.AUTH_JWT_SECRET,
+    AUTH_ISSUER: LOCAL_DEFAULTS.AUTH_ISSUER,
+    AUTH_AUDIENCE: LOCAL_DEFAULTS.AUTH_AUDIENCE,
+    ...env,
+  });
+  return createServices(config, {
+    clock,
+    tables: { directory: createMemoryTable('directory'), billing: createMemoryTable('billing') },
+    queue: unusedQueue,
+  });
+}
+
+/**
+ * Writes a subscription row the way the Stripe processor will. Until that processor exists, tests of
+ * access levels place the state directly; the row format is the one `createSubscriptions` parses.
+ */
+export async function givenSubscription(
+  services: Services,
+  ownerId: string,
+  state: Partial<SubscriptionState> & Pick<SubscriptionState, 'plan' | 'status'>,
+): Promise<void> {
+  const row: SubscriptionState = {
+    interval: 'monthly',
+    seats: 1,
+    currentPeriodStart: '2026-11-01T00:00:00.000Z',
+    currentPeriodEnd: '2026-12-01T00:00:00.000Z',
+    cancelAtPeriodEnd: false,
+    updatedAt: '2026-11-01T00:00:00.000Z',
+    ...state,
+  };
+  await services.tables.billing.upsert(ownerId, SUBSCRIPTION_ROW, row);
+}
