@@ -104,6 +104,7 @@ var allTags = union(tags, {
 var suffix = take(uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName), 6)
 var compactPrefix = toLower(replace(namePrefix, '-', ''))
 var queueName = 'billing-events'
+var packageContainerName = 'app-package'
 
 var names = {
   logAnalytics: 'log-${namePrefix}-${environmentName}-${suffix}'
@@ -141,7 +142,7 @@ module storage 'modules/storage.bicep' = {
       'billing'
     ]
     queueName: queueName
-    packageContainerName: 'app-package'
+    packageContainerName: packageContainerName
     packageUploaderPrincipalId: operatorPrincipalId
     tags: allTags
   }
@@ -179,17 +180,16 @@ module functionApp 'modules/functionapp.bicep' = {
     minimumInstanceCount: minimumInstanceCount
     maximumInstanceCount: maximumInstanceCount
     storageAccountName: storage.outputs.name
-    packageContainerName: 'app-package'
-    packageBlobName: packageBlobName
+    packageUrl: '${storage.outputs.packageContainerUrl}/${packageBlobName}'
     tableEndpoint: storage.outputs.tableEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     queueName: queueName
-    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    serviceBusNamespaceName: serviceBus.outputs.serviceBusNamespaceName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     keyVaultName: keyVault.outputs.name
     stripeSecretKeyUri: keyVault.outputs.stripeSecretKeyUri
     stripeWebhookSecretUri: keyVault.outputs.stripeWebhookSecretUri
-    appInsightsName: monitoring.outputs.appInsightsName
+    appInsightsName: monitoring.outputs.appInsightsComponentName
     authJwksUrl: authJwksUrl
     authIssuer: authIssuer
     authAudience: authAudience
@@ -212,7 +212,7 @@ output functionAppPrincipalId string = functionApp.outputs.principalId
 output storageAccountName string = storage.outputs.name
 
 @description('Name of the Service Bus namespace.')
-output serviceBusNamespaceName string = serviceBus.outputs.namespaceName
+output serviceBusNamespaceName string = serviceBus.outputs.serviceBusNamespaceName
 
 @description('Name of the Key Vault holding stripe-secret-key and stripe-webhook-secret.')
 output keyVaultName string = keyVault.outputs.name

@@ -6,16 +6,18 @@
 //   before gated actions. Elastic Premium keeps always-ready instances (minimumElasticInstanceCount) plus a
 //   pre-warmed buffer, so those calls never wait for a cold start, and still scales out on load.
 // - It takes the classic settings this app is configured with (FUNCTIONS_EXTENSION_VERSION,
-//   FUNCTIONS_WORKER_RUNTIME, linuxFxVersion). Flex Consumption rejects those as app settings and configures
-//   the runtime through functionAppConfig instead.
+//   FUNCTIONS_WORKER_RUNTIME, linuxFxVersion). Flex Consumption does not accept FUNCTIONS_WORKER_RUNTIME
+//   as an app setting (nor linuxFxVersion); it sets the runtime in functionAppConfig instead.
 // The cost of that choice with a key-less storage account: Elastic Premium normally keeps the app's content
 // on an Azure Files share, which only works with an account key (WEBSITE_CONTENTAZUREFILECONNECTIONSTRING).
 // This app is created without Azure Files, as documented for secret-free apps: no WEBSITE_CONTENT* settings,
 // the package runs from a private blob (WEBSITE_RUN_FROM_PACKAGE = its URL) fetched with the app's
 // managed identity, and AzureWebJobsStorage is identity-based. Deploying means uploading a new package,
-// restarting and syncing triggers (infra/README.md). If that is a burden, Flex Consumption is the switch:
-// FC1 plan, functionAppConfig (deployment container, runtime node 20, scale settings), and without the two
-// FUNCTIONS_* settings and WEBSITE_RUN_FROM_PACKAGE.
+// restarting and syncing triggers (infra/README.md), and the Functions docs warn that scaling "could be
+// limited" on Elastic Premium without Azure Files; watch scale-out under load before relying on it.
+// If either is a burden, Flex Consumption is the switch:
+// FC1 plan, functionAppConfig (deployment container, runtime node 20, scale settings), and without
+// FUNCTIONS_WORKER_RUNTIME, linuxFxVersion and WEBSITE_RUN_FROM_PACKAGE.
 
 @description('Azure region for the plan and the app.')
 param location string
@@ -49,11 +51,8 @@ param maximumInstanceCount int = 20
 @description('Name of the storage account (existing; created by storage.bicep).')
 param storageAccountName string
 
-@description('Name of the deployment package container in that account.')
-param packageContainerName string
-
-@description('Blob name of the deployment package (a zip of the built app) in that container.')
-param packageBlobName string
+@description('URL of the deployment package (a zip of the built app) in the private package container, without SAS: the app fetches it with its managed identity.')
+param packageUrl string
 
 @description('Table service endpoint of the storage account.')
 param tableEndpoint string
@@ -251,7 +250,7 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     FUNCTIONS_EXTENSION_VERSION: '~4'
     FUNCTIONS_WORKER_RUNTIME: 'node'
     AzureWebJobsStorage__accountName: storage.name
-    WEBSITE_RUN_FROM_PACKAGE: 'https://${storage.name}.blob.${environment().suffixes.storage}/${packageContainerName}/${packageBlobName}'
+    WEBSITE_RUN_FROM_PACKAGE: packageUrl
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
 
     // App data, with managed identity: BILLING_STORAGE_CONNECTION is deliberately absent.

@@ -55,7 +55,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 output logAnalyticsWorkspaceId string = workspace.id
 
 @description('Name of the Application Insights component (the function app module reads its connection string).')
-output appInsightsName string = appInsights.name
+output appInsightsComponentName string = appInsights.name
 
 @description('Resource ID of the Application Insights component.')
 output appInsightsId string = appInsights.id

@@ -19,7 +19,7 @@ param messageTimeToLive string = 'P14D'
 @description('Tags applied to every resource in this module.')
 param tags object = {}
 
-resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
+resource sbNamespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: namespaceName
   location: location
   tags: tags
@@ -37,7 +37,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
 // requiresSession and requiresDuplicateDetection can only be chosen when the queue is created; changing
 // them later means deleting and recreating the queue (and losing its messages).
 resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
-  parent: namespace
+  parent: sbNamespace
   name: queueName
   properties: {
     // Stripe delivers events twice; a sender that sets MessageId to the event id gets the second copy
@@ -58,13 +58,13 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
 }
 
 @description('Name of the namespace.')
-output namespaceName string = namespace.name
+output serviceBusNamespaceName string = sbNamespace.name
 
 @description('Resource ID of the namespace.')
-output namespaceId string = namespace.id
+output serviceBusNamespaceId string = sbNamespace.id
 
 @description('Fully qualified namespace host name, for the identity-based connection setting (<name>__fullyQualifiedNamespace).')
-output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
+output fullyQualifiedNamespace string = split(split(sbNamespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
 
 @description('Name of the queue.')
-output queueName string = queue.name
+output serviceBusQueueName string = queue.name

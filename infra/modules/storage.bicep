@@ -144,4 +144,4 @@ output queueEndpoint string = 'https://${storage.name}.queue.${environment().suf
 output packageContainerUrl string = 'https://${storage.name}.blob.${environment().suffixes.storage}/${packageContainer.name}'
 
 @description('Name of the storage queue for billing events.')
-output queueName string = queue.name
+output storageQueueName string = queue.name
