@@ -11,7 +11,14 @@ import {
   type Workspace,
   workspaceKey,
 } from './ids.js';
-import type { EntityTable, StoredEntity } from './store.js';
+import {
+  ConcurrencyExhaustedError,
+  EntityExistsError,
+  EntityNotFoundError,
+  type EntityTable,
+  EtagMismatchError,
+  type StoredEntity,
+} from './store.js';
 
 /**
  * The directory: organizations (with their creator, who is their billing owner), members, workflows
@@ -102,6 +109,8 @@ export type DeleteOutcome = { readonly kind: 'deleted' | 'absent' };
 
 const ownerPartition = (ownerId: OwnerId) => `owner:${ownerId}`;
 const REF = 'ref';
+/** Concurrent moves of one item are rare; a few rounds settle them. */
+const MAX_INDEX_ATTEMPTS = 5;
 
 const orgIndexSchema = z.object({ ownerId: z.string(), name: z.string(), createdAt: z.string() });
 const memberRowSchema = z.object({ role: z.string(), addedAt: z.string() });
@@ -167,32 +176,48 @@ export function createDirectory(deps: { readonly table: EntityTable; readonly cl
       if (!ref) return undefined;
       const data = parseRow(itemIndexSchema, ref);
       const workspace = parseWorkspaceKey(data.workspace);
-      return { workspace, createdAt: data.createdAt, nodeCount: data.nodeCount ?? 0 };
+      return { workspace, createdAt: data.createdAt, nodeCount: data.nodeCount ?? 0, etag: ref.etag };
     }
 
     async function put(id: string, workspace: Workspace, extra: { nodeCount?: number }) {
       const ownerId = await ownerOfWorkspace(workspace);
-      const existing = await get(id);
-      const createdAt = existing?.createdAt ?? now();
-      const props = { createdAt, ...extra };
-      const moved = existing !== undefined && workspaceKey(existing.workspace) !== workspaceKey(workspace);
-      const unchanged = existing !== undefined && !moved && existing.nodeCount === (extra.nodeCount ?? 0);
+      for (let attempt = 1; attempt <= MAX_INDEX_ATTEMPTS; attempt++) {
+        const existing = await get(id);
+        const createdAt = existing?.createdAt ?? now();
+        const props = { createdAt, ...extra };
+        const moved = existing !== undefined && workspaceKey(existing.workspace) !== workspaceKey(workspace);
+        const unchanged = existing !== undefined && !moved && existing.nodeCount === (extra.nodeCount ?? 0);
 
-      // Order matters for crash recovery: new row, then old row gone, then the index. Until the index
-      // moves, a repeated PUT still sees the old workspace and redoes every step.
-      await table.upsert(ownerPartition(ownerId), rowKey(workspace, id), props);
-      if (moved && existing) {
-        const previousOwner = await ownerOfWorkspace(existing.workspace).catch(() => undefined);
-        if (previousOwner !== undefined)
-          await table.delete(ownerPartition(previousOwner), rowKey(existing.workspace, id));
+        // Order matters for crash recovery: new row, then old row gone, then the index. Until the index
+        // moves, a repeated PUT still sees the old workspace and redoes every step.
+        await table.upsert(ownerPartition(ownerId), rowKey(workspace, id), props);
+        if (moved) {
+          const previousOwner = await ownerOfWorkspace(existing.workspace).catch(() => undefined);
+          if (previousOwner !== undefined) {
+            await table.delete(ownerPartition(previousOwner), rowKey(existing.workspace, id));
+          }
+        }
+        const kind = !existing ? 'created' : unchanged ? 'unchanged' : 'updated';
+        if (unchanged) return { kind, ownerId, createdAt } as const;
+        const index = { workspace: workspaceKey(workspace), ...props };
+        try {
+          // Conditional on what was read: if a concurrent PUT moved the item meanwhile, start again from
+          // its state, so its row is moved too and nothing is left counted twice.
+          if (existing) await table.update(indexKey(id), REF, index, existing.etag);
+          else await table.create(indexKey(id), REF, index);
+          return { kind, ownerId, createdAt } as const;
+        } catch (error) {
+          const raced =
+            error instanceof EtagMismatchError ||
+            error instanceof EntityExistsError ||
+            error instanceof EntityNotFoundError;
+          if (!raced) throw error;
+        }
       }
-      if (!unchanged) await table.upsert(indexKey(id), REF, { workspace: workspaceKey(workspace), ...props });
-      const outcome: 'created' | 'updated' | 'unchanged' = !existing
-        ? 'created'
-        : unchanged
-          ? 'unchanged'
-          : 'updated';
-      return { kind: outcome, ownerId, createdAt };
+      throw new ConcurrencyExhaustedError(
+        `${kind} ${id} kept changing under concurrent writes; retry the request`,
+        table.name,
+      );
     }
 
     async function remove(id: string): Promise<DeleteOutcome> {
@@ -255,10 +280,13 @@ export function createDirectory(deps: { readonly table: EntityTable; readonly cl
         ['workflow', workflows],
         ['credential', credentials],
       ] as const) {
-        const rows = await deletePrefix(partition, `${kind}|${ws}|`);
+        // Index rows before owner rows: if this stops half-way, a repeated DELETE still finds the owner
+        // rows (the org index goes last) and removes both.
+        const rows = await table.list(partition, { prefix: `${kind}|${ws}|`, select: [] });
         await Promise.all(
           rows.map((row) => table.delete(items.indexKey(row.rowKey.split('|')[2] ?? ''), REF)),
         );
+        await Promise.all(rows.map((row) => table.delete(partition, row.rowKey)));
       }
       await table.delete(partition, `org|${orgId}`);
       await table.delete(`org:${orgId}`, REF);

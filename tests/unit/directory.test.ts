@@ -1,6 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest';
+import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
+import { createDirectory } from '../../src/billing/directory.js';
+import type { EntityTable } from '../../src/billing/store.js';
 import type { Services } from '../../src/composition.js';
-import { memoryServices } from '../support/memory.js';
+import { manualClock, memoryServices } from '../support/memory.js';
 
 const org = (orgId: string) => ({ kind: 'org', orgId }) as const;
 const personal = (userId: string) => ({ kind: 'personal', userId }) as const;
@@ -123,5 +126,81 @@ describe('directory', () => {
     expect(await services.directory.counts('alice').credentials()).toBe(2);
     await services.directory.deleteCredential('c1');
     expect(await services.directory.counts('alice').credentials()).toBe(1);
+  });
+
+  it('settles concurrent moves of one workflow with exactly one counted row, where the index says', async () => {
+    for (const [orgId, owner] of [
+      ['a', 'alice'],
+      ['b', 'bob'],
+      ['c', 'carol'],
+      ['d', 'dave'],
+    ]) {
+      await services.directory.putOrg(orgId, { creatorId: owner });
+    }
+    for (let round = 0; round < 20; round++) {
+      const id = `wf${round}`;
+      await services.directory.putWorkflow(id, { workspace: org('a'), nodeCount: 1 });
+      await Promise.all(
+        ['b', 'c', 'd'].map((orgId) =>
+          services.directory.putWorkflow(id, { workspace: org(orgId), nodeCount: 1 }),
+        ),
+      );
+      const where = await services.directory.getWorkflow(id);
+      const counted = await Promise.all(
+        ['alice', 'bob', 'carol', 'dave'].map((owner) => services.directory.counts(owner).workflows()),
+      );
+      expect(counted.reduce((a, b) => a + b, 0)).toBe(round + 1);
+      expect(where?.ownerId).toBeDefined();
+      await services.directory.deleteWorkflow(id);
+      await services.directory.putWorkflow(id, { workspace: org('a'), nodeCount: 1 });
+    }
+  });
+});
+
+describe('directory crash recovery', () => {
+  /** A table that fails the first delete whose row key matches, as a crash between two writes would. */
+  function failingOnce(table: EntityTable, rowKeyPrefix: string): EntityTable {
+    let failed = false;
+    return {
+      ...table,
+      async delete(pk, rk, etag) {
+        if (!failed && rk.startsWith(rowKeyPrefix)) {
+          failed = true;
+          throw new Error('simulated crash');
+        }
+        return table.delete(pk, rk, etag);
+      },
+    };
+  }
+
+  it('a repeated DELETE of an organization finishes what a crashed one started', async () => {
+    const table = createMemoryTable();
+    const healthy = createDirectory({ table, clock: manualClock() });
+    await healthy.putOrg('acme', { creatorId: 'alice' });
+    await healthy.putWorkflow('w1', { workspace: org('acme'), nodeCount: 1 });
+    await healthy.putWorkflow('w2', { workspace: org('acme'), nodeCount: 1 });
+    const crashing = createDirectory({ table: failingOnce(table, 'workflow|'), clock: manualClock() });
+    await expect(crashing.deleteOrg('acme')).rejects.toThrow('simulated crash');
+    await healthy.deleteOrg('acme');
+    expect(await table.list('owner:alice')).toEqual([]);
+    expect(await table.get('workflow:w1', 'ref')).toBeUndefined();
+    expect(await table.get('workflow:w2', 'ref')).toBeUndefined();
+    expect(await table.get('org:acme', 'ref')).toBeUndefined();
+  });
+
+  it('a repeated PUT finishes a move that crashed before the old row was removed', async () => {
+    const table = createMemoryTable();
+    const healthy = createDirectory({ table, clock: manualClock() });
+    await healthy.putOrg('a', { creatorId: 'alice' });
+    await healthy.putOrg('b', { creatorId: 'bob' });
+    await healthy.putWorkflow('w', { workspace: org('a'), nodeCount: 1 });
+    const crashing = createDirectory({ table: failingOnce(table, 'workflow|org:a|'), clock: manualClock() });
+    await expect(crashing.putWorkflow('w', { workspace: org('b'), nodeCount: 1 })).rejects.toThrow(
+      'simulated crash',
+    );
+    await healthy.putWorkflow('w', { workspace: org('b'), nodeCount: 1 });
+    expect(await healthy.counts('alice').workflows()).toBe(0);
+    expect(await healthy.counts('bob').workflows()).toBe(1);
+    expect((await healthy.getWorkflow('w'))?.ownerId).toBe('bob');
   });
 });
