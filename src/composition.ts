@@ -1,12 +1,21 @@
 import { DefaultAzureCredential } from '@azure/identity';
+import { createServiceBusQueue } from './adapters/queue/service-bus.js';
 import { createStorageQueue } from './adapters/queue/storage-queue.js';
+import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './adapters/stripe/gateway.js';
+import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
+import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
 import { type Catalog, catalog as defaultCatalog } from './billing/catalog.js';
 import { type Clock, systemClock } from './billing/clock.js';
+import { type Customers, createCustomers } from './billing/customers.js';
 import { createDirectory, type Directory } from './billing/directory.js';
 import { createEntitlements, type Entitlements } from './billing/entitlements.js';
+import { createSubscriptionSync, type SubscriptionSync } from './billing/lifecycle.js';
+import type { PaymentsGateway } from './billing/payments.js';
+import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
 import type { EntityTable } from './billing/store.js';
+import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
 import { createSubscriptions, type Subscriptions } from './billing/subscription.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
 import { createUsageReader } from './billing/usage.js';
@@ -25,12 +34,22 @@ export interface Services {
   readonly subscriptions: Subscriptions;
   readonly entitlements: Entitlements;
   readonly summaries: Summaries;
+  readonly payments: PaymentsGateway;
+  readonly customers: Customers;
+  readonly pricing: Pricing;
+  readonly sync: SubscriptionSync;
+  readonly events: EventProcessor;
+  readonly actions: BillingActions;
+  readonly webhooks: WebhookVerifier;
+  /** The API version webhooks must carry. */
+  readonly stripeApiVersion: string;
 }
 
 export interface ServiceOverrides {
   readonly clock?: Clock;
   readonly tables?: Services['tables'];
   readonly queue?: EventQueue;
+  readonly payments?: PaymentsGateway;
 }
 
 /** The composition root: adapters wired into the domain. Tests pass overrides (a clock, in-memory tables). */
@@ -54,7 +73,21 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     directory: createAzureTable(tableConnection, `${config.tablePrefix}directory`),
     billing: createAzureTable(tableConnection, `${config.tablePrefix}billing`),
   };
-  const queue = overrides.queue ?? createStorageQueue(queueConnection, config.queueName);
+  const transport = config.queueTransport;
+  const queue =
+    overrides.queue ??
+    (transport.kind === 'storage'
+      ? createStorageQueue(queueConnection, config.queueName)
+      : createServiceBusQueue(
+          transport.kind === 'serviceBus'
+            ? { kind: 'connectionString', connectionString: transport.connectionString }
+            : {
+                kind: 'namespace',
+                fullyQualifiedNamespace: transport.fullyQualifiedNamespace,
+                credential: credential ?? new DefaultAzureCredential(),
+              },
+          config.queueName,
+        ));
   const catalog = defaultCatalog;
   const directory = createDirectory({ table: tables.directory, clock });
   const subscriptions = createSubscriptions(tables.billing);
@@ -69,6 +102,42 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     clock,
   });
   const summaries = createSummaries({ catalog, directory, entitlements, usage });
+  const payments =
+    overrides.payments ??
+    createStripeGateway(
+      createStripeClient({
+        secretKey: config.stripe.secretKey,
+        apiBase: config.stripe.apiBase,
+        maxNetworkRetries: config.stripe.maxNetworkRetries,
+      }),
+    );
+  const customers = createCustomers({ table: tables.billing, payments });
+  const pricing = createPricing({
+    table: tables.billing,
+    payments,
+    lookupKeys: catalogLookupKeys(catalog),
+    clock,
+  });
+  const sync = createSubscriptionSync({
+    table: tables.billing,
+    subscriptions,
+    customers,
+    payments,
+    catalog,
+    dunning: config.dunning,
+    clock,
+  });
+  const events = createEventProcessor({ sync, payments });
+  const actions = createBillingActions({
+    catalog,
+    customers,
+    payments,
+    pricing,
+    sync,
+    directory,
+    billingTable: tables.billing,
+    urls: config.urls,
+  });
   return {
     config,
     catalog,
@@ -80,6 +149,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     subscriptions,
     entitlements,
     summaries,
+    payments,
+    customers,
+    pricing,
+    sync,
+    events,
+    actions,
+    webhooks: createWebhookVerifier({
+      secret: config.stripe.webhookSecret,
+      toleranceSeconds: config.stripe.webhookToleranceSeconds,
+      clock,
+    }),
+    stripeApiVersion: STRIPE_API_VERSION,
   };
 }
 

@@ -24,6 +24,28 @@ export interface Config {
       };
   readonly enforcement: EnforcementPolicy;
   readonly maxBodyBytes: number;
+  readonly stripe: {
+    readonly secretKey: string;
+    readonly webhookSecret: string;
+    /** Where the SDK sends requests: unset for real Stripe, the local sandbox in development. */
+    readonly apiBase: URL | undefined;
+    readonly webhookToleranceSeconds: number;
+    readonly maxNetworkRetries: number;
+  };
+  /** Fixed redirect targets: never taken from a request, so checkout cannot be turned into an open redirect. */
+  readonly urls: {
+    readonly checkoutSuccess: string;
+    readonly checkoutCancel: string;
+    readonly portalReturn: string;
+  };
+  readonly queueTransport:
+    | { readonly kind: 'storage' }
+    | { readonly kind: 'serviceBus'; readonly connectionString: string }
+    | { readonly kind: 'serviceBusIdentity'; readonly fullyQualifiedNamespace: string };
+  /** Deliveries of one queue message before it goes to the poison/dead-letter queue. */
+  readonly maxDeliveries: number;
+  /** Failed renewal attempts (Stripe's invoice attempt_count) after which access becomes grace, then locked. */
+  readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
 }
 
 export class ConfigError extends Error {
@@ -90,6 +112,40 @@ const envSchema = z.object({
   AUTH_AUDIENCE: optional,
   ENFORCEMENT_DEFAULT: optional.pipe(z.enum(ENFORCEMENT_MODES).optional()),
   ENFORCEMENT_OVERRIDES: overridesSchema,
+  STRIPE_SECRET_KEY: optional.pipe(
+    z
+      .string()
+      .regex(/^(sk|rk)_(test|live)_\w+$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)')
+      .optional(),
+  ),
+  STRIPE_WEBHOOK_SECRET: optional.pipe(
+    z
+      .string()
+      .regex(/^whsec_\w+$/, 'must be a webhook signing secret (whsec_…)')
+      .optional(),
+  ),
+  STRIPE_API_BASE: optional.pipe(z.url().optional()),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
+  ),
+  STRIPE_MAX_NETWORK_RETRIES: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(0).max(10).optional(),
+  ),
+  BILLING_CHECKOUT_SUCCESS_URL: optional.pipe(z.url().optional()),
+  BILLING_CHECKOUT_CANCEL_URL: optional.pipe(z.url().optional()),
+  BILLING_PORTAL_RETURN_URL: optional.pipe(z.url().optional()),
+  BILLING_QUEUE_TRANSPORT: optional.pipe(z.enum(['storage', 'servicebus']).optional()),
+  BILLING_SERVICEBUS: optional,
+  BILLING_SERVICEBUS__fullyQualifiedNamespace: optional,
+  BILLING_QUEUE_MAX_DELIVERIES: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(100).optional(),
+  ),
+  DUNNING_GRACE_AFTER_ATTEMPTS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
+  ),
+  DUNNING_LOCK_AFTER_ATTEMPTS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
+  ),
   MAX_BODY_BYTES: optional.pipe(
     z.coerce
       .number<string | undefined>()
@@ -134,7 +190,49 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     problems.push('AUTH_JWKS_URL: required in production (or AUTH_JWT_SECRET for local HS256 tokens)');
   }
 
-  if (problems.length > 0 || !storage || !e.AUTH_ISSUER || !e.AUTH_AUDIENCE) throw new ConfigError(problems);
+  if (!e.STRIPE_SECRET_KEY) problems.push('STRIPE_SECRET_KEY: required (sk_… or rk_…)');
+  if (!e.STRIPE_WEBHOOK_SECRET)
+    problems.push('STRIPE_WEBHOOK_SECRET: required (whsec_…, from the webhook endpoint)');
+  if (!e.BILLING_CHECKOUT_SUCCESS_URL)
+    problems.push('BILLING_CHECKOUT_SUCCESS_URL: required (where checkout returns after paying)');
+  if (!e.BILLING_CHECKOUT_CANCEL_URL)
+    problems.push('BILLING_CHECKOUT_CANCEL_URL: required (where checkout returns when abandoned)');
+  if (!e.BILLING_PORTAL_RETURN_URL)
+    problems.push('BILLING_PORTAL_RETURN_URL: required (where the billing portal returns)');
+
+  let queueTransport: Config['queueTransport'] = { kind: 'storage' };
+  if (e.BILLING_QUEUE_TRANSPORT === 'servicebus') {
+    if (e.BILLING_SERVICEBUS) queueTransport = { kind: 'serviceBus', connectionString: e.BILLING_SERVICEBUS };
+    else if (e.BILLING_SERVICEBUS__fullyQualifiedNamespace) {
+      queueTransport = {
+        kind: 'serviceBusIdentity',
+        fullyQualifiedNamespace: e.BILLING_SERVICEBUS__fullyQualifiedNamespace,
+      };
+    } else {
+      problems.push(
+        'BILLING_SERVICEBUS: required with BILLING_QUEUE_TRANSPORT=servicebus (a connection string), or BILLING_SERVICEBUS__fullyQualifiedNamespace for managed identity',
+      );
+    }
+  }
+  const graceAfterAttempts = e.DUNNING_GRACE_AFTER_ATTEMPTS ?? 2;
+  const lockAfterAttempts = e.DUNNING_LOCK_AFTER_ATTEMPTS ?? 4;
+  if (lockAfterAttempts <= graceAfterAttempts) {
+    problems.push('DUNNING_LOCK_AFTER_ATTEMPTS: must be greater than DUNNING_GRACE_AFTER_ATTEMPTS');
+  }
+
+  if (
+    problems.length > 0 ||
+    !storage ||
+    !e.AUTH_ISSUER ||
+    !e.AUTH_AUDIENCE ||
+    !e.STRIPE_SECRET_KEY ||
+    !e.STRIPE_WEBHOOK_SECRET ||
+    !e.BILLING_CHECKOUT_SUCCESS_URL ||
+    !e.BILLING_CHECKOUT_CANCEL_URL ||
+    !e.BILLING_PORTAL_RETURN_URL
+  ) {
+    throw new ConfigError(problems);
+  }
 
   return {
     storage,
@@ -150,5 +248,34 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
         },
     enforcement: { defaultMode: e.ENFORCEMENT_DEFAULT ?? 'enforce', overrides: e.ENFORCEMENT_OVERRIDES },
     maxBodyBytes: e.MAX_BODY_BYTES ?? 64 * 1024,
+    stripe: {
+      secretKey: e.STRIPE_SECRET_KEY,
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      apiBase: e.STRIPE_API_BASE ? new URL(e.STRIPE_API_BASE) : undefined,
+      webhookToleranceSeconds: e.STRIPE_WEBHOOK_TOLERANCE_SECONDS ?? 300,
+      maxNetworkRetries: e.STRIPE_MAX_NETWORK_RETRIES ?? 2,
+    },
+    urls: {
+      checkoutSuccess: e.BILLING_CHECKOUT_SUCCESS_URL,
+      checkoutCancel: e.BILLING_CHECKOUT_CANCEL_URL,
+      portalReturn: e.BILLING_PORTAL_RETURN_URL,
+    },
+    queueTransport,
+    maxDeliveries: e.BILLING_QUEUE_MAX_DELIVERIES ?? 5,
+    dunning: { graceAfterAttempts, lockAfterAttempts },
   };
+}
+
+/**
+ * Which trigger the processor function registers with, read at module load (before the rest of the
+ * configuration is needed): the Functions host must know its triggers when it indexes the app.
+ */
+export function queueTransportFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): 'storage' | 'servicebus' {
+  const value = (env.BILLING_QUEUE_TRANSPORT ?? '').trim() || 'storage';
+  const parsed = z.enum(['storage', 'servicebus']).safeParse(value);
+  if (!parsed.success)
+    throw new ConfigError([`BILLING_QUEUE_TRANSPORT: must be "storage" or "servicebus", not "${value}"`]);
+  return parsed.data;
 }

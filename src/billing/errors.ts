@@ -10,7 +10,11 @@ export type BillingErrorKind =
   | 'conflict'
   | 'payload_too_large'
   | 'unsupported_media_type'
-  | 'unavailable';
+  | 'unavailable'
+  /** The customer's payment method was declined. */
+  | 'payment_required'
+  /** An upstream (the payment processor) refused what we asked. */
+  | 'bad_gateway';
 
 export class BillingError extends Error {
   constructor(

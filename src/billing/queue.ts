@@ -5,8 +5,11 @@
 export interface QueueMessage {
   /** Stable id used for duplicate detection (the Stripe event id for webhooks). */
   readonly id: string;
-  /** Messages of one billing owner are processed in order where the transport supports sessions. */
-  readonly ownerId?: string;
+  /**
+   * Messages with one key are delivered in order where the transport supports it (the Service Bus
+   * session id). Webhooks use the Stripe customer id: one customer, one billing owner.
+   */
+  readonly orderingKey?: string;
   readonly body: unknown;
 }
 

@@ -56,6 +56,17 @@ export const subscriptionStateSchema = z.object({
   currentPeriodEnd: isoDate,
   cancelAtPeriodEnd: z.boolean(),
   updatedAt: isoDate,
+  /** Where the state came from; absent only for rows written by hand (tests, admin repair). */
+  stripeSubscriptionId: z.string().optional(),
+  stripeCustomerId: z.string().optional(),
+  stripeStatus: z.string().optional(),
+  /** Failed automatic attempts on the latest invoice; drives retrying -> grace -> locked. */
+  paymentAttempts: z.number().int().nonnegative().optional(),
+  /** A downgrade waiting for the period end (shown in the summary as `scheduledChange`). */
+  scheduledPlan: z.enum(PLAN_NAMES).optional(),
+  scheduledInterval: z.enum(INTERVALS).optional(),
+  scheduledSeats: z.number().int().positive().optional(),
+  scheduledAt: isoDate.optional(),
 });
 export type SubscriptionState = z.infer<typeof subscriptionStateSchema>;
 
@@ -64,18 +75,34 @@ export const SUBSCRIPTION_ROW = 'subscription';
 export interface Subscriptions {
   /** `undefined` when the owner never subscribed: they are on the free plan. */
   get(ownerId: OwnerId): Promise<SubscriptionState | undefined>;
+  /** The state with the row's etag, for conditional writes. */
+  getVersioned(ownerId: OwnerId): Promise<{ state: SubscriptionState; etag: string } | undefined>;
+}
+
+export function parseSubscriptionRow(ownerId: OwnerId, props: unknown): SubscriptionState {
+  const parsed = subscriptionStateSchema.safeParse(props);
+  if (!parsed.success) {
+    throw new Error(`Corrupt subscription row for ${ownerId}: ${z.prettifyError(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+/** Table rows cannot hold `undefined`; optional fields are left out instead. */
+export function subscriptionProps(state: SubscriptionState): Record<string, string | number | boolean> {
+  const props: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(state)) if (value !== undefined) props[key] = value;
+  return props;
 }
 
 export function createSubscriptions(table: EntityTable): Subscriptions {
+  const getVersioned = async (ownerId: OwnerId) => {
+    const row = await table.get(ownerId, SUBSCRIPTION_ROW);
+    return row ? { state: parseSubscriptionRow(ownerId, row.props), etag: row.etag } : undefined;
+  };
   return {
+    getVersioned,
     async get(ownerId) {
-      const row = await table.get(ownerId, SUBSCRIPTION_ROW);
-      if (!row) return undefined;
-      const parsed = subscriptionStateSchema.safeParse(row.props);
-      if (!parsed.success) {
-        throw new Error(`Corrupt subscription row for ${ownerId}: ${z.prettifyError(parsed.error)}`);
-      }
-      return parsed.data;
+      return (await getVersioned(ownerId))?.state;
     },
   };
 }

@@ -2,7 +2,7 @@ import type { Catalog, PlanFlags, PlanName } from './catalog.js';
 import type { Directory } from './directory.js';
 import type { Entitlements } from './entitlements.js';
 import type { OwnerId, UserId, Workspace } from './ids.js';
-import type { AccessLevel, SubscriptionStatus } from './subscription.js';
+import type { AccessLevel, SubscriptionState, SubscriptionStatus } from './subscription.js';
 import type { UsageReader } from './usage.js';
 
 export interface Allocation {
@@ -23,6 +23,16 @@ export interface BillingSummary {
   readonly status: SubscriptionStatus | 'none';
   readonly accessLevel: AccessLevel;
   readonly cancelAtPeriodEnd: boolean;
+  /** End of the paid period (access under cancellation lasts until then); null on the free plan. */
+  readonly currentPeriodEnd: string | null;
+  readonly seatsPurchased: number | null;
+  /** A downgrade waiting for the period end. */
+  readonly scheduledChange: {
+    readonly plan: PlanName;
+    readonly interval: 'monthly' | 'yearly';
+    readonly seats: number | null;
+    readonly effectiveAt: string;
+  } | null;
   readonly limits: Record<string, number | null>;
   readonly flags: PlanFlags;
   readonly usage: {
@@ -83,6 +93,10 @@ export function createSummaries(deps: {
         status: caps.status,
         accessLevel: caps.accessLevel,
         cancelAtPeriodEnd: caps.subscription?.cancelAtPeriodEnd ?? false,
+        currentPeriodEnd: caps.accessLevel === 'free' ? null : (caps.subscription?.currentPeriodEnd ?? null),
+        seatsPurchased:
+          caps.accessLevel === 'free' || !plan.perSeat ? null : (caps.subscription?.seats ?? null),
+        scheduledChange: scheduledChangeOf(caps.subscription),
         limits: { ...caps.limits },
         flags: caps.flags,
         usage: {
@@ -111,3 +125,14 @@ export function createSummaries(deps: {
 }
 
 export type Summaries = ReturnType<typeof createSummaries>;
+
+function scheduledChangeOf(subscription: SubscriptionState | undefined): BillingSummary['scheduledChange'] {
+  if (!subscription?.scheduledPlan || !subscription.scheduledInterval || !subscription.scheduledAt)
+    return null;
+  return {
+    plan: subscription.scheduledPlan,
+    interval: subscription.scheduledInterval,
+    seats: subscription.scheduledSeats ?? null,
+    effectiveAt: subscription.scheduledAt,
+  };
+}

@@ -1,4 +1,7 @@
 import type { Route } from '../http/route.js';
+import { billingCheckout } from './billing-checkout.js';
+import { billingInvoices } from './billing-invoices.js';
+import { billingPortal } from './billing-portal.js';
 import { billingSummary } from './billing-summary.js';
 import { directoryCredential } from './directory-credentials.js';
 import { directoryMember } from './directory-members.js';
@@ -7,6 +10,10 @@ import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
 import { plans } from './plans.js';
+import { subscriptionCancel } from './subscription-cancel.js';
+import { subscriptionChange } from './subscription-change.js';
+import { subscriptionResume } from './subscription-resume.js';
+import { stripeWebhook } from './webhooks-stripe.js';
 
 /** Every HTTP route, for the local host. The Functions host finds them through `main` instead. */
 export const routes: readonly Route[] = [
@@ -18,4 +25,11 @@ export const routes: readonly Route[] = [
   directoryMember,
   directoryWorkflow,
   directoryCredential,
+  billingCheckout,
+  billingPortal,
+  subscriptionChange,
+  subscriptionCancel,
+  subscriptionResume,
+  billingInvoices,
+  stripeWebhook,
 ];

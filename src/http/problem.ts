@@ -1,5 +1,6 @@
 import type { HttpResponseInit, InvocationContext } from '@azure/functions';
 import { BillingError, type BillingErrorKind, type FieldIssue } from '../billing/errors.js';
+import { PaymentsError } from '../billing/payments.js';
 import { StoreError } from '../billing/store.js';
 
 /** RFC 9457 problem details, with our stable `code` as an extension member. */
@@ -23,7 +24,46 @@ const STATUS: Record<BillingErrorKind, { status: number; title: string }> = {
   payload_too_large: { status: 413, title: 'Payload Too Large' },
   unsupported_media_type: { status: 415, title: 'Unsupported Media Type' },
   unavailable: { status: 503, title: 'Service Unavailable' },
+  bad_gateway: { status: 502, title: 'Bad Gateway' },
+  payment_required: { status: 402, title: 'Payment Required' },
 };
+
+/** Payment processor failures, each with the answer a client can act on. */
+function fromPayments(error: PaymentsError): BillingError {
+  switch (error.kind) {
+    case 'rate_limited':
+      return new BillingError(
+        'unavailable',
+        'payments_rate_limited',
+        'Stripe is rate limiting us; retry shortly.',
+      );
+    case 'unavailable':
+      return new BillingError(
+        'unavailable',
+        'payments_unavailable',
+        'Stripe is not answering; retry shortly.',
+      );
+    case 'authentication':
+      return new BillingError(
+        'unavailable',
+        'payments_misconfigured',
+        'Stripe refused our credentials; operators are alerted.',
+      );
+    case 'declined':
+      return new BillingError(
+        'payment_required',
+        'payment_declined',
+        'The payment was declined; nothing changed. Update the payment method in the billing portal.',
+      );
+    case 'not_found':
+    case 'invalid_request':
+      return new BillingError(
+        'bad_gateway',
+        'payments_rejected',
+        `Stripe rejected the request: ${error.message}`,
+      );
+  }
+}
 
 export function problemResponse(problem: Problem, headers: Record<string, string> = {}): HttpResponseInit {
   return {
@@ -34,8 +74,10 @@ export function problemResponse(problem: Problem, headers: Record<string, string
 }
 
 /** The one place where errors become HTTP: known kinds keep their message, the rest are logged and hidden. */
-export function errorResponse(error: unknown, context: InvocationContext): HttpResponseInit {
+export function errorResponse(thrown: unknown, context: InvocationContext): HttpResponseInit {
   const instance = context.invocationId;
+  if (thrown instanceof PaymentsError) context.warn(`payments failure: ${thrown.kind}: ${thrown.message}`);
+  const error = thrown instanceof PaymentsError ? fromPayments(thrown) : thrown;
   if (error instanceof BillingError) {
     const { status, title } = STATUS[error.kind];
     return problemResponse(
@@ -48,7 +90,11 @@ export function errorResponse(error: unknown, context: InvocationContext): HttpR
         ...(error.details ? { errors: error.details } : {}),
         instance,
       },
-      error.kind === 'unauthenticated' ? { 'www-authenticate': 'Bearer' } : {},
+      error.kind === 'unauthenticated'
+        ? { 'www-authenticate': 'Bearer' }
+        : error.kind === 'unavailable'
+          ? { 'retry-after': '2' }
+          : {},
     );
   }
   if (error instanceof StoreError) {

@@ -7,6 +7,14 @@ export const LOCAL_DEFAULTS = {
   AUTH_JWT_SECRET: 'local-development-only-secret-0123456789abcdef',
   AUTH_ISSUER: 'billing-local',
   AUTH_AUDIENCE: 'billing-api',
+  // The local Stripe sandbox: `npm start` points STRIPE_API_BASE at it and registers the webhook.
+  STRIPE_SECRET_KEY: 'sk_test_localsandbox',
+  STRIPE_WEBHOOK_SECRET: 'whsec_localsandbox',
+  STRIPE_SANDBOX_PORT: '12111',
+  // Where the platform's UI would be; checkout and the portal send the browser back there.
+  BILLING_CHECKOUT_SUCCESS_URL: 'http://localhost:3000/billing?checkout=success',
+  BILLING_CHECKOUT_CANCEL_URL: 'http://localhost:3000/billing?checkout=cancel',
+  BILLING_PORTAL_RETURN_URL: 'http://localhost:3000/billing',
   LOCAL_PORT: '7071',
   AZURITE_LOCATION: '.data/azurite',
   // Azurite's standard ports, so Storage Explorer and `func start` find it as usual.

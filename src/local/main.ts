@@ -1,10 +1,15 @@
 import type { LogHandler } from '@azure/functions';
+import { STRIPE_API_VERSION } from '../adapters/stripe/gateway.js';
+import { type StripeSandbox, startStripeSandbox } from '../adapters/stripe/sandbox/index.js';
+import { catalog } from '../billing/catalog.js';
 import { createServices } from '../composition.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { type RunningAzurite, startAzurite } from './azurite.js';
-import { withLocalDefaults } from './defaults.js';
+import { LOCAL_DEFAULTS, withLocalDefaults } from './defaults.js';
+import { type QueueWorker, startQueueWorker } from './queue-worker.js';
 import { silenceFunctionsTestModeWarnings } from './quiet.js';
 import { startLocalHost } from './server.js';
+import { sandboxPrices } from './stripe-seed.js';
 
 silenceFunctionsTestModeWarnings();
 const { routes } = await import('../functions/routes.js');
@@ -15,45 +20,80 @@ const log: LogHandler = (level, ...args) => {
   (level === 'error' || level === 'critical' ? console.error : console.log)(`[${level}] ${line}`);
 };
 
+/**
+ * `npm start`: Azurite, the local Stripe sandbox, the HTTP routes, the queue processor and the timers,
+ * all on embedded defaults. Each piece is skipped when real settings point elsewhere.
+ */
 async function main(): Promise<void> {
   const env = withLocalDefaults(process.env);
-  let azurite: RunningAzurite | undefined;
-  if (!env.BILLING_STORAGE_CONNECTION) {
-    const location = env.AZURITE_LOCATION ?? '.data/azurite';
-    console.log(`Starting Azurite (data in ${location}) ...`);
-    const ports = {
-      blob: Number(env.AZURITE_BLOB_PORT),
-      queue: Number(env.AZURITE_QUEUE_PORT),
-      table: Number(env.AZURITE_TABLE_PORT),
-    };
-    azurite = await startAzurite({ location, ports });
-    env.BILLING_STORAGE_CONNECTION = azurite.connectionString;
-  }
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  };
 
-  let config: ReturnType<typeof loadConfig>;
   try {
-    config = loadConfig(env);
-  } catch (error) {
-    await azurite?.stop();
-    throw error;
-  }
-  const services = createServices(config);
-  const host = await startLocalHost({ services, routes, port: Number(env.LOCAL_PORT ?? 7071), log });
+    let azurite: RunningAzurite | undefined;
+    if (!env.BILLING_STORAGE_CONNECTION) {
+      const location = env.AZURITE_LOCATION ?? LOCAL_DEFAULTS.AZURITE_LOCATION;
+      console.log(`Starting Azurite (data in ${location}) ...`);
+      azurite = await startAzurite({
+        location,
+        ports: {
+          blob: Number(env.AZURITE_BLOB_PORT),
+          queue: Number(env.AZURITE_QUEUE_PORT),
+          table: Number(env.AZURITE_TABLE_PORT),
+        },
+      });
+      stops.push(() => azurite?.stop() ?? Promise.resolve());
+      env.BILLING_STORAGE_CONNECTION = azurite.connectionString;
+    }
 
-  console.log(`
+    // The sandbox stands in for Stripe unless a real Stripe (or another sandbox) is configured.
+    let sandbox: StripeSandbox | undefined;
+    if (!env.STRIPE_API_BASE && env.STRIPE_SECRET_KEY === LOCAL_DEFAULTS.STRIPE_SECRET_KEY) {
+      sandbox = await startStripeSandbox({
+        port: Number(env.STRIPE_SANDBOX_PORT ?? LOCAL_DEFAULTS.STRIPE_SANDBOX_PORT),
+        webhookSecret: env.STRIPE_WEBHOOK_SECRET ?? LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
+        apiVersion: STRIPE_API_VERSION,
+        prices: sandboxPrices(catalog),
+      });
+      stops.push(() => sandbox?.stop() ?? Promise.resolve());
+      env.STRIPE_API_BASE = sandbox.url;
+    }
+
+    const config = loadConfig(env);
+    const services = createServices(config);
+    const host = await startLocalHost({ services, routes, port: Number(env.LOCAL_PORT ?? 7071), log });
+    stops.push(() => host.close());
+    sandbox?.setWebhookUrl(`${host.url}/api/webhooks/stripe`);
+
+    let worker: QueueWorker | undefined;
+    if (config.queueTransport.kind === 'storage' && config.storage.kind === 'connectionString') {
+      worker = await startQueueWorker({ services, connectionString: config.storage.connectionString, log });
+      stops.push(() => worker?.stop() ?? Promise.resolve());
+    }
+
+    console.log(`
 Billing backend running at ${host.url}/api
   health:   curl ${host.url}/api/health
   a token:  npm run token -- --sub user_1 [--org org_1] [--role service]
-  then:     curl -H "Authorization: Bearer <token>" ${host.url}/api/billing/summary
-Ctrl-C stops the host and Azurite.`);
+  then:     curl -H "Authorization: Bearer <token>" ${host.url}/api/billing/summary${
+    sandbox
+      ? `\n  Stripe:   local sandbox at ${sandbox.url} (webhooks -> ${host.url}/api/webhooks/stripe)`
+      : ''
+  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}
+Ctrl-C stops everything.`);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`\n${signal}: stopping ...`);
-    await host.close().catch(() => undefined);
-    await azurite?.stop();
+    await stopAll();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -50,6 +50,7 @@ describe('the local host entry point (npm start)', () => {
       AZURITE_QUEUE_PORT: String(queue),
       AZURITE_TABLE_PORT: String(table),
       AZURITE_LOCATION: dataDir,
+      STRIPE_SANDBOX_PORT: String(await freePort()),
       BILLING_STORAGE_CONNECTION: '',
     });
     const started = Date.now();
@@ -72,6 +73,7 @@ describe('the local host entry point (npm start)', () => {
     const local = startLocal({
       LOCAL_PORT: String(await freePort()),
       BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
+      STRIPE_SANDBOX_PORT: String(await freePort()),
       AUTH_JWT_SECRET: 'too-short',
       ENFORCEMENT_DEFAULT: 'sometimes',
     });

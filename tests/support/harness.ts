@@ -1,11 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { STRIPE_API_VERSION } from '../../src/adapters/stripe/gateway.js';
+import { type StripeSandbox, startStripeSandbox } from '../../src/adapters/stripe/sandbox/index.js';
+import { catalog } from '../../src/billing/catalog.js';
 import type { Clock } from '../../src/billing/clock.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
+import { type QueueWorker, startQueueWorker } from '../../src/local/queue-worker.js';
 import { silenceFunctionsTestModeWarnings } from '../../src/local/quiet.js';
 import { startLocalHost } from '../../src/local/server.js';
+import { sandboxPrices } from '../../src/local/stripe-seed.js';
 import { mintToken } from '../../src/local/token.js';
 
 silenceFunctionsTestModeWarnings();
@@ -16,12 +21,21 @@ export function uniquePrefix(): string {
 }
 
 export function testEnv(overrides: Record<string, string> = {}): Record<string, string> {
+  const prefix = uniquePrefix();
   return {
     BILLING_STORAGE_CONNECTION: inject('azuriteConnection'),
-    BILLING_TABLE_PREFIX: uniquePrefix(),
+    BILLING_TABLE_PREFIX: prefix,
+    BILLING_QUEUE_NAME: `q-${prefix}`,
     AUTH_JWT_SECRET: LOCAL_DEFAULTS.AUTH_JWT_SECRET,
     AUTH_ISSUER: LOCAL_DEFAULTS.AUTH_ISSUER,
     AUTH_AUDIENCE: LOCAL_DEFAULTS.AUTH_AUDIENCE,
+    STRIPE_SECRET_KEY: LOCAL_DEFAULTS.STRIPE_SECRET_KEY,
+    STRIPE_WEBHOOK_SECRET: LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
+    STRIPE_API_BASE: 'http://127.0.0.1:9',
+    BILLING_CHECKOUT_SUCCESS_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_SUCCESS_URL,
+    BILLING_CHECKOUT_CANCEL_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_CANCEL_URL,
+    BILLING_PORTAL_RETURN_URL: LOCAL_DEFAULTS.BILLING_PORTAL_RETURN_URL,
+    BILLING_QUEUE_MAX_DELIVERIES: '3',
     ...overrides,
   };
 }
@@ -62,6 +76,11 @@ export interface CallOptions {
 export interface TestHost {
   readonly url: string;
   readonly services: Services;
+  /** The local Stripe sandbox this host talks to (when started with `stripe: true`, the default). */
+  readonly sandbox: StripeSandbox | undefined;
+  readonly worker: QueueWorker | undefined;
+  /** Waits until webhooks are delivered and the queue is drained. */
+  settle(): Promise<void>;
   call(method: string, path: string, options?: CallOptions): Promise<ApiResponse>;
   /** A token with the `service` role, as the platform's backends use. */
   serviceToken(): Promise<string>;
@@ -70,14 +89,60 @@ export interface TestHost {
 
 /** The local host on a free port over this run's Azurite, with its own tables. */
 export async function startTestHost(
-  options: { readonly env?: Record<string, string>; readonly clock?: Clock } = {},
+  options: {
+    readonly env?: Record<string, string>;
+    readonly clock?: Clock;
+    /** Start a Stripe sandbox and point the host at it. @default true */
+    readonly stripe?: boolean;
+    /** Run the queue worker (the processor). @default true */
+    readonly worker?: boolean;
+    /** Let the sandbox deliver webhooks by itself. @default true */
+    readonly deliverWebhooks?: boolean;
+    /** Share a sandbox another host started (its webhooks stay pointed where they were). */
+    readonly sandbox?: StripeSandbox;
+  } = {},
 ): Promise<TestHost> {
   const { routes } = await import('../../src/functions/routes.js');
-  const services = createServices(testConfig(options.env), options.clock ? { clock: options.clock } : {});
+  const ownSandbox = options.stripe !== false && options.sandbox === undefined;
+  const sandbox =
+    options.sandbox ??
+    (!ownSandbox
+      ? undefined
+      : await startStripeSandbox({
+          port: 0,
+          webhookSecret: LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
+          apiVersion: STRIPE_API_VERSION,
+          prices: sandboxPrices(catalog),
+          deliverWebhooks: options.deliverWebhooks ?? true,
+          webhookRetry: { attempts: 5, baseDelayMs: 50 },
+        }));
+  const env = {
+    ...(sandbox ? { STRIPE_API_BASE: sandbox.url } : {}),
+    ...options.env,
+  };
+  const config = testConfig(env);
+  const services = createServices(config, options.clock ? { clock: options.clock } : {});
   const host = await startLocalHost({ services, routes, port: 0, log: () => undefined });
+  if (ownSandbox) sandbox?.setWebhookUrl(`${host.url}/api/webhooks/stripe`);
+  const worker =
+    options.worker === false
+      ? undefined
+      : await startQueueWorker({
+          services,
+          connectionString: inject('azuriteConnection'),
+          visibilityTimeoutSeconds: 1,
+          pollMs: 50,
+          log: () => undefined,
+        });
   return {
     url: host.url,
     services,
+    sandbox,
+    worker,
+    async settle() {
+      await sandbox?.idle();
+      await worker?.drained();
+    },
     async call(method, path, callOptions = {}) {
       const headers: Record<string, string> = { ...callOptions.headers };
       if (callOptions.token) headers.authorization = `Bearer ${callOptions.token}`;
@@ -97,6 +162,10 @@ export async function startTestHost(
       return { status: response.status, headers: response.headers, body: parsed, text };
     },
     serviceToken: () => token({ sub: 'platform', roles: ['service'] }),
-    close: () => host.close(),
+    async close() {
+      await worker?.stop();
+      await host.close();
+      if (ownSandbox) await sandbox?.stop();
+    },
   };
 }

@@ -6,6 +6,11 @@ const valid = {
   AUTH_JWT_SECRET: 'x'.repeat(32),
   AUTH_ISSUER: 'issuer',
   AUTH_AUDIENCE: 'audience',
+  STRIPE_SECRET_KEY: 'sk_test_abc',
+  STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+  BILLING_CHECKOUT_SUCCESS_URL: 'https://app.example.com/billing?ok',
+  BILLING_CHECKOUT_CANCEL_URL: 'https://app.example.com/billing?cancel',
+  BILLING_PORTAL_RETURN_URL: 'https://app.example.com/billing',
 };
 
 function problems(env: Record<string, string | undefined>): string {
@@ -28,7 +33,17 @@ describe('configuration', () => {
 
   it('names every missing setting at once', () => {
     const message = problems({});
-    for (const name of ['BILLING_STORAGE_CONNECTION', 'AUTH_ISSUER', 'AUTH_AUDIENCE', 'AUTH_JWKS_URL']) {
+    for (const name of [
+      'BILLING_STORAGE_CONNECTION',
+      'AUTH_ISSUER',
+      'AUTH_AUDIENCE',
+      'AUTH_JWKS_URL',
+      'STRIPE_SECRET_KEY',
+      'STRIPE_WEBHOOK_SECRET',
+      'BILLING_CHECKOUT_SUCCESS_URL',
+      'BILLING_CHECKOUT_CANCEL_URL',
+      'BILLING_PORTAL_RETURN_URL',
+    ]) {
       expect(message).toContain(name);
     }
   });
@@ -71,5 +86,42 @@ describe('configuration', () => {
   it('parses enforcement overrides per feature', () => {
     const config = loadConfig({ ...valid, ENFORCEMENT_OVERRIDES: ' executions = monitor , ai_nodes=off ' });
     expect(config.enforcement.overrides).toEqual({ executions: 'monitor', ai_nodes: 'off' });
+  });
+
+  it('selects Service Bus with a connection string or a namespace, and says what is missing', () => {
+    expect(
+      loadConfig({
+        ...valid,
+        BILLING_QUEUE_TRANSPORT: 'servicebus',
+        BILLING_SERVICEBUS: 'Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=v',
+      }).queueTransport.kind,
+    ).toBe('serviceBus');
+    expect(
+      loadConfig({
+        ...valid,
+        BILLING_QUEUE_TRANSPORT: 'servicebus',
+        BILLING_SERVICEBUS__fullyQualifiedNamespace: 'x.servicebus.windows.net',
+      }).queueTransport,
+    ).toEqual({ kind: 'serviceBusIdentity', fullyQualifiedNamespace: 'x.servicebus.windows.net' });
+    expect(problems({ ...valid, BILLING_QUEUE_TRANSPORT: 'servicebus' })).toMatch(
+      /BILLING_SERVICEBUS: required/,
+    );
+    expect(problems({ ...valid, BILLING_QUEUE_TRANSPORT: 'kafka' })).toMatch(/BILLING_QUEUE_TRANSPORT/);
+  });
+
+  it('refuses keys that are not Stripe secrets and an inverted dunning policy', () => {
+    const message = problems({
+      ...valid,
+      STRIPE_SECRET_KEY: 'pk_test_publishable',
+      STRIPE_WEBHOOK_SECRET: 'secret',
+      DUNNING_GRACE_AFTER_ATTEMPTS: '3',
+      DUNNING_LOCK_AFTER_ATTEMPTS: '2',
+    });
+    expect(message).toMatch(/STRIPE_SECRET_KEY: must be a Stripe secret or restricted key/);
+    expect(message).toMatch(/STRIPE_WEBHOOK_SECRET: must be a webhook signing secret/);
+    // The policy is checked once the values themselves parse.
+    expect(
+      problems({ ...valid, DUNNING_GRACE_AFTER_ATTEMPTS: '3', DUNNING_LOCK_AFTER_ATTEMPTS: '2' }),
+    ).toMatch(/DUNNING_LOCK_AFTER_ATTEMPTS: must be greater/);
   });
 });

@@ -134,7 +134,7 @@ describe('directory', () => {
       ['b', 'bob'],
       ['c', 'carol'],
       ['d', 'dave'],
-    ]) {
+    ] as const) {
       await services.directory.putOrg(orgId, { creatorId: owner });
     }
     for (let round = 0; round < 20; round++) {

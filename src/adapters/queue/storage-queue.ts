@@ -27,7 +27,7 @@ export function createStorageQueue(connection: QueueConnection, queueName: strin
     name: queueName,
     async send(message) {
       await ensureQueue();
-      const text = JSON.stringify({ id: message.id, ownerId: message.ownerId, body: message.body });
+      const text = JSON.stringify({ id: message.id, orderingKey: message.orderingKey, body: message.body });
       await client.sendMessage(Buffer.from(text, 'utf8').toString('base64'));
     },
     async ping() {

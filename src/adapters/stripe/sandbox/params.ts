@@ -1,0 +1,269 @@
+import { z } from 'zod';
+
+/**
+ * Request parameters per endpoint, as zod schemas over the decoded form (every leaf is a string).
+ * Objects are strict: like Stripe, an unknown parameter is a 400 (`parameter_unknown`), so a typo in the
+ * gateway fails here instead of being silently ignored. Parameters Stripe accepts but the sandbox does
+ * not model are listed as `ignored` and accepted without effect.
+ */
+
+const ignored = z.unknown().optional();
+
+const text = z.string();
+const nonEmpty = z.string().min(1, 'Invalid value: this parameter cannot be empty');
+
+const integer = z
+  .string()
+  .regex(/^-?\d+$/, 'Invalid integer')
+  .transform(Number)
+  .refine((n) => Number.isSafeInteger(n), 'Invalid integer: out of range');
+
+const positiveInteger = integer.refine((n) => n >= 1, 'Invalid integer: must be at least 1');
+
+const boolean = z.enum(['true', 'false']).transform((value) => value === 'true');
+
+/** The decoder reads `metadata[0]=x` as an array; metadata is always a hash of strings. */
+const metadataHash = z.preprocess(
+  (value) => (Array.isArray(value) ? Object.fromEntries(value.map((v, i) => [String(i), v])) : value),
+  z.record(z.string().min(1).max(40), z.string().max(500)),
+);
+
+/** `metadata=` clears every key; a key sent as `''` is removed. */
+const metadata = z.union([z.literal(''), metadataHash]);
+
+const expand = z.array(z.string()).max(20).optional();
+
+const limit = integer
+  .refine((n) => n >= 1 && n <= 100, 'Invalid limit: must be between 1 and 100')
+  .optional();
+
+const pagination = {
+  limit,
+  starting_after: text.optional(),
+  ending_before: text.optional(),
+  expand,
+};
+
+export const prorationBehavior = z.enum(['always_invoice', 'create_prorations', 'none']);
+
+export const lineItemList = z.strictObject(pagination);
+
+export const customerCreate = z.strictObject({
+  email: text.optional(),
+  name: text.optional(),
+  description: text.optional(),
+  phone: text.optional(),
+  metadata: metadata.optional(),
+  expand,
+  address: ignored,
+  preferred_locales: ignored,
+  tax_exempt: ignored,
+});
+
+export const retrieve = z.strictObject({ expand });
+
+export const priceList = z.strictObject({
+  ...pagination,
+  active: boolean.optional(),
+  type: z.enum(['one_time', 'recurring']).optional(),
+  lookup_keys: z.array(text).max(10, 'Invalid lookup_keys: you can pass up to 10 lookup keys').optional(),
+  product: text.optional(),
+  currency: text.optional(),
+});
+
+export const checkoutCreate = z.strictObject({
+  mode: z.enum(['payment', 'subscription']),
+  customer: text.optional(),
+  customer_email: text.optional(),
+  line_items: z
+    .array(
+      z.strictObject({
+        price: nonEmpty,
+        // Stripe requires a quantity on price-based Checkout line items.
+        quantity: positiveInteger,
+        adjustable_quantity: ignored,
+      }),
+    )
+    .min(1, 'Invalid line_items: at least one line item is required'),
+  success_url: text.optional(),
+  cancel_url: text.optional(),
+  client_reference_id: text.optional(),
+  metadata: metadata.optional(),
+  subscription_data: z
+    .strictObject({ metadata: metadata.optional(), description: ignored, trial_period_days: ignored })
+    .optional(),
+  payment_intent_data: z
+    .strictObject({ metadata: metadata.optional(), description: ignored, setup_future_usage: ignored })
+    .optional(),
+  allow_promotion_codes: boolean.optional(),
+  expand,
+  automatic_tax: ignored,
+  billing_address_collection: ignored,
+  customer_update: ignored,
+  locale: ignored,
+  payment_method_types: ignored,
+  payment_method_collection: ignored,
+  tax_id_collection: ignored,
+  ui_mode: ignored,
+});
+
+export const portalCreate = z.strictObject({
+  customer: nonEmpty,
+  return_url: text.optional(),
+  configuration: ignored,
+  locale: ignored,
+  expand,
+});
+
+export const subscriptionList = z.strictObject({
+  ...pagination,
+  customer: text.optional(),
+  price: text.optional(),
+  status: z
+    .enum([
+      'active',
+      'all',
+      'canceled',
+      'ended',
+      'incomplete',
+      'incomplete_expired',
+      'past_due',
+      'paused',
+      'trialing',
+      'unpaid',
+    ])
+    .optional(),
+});
+
+const pauseCollection = z.union([
+  z.literal(''),
+  z.strictObject({
+    behavior: z.enum(['keep_as_draft', 'mark_uncollectible', 'void']),
+    resumes_at: integer.optional(),
+  }),
+]);
+
+export const subscriptionUpdate = z.strictObject({
+  items: z
+    .array(
+      z.strictObject({
+        id: text.optional(),
+        price: nonEmpty.optional(),
+        quantity: positiveInteger.optional(),
+        metadata: metadata.optional(),
+      }),
+    )
+    .optional(),
+  proration_behavior: prorationBehavior.optional(),
+  payment_behavior: z.enum(['allow_incomplete', 'error_if_incomplete']).optional(),
+  cancel_at_period_end: boolean.optional(),
+  metadata: metadata.optional(),
+  pause_collection: pauseCollection.optional(),
+  trial_end: ignored,
+  proration_date: ignored,
+  expand,
+});
+
+export const subscriptionCancel = z.strictObject({
+  expand,
+  invoice_now: boolean.optional(),
+  prorate: boolean.optional(),
+  cancellation_details: z
+    .strictObject({
+      comment: text.optional(),
+      feedback: text.optional(),
+    })
+    .optional(),
+});
+
+const timestampOrNow = z.union([z.literal('now'), integer]);
+
+const phase = z.strictObject({
+  items: z
+    .array(
+      z.strictObject({
+        price: nonEmpty,
+        quantity: positiveInteger.optional(),
+        metadata: metadata.optional(),
+      }),
+    )
+    .min(1),
+  start_date: timestampOrNow.optional(),
+  end_date: timestampOrNow.optional(),
+  duration: z
+    .strictObject({
+      interval: z.enum(['day', 'week', 'month', 'year']),
+      interval_count: positiveInteger.optional(),
+    })
+    .optional(),
+  proration_behavior: prorationBehavior.optional(),
+  metadata: metadata.optional(),
+  billing_cycle_anchor: ignored,
+  collection_method: ignored,
+  currency: ignored,
+  description: ignored,
+});
+
+export const scheduleCreate = z.strictObject({
+  from_subscription: nonEmpty,
+  expand,
+  metadata: metadata.optional(),
+});
+
+export const scheduleUpdate = z.strictObject({
+  phases: z.array(phase).min(1).optional(),
+  end_behavior: z.enum(['cancel', 'none', 'release', 'renew']).optional(),
+  proration_behavior: prorationBehavior.optional(),
+  metadata: metadata.optional(),
+  default_settings: ignored,
+  expand,
+});
+
+export const scheduleRelease = z.strictObject({
+  preserve_cancel_date: boolean.optional(),
+  expand,
+});
+
+export const invoiceList = z.strictObject({
+  ...pagination,
+  customer: text.optional(),
+  subscription: text.optional(),
+  status: z.enum(['draft', 'open', 'paid', 'uncollectible', 'void']).optional(),
+  collection_method: ignored,
+  created: ignored,
+});
+
+export const eventList = z.strictObject({
+  ...pagination,
+  type: text.optional(),
+  types: z.array(text).optional(),
+  created: ignored,
+  delivery_success: ignored,
+});
+
+/** Control endpoints (`/_sandbox/...`) take JSON. */
+export const control = {
+  advance: z.union([
+    z.strictObject({ seconds: z.number().int().nonnegative() }),
+    z.strictObject({ to: z.iso.datetime({ offset: true }) }),
+  ]),
+  paymentMethod: z.strictObject({ fails: z.boolean() }),
+  status: z.strictObject({ status: z.enum(['unpaid', 'paused', 'active', 'past_due']) }),
+  fault: z.strictObject({
+    method: z
+      .string()
+      .min(1)
+      .transform((m) => m.toUpperCase()),
+    pathPrefix: z.string().startsWith('/'),
+    status: z.union([z.literal(400), z.literal(429), z.literal(500), z.literal(503)]),
+    count: z.number().int().positive().default(1),
+  }),
+  webhooks: z.strictObject({ url: z.url().nullable().optional(), enabled: z.boolean().optional() }),
+};
+
+export type SubscriptionUpdateParams = z.infer<typeof subscriptionUpdate>;
+export type ScheduleUpdateParams = z.infer<typeof scheduleUpdate>;
+export type PhaseParams = z.infer<typeof phase>;
+export type CheckoutCreateParams = z.infer<typeof checkoutCreate>;
+export type ProrationBehavior = z.infer<typeof prorationBehavior>;
+export type MetadataParam = z.infer<typeof metadata>;

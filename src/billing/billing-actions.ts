@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
+import type { Customers } from './customers.js';
+import type { Directory } from './directory.js';
+import { conflict, unavailable, validationError } from './errors.js';
+import type { OwnerId } from './ids.js';
+import { currentSubscription, detectTier, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
+import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import type { Pricing } from './pricing.js';
+import type { EntityTable } from './store.js';
+
+/**
+ * What a billing owner can do to their subscription. Each change is made in Stripe, then re-read and
+ * applied at once through the same path webhooks use (so the caller sees the result immediately and the
+ * audit row names the request); the webhooks that follow find nothing left to change.
+ */
+export interface BillingActions {
+  checkout(input: {
+    ownerId: OwnerId;
+    plan: PlanName;
+    interval: Interval;
+    seats?: number | undefined;
+  }): Promise<{
+    url: string;
+    sessionId: string;
+  }>;
+  portal(ownerId: OwnerId): Promise<{ url: string }>;
+  change(input: {
+    ownerId: OwnerId;
+    plan: PlanName;
+    interval: Interval;
+    actor: string;
+  }): Promise<ChangeOutcome>;
+  cancel(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  resume(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  invoices(ownerId: OwnerId): Promise<InvoiceRecord[]>;
+}
+
+export type ChangeOutcome =
+  | { readonly kind: 'upgraded'; readonly effective: 'now' }
+  | { readonly kind: 'downgrade_scheduled'; readonly effectiveAt: string };
+
+export interface InvoiceRecord {
+  readonly id: string;
+  readonly number: string | null;
+  readonly status: string;
+  readonly currency: string;
+  readonly amountDue: number;
+  readonly amountPaid: number;
+  readonly attemptCount: number;
+  readonly billingReason: string | null;
+  readonly created: string;
+  readonly periodStart: string;
+  readonly periodEnd: string;
+  readonly hostedInvoiceUrl: string | null;
+  readonly subscriptionId: string | null;
+}
+
+export const invoiceRecordSchema = z.object({
+  id: z.string(),
+  number: z.string().nullable(),
+  status: z.string(),
+  currency: z.string(),
+  amountDue: z.number(),
+  amountPaid: z.number(),
+  attemptCount: z.number(),
+  billingReason: z.string().nullable(),
+  created: z.string(),
+  periodStart: z.string(),
+  periodEnd: z.string(),
+  hostedInvoiceUrl: z.string().nullable(),
+  subscriptionId: z.string().nullable(),
+});
+
+export const invoiceRowKey = (invoiceId: string) => `invoice|${invoiceId}`;
+
+const LIVE = new Set(['active', 'trialing', 'past_due', 'unpaid', 'paused']);
+
+/** Plans rank by what they give; for one plan, yearly ranks above monthly (it is paid up front). */
+function rank(plan: PlanName, interval: Interval): number {
+  return PLAN_NAMES.indexOf(plan) * INTERVALS.length + INTERVALS.indexOf(interval);
+}
+
+export function createBillingActions(deps: {
+  readonly catalog: Catalog;
+  readonly customers: Customers;
+  readonly payments: PaymentsGateway;
+  readonly pricing: Pricing;
+  readonly sync: SubscriptionSync;
+  readonly directory: Directory;
+  readonly billingTable: EntityTable;
+  readonly urls: {
+    readonly checkoutSuccess: string;
+    readonly checkoutCancel: string;
+    readonly portalReturn: string;
+  };
+}): BillingActions {
+  const { catalog, customers, payments, pricing, sync, directory, billingTable, urls } = deps;
+
+  async function priceFor(plan: PlanName, interval: Interval): Promise<PriceInfo> {
+    const lookupKey = catalog[plan].prices?.[interval].lookupKey;
+    if (!lookupKey) throw validationError('plan_not_purchasable', `The ${plan} plan is not sold.`);
+    const found =
+      (await pricing.current())?.prices.get(lookupKey) ?? (await pricing.refresh()).prices.get(lookupKey);
+    if (!found) {
+      throw unavailable(
+        'price_not_configured',
+        `No active Stripe price has lookup key ${lookupKey}; configure it in Stripe.`,
+      );
+    }
+    return found;
+  }
+
+  function requireSelfServe(plan: PlanName) {
+    if (plan === 'free') {
+      throw validationError(
+        'plan_not_purchasable',
+        'The free plan needs no checkout; cancel the subscription instead.',
+      );
+    }
+    if (!catalog[plan].selfServe) {
+      throw validationError('plan_not_self_serve', `The ${plan} plan is sold by contract; contact sales.`);
+    }
+  }
+
+  async function liveSubscription(ownerId: OwnerId): Promise<SubscriptionInfo | undefined> {
+    const customerId = await customers.customerOf(ownerId);
+    if (!customerId) return undefined;
+    const current = currentSubscription(await payments.listSubscriptions(customerId));
+    return current && LIVE.has(current.status) ? current : undefined;
+  }
+
+  async function requireLive(ownerId: OwnerId): Promise<SubscriptionInfo> {
+    const live = await liveSubscription(ownerId);
+    if (!live) {
+      throw conflict(
+        'no_subscription',
+        'There is no live subscription; start one with POST /api/billing/checkout.',
+      );
+    }
+    return live;
+  }
+
+  const actionCause = (type: string, actor: string) =>
+    ({ kind: 'action', id: randomUUID(), type, actor }) as const;
+
+  return {
+    async checkout({ ownerId, plan, interval, seats }) {
+      requireSelfServe(plan);
+      const perSeat = catalog[plan].perSeat;
+      if (seats !== undefined && !perSeat) {
+        throw validationError(
+          'seats_not_applicable',
+          `The ${plan} plan is not billed per seat; leave seats out.`,
+        );
+      }
+      if (await liveSubscription(ownerId)) {
+        throw conflict(
+          'subscription_exists',
+          'A subscription is already live; change it with POST /api/billing/subscription/change or manage it in the portal (POST /api/billing/portal).',
+        );
+      }
+      const used = perSeat ? await directory.counts(ownerId).seats() : 1;
+      const quantity = perSeat ? Math.max(seats ?? 0, used, catalog[plan].limits.seats ?? 1) : 1;
+      const [price, customerId] = await Promise.all([priceFor(plan, interval), customers.ensure(ownerId)]);
+      const session = await payments.createCheckoutSession({
+        customerId,
+        ownerId,
+        mode: 'subscription',
+        priceId: price.id,
+        quantity,
+        successUrl: urls.checkoutSuccess,
+        cancelUrl: urls.checkoutCancel,
+        metadata: { plan, interval },
+        idempotencyKey: `checkout-${randomUUID()}`,
+      });
+      if (!session.url)
+        throw unavailable('checkout_unavailable', 'Stripe returned a checkout session without a URL.');
+      return { url: session.url, sessionId: session.id };
+    },
+
+    async portal(ownerId) {
+      const customerId = await customers.ensure(ownerId);
+      return payments.createPortalSession({ customerId, returnUrl: urls.portalReturn });
+    },
+
+    async change({ ownerId, plan, interval, actor }) {
+      requireSelfServe(plan);
+      const live = await requireLive(ownerId);
+      const item = live.items[0];
+      const price = await priceFor(plan, interval);
+      if (!item) throw unavailable('subscription_malformed', `Subscription ${live.id} has no items.`);
+      if (item.price.id === price.id && !live.scheduledPhase) {
+        throw conflict('no_change', `The subscription is already on ${plan} ${interval}.`);
+      }
+      const currentTier = detectTier(item.price, catalog);
+      if (!currentTier) throw unavailable('price_unmapped', `Price ${item.price.id} matches no plan.`);
+      const quantity = catalog[plan].perSeat ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1) : 1;
+      const key = `change-${randomUUID()}`;
+      const upgrade = rank(plan, interval) > rank(currentTier.plan, currentTier.interval);
+      if (upgrade || item.price.id === price.id) {
+        // Upgrades take effect now, prorated; choosing the current price again just drops a pending downgrade.
+        if (live.scheduleId) await payments.releaseSchedule(live.scheduleId, `${key}:release`);
+        if (item.price.id !== price.id) {
+          await payments.changePriceNow({
+            subscription: live,
+            priceId: price.id,
+            quantity,
+            idempotencyKey: key,
+          });
+        }
+        await sync.syncCustomer(
+          live.customerId,
+          actionCause(`subscription.change:${plan}_${interval}`, actor),
+        );
+        return { kind: 'upgraded', effective: 'now' };
+      }
+      await payments.changePriceAtPeriodEnd({
+        subscription: live,
+        priceId: price.id,
+        quantity,
+        idempotencyKey: key,
+      });
+      await sync.syncCustomer(
+        live.customerId,
+        actionCause(`subscription.schedule:${plan}_${interval}`, actor),
+      );
+      return { kind: 'downgrade_scheduled', effectiveAt: live.currentPeriodEnd.toISOString() };
+    },
+
+    async cancel(ownerId, actor) {
+      const live = await requireLive(ownerId);
+      const key = `cancel-${randomUUID()}`;
+      // A subscription managed by a schedule cannot be set to cancel; cancelling drops the pending change.
+      if (live.scheduleId) await payments.releaseSchedule(live.scheduleId, `${key}:release`);
+      await payments.setCancelAtPeriodEnd(live.id, true, key);
+      return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor));
+    },
+
+    async resume(ownerId, actor) {
+      const live = await requireLive(ownerId);
+      if (!live.cancelAtPeriodEnd) throw conflict('not_cancelling', 'The subscription is not set to cancel.');
+      await payments.setCancelAtPeriodEnd(live.id, false, `resume-${randomUUID()}`);
+      return sync.syncCustomer(live.customerId, actionCause('subscription.resume', actor));
+    },
+
+    async invoices(ownerId) {
+      const rows = await billingTable.list(ownerId, { prefix: 'invoice|' });
+      return rows
+        .map((row) => invoiceRecordSchema.parse(JSON.parse(String(row.props.json ?? '{}'))))
+        .sort((a, b) => b.created.localeCompare(a.created));
+    },
+  };
+}

@@ -1,0 +1,272 @@
+import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
+import type { Clock } from './clock.js';
+import type { Customers } from './customers.js';
+import { unavailable } from './errors.js';
+import type { OwnerId } from './ids.js';
+import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import {
+  type EntityProps,
+  type EntityTable,
+  type TransactionAction,
+  TransactionFailedError,
+} from './store.js';
+import {
+  SUBSCRIPTION_ROW,
+  type SubscriptionState,
+  type SubscriptionStatus,
+  type Subscriptions,
+  subscriptionProps,
+} from './subscription.js';
+
+/**
+ * Subscription lifecycle: turns the payment processor's view of a customer into our subscription state,
+ * exactly once per event, whatever order events arrive in.
+ *
+ * Order-independence comes from re-reading: every event for a customer causes one fresh read of that
+ * customer's subscriptions from Stripe, and the state written is derived from that read, never from the
+ * event's payload (see docs/decisions/0003-refetch-on-every-event.md). Exactly-once comes from the marker:
+ * the processed-event row, the state change, the invoice row and the audit row commit in one entity-group
+ * transaction in the owner's partition, and a second copy of the event fails on the marker.
+ */
+
+export interface DunningPolicy {
+  readonly graceAfterAttempts: number;
+  readonly lockAfterAttempts: number;
+}
+
+/** What caused a sync, recorded on the marker and the audit row. */
+export type SyncCause =
+  | { readonly kind: 'event'; readonly id: string; readonly type: string }
+  | { readonly kind: 'action'; readonly id: string; readonly type: string; readonly actor: string };
+
+export type SyncOutcome =
+  | { readonly kind: 'applied'; readonly ownerId: OwnerId; readonly state: SubscriptionState }
+  | { readonly kind: 'unchanged'; readonly ownerId: OwnerId }
+  | { readonly kind: 'duplicate'; readonly ownerId: OwnerId };
+
+export class UnmappedPriceError extends Error {
+  constructor(readonly price: PriceInfo) {
+    super(
+      `Price ${price.id} (lookup key ${price.lookupKey ?? 'none'}, product ${price.productId}, ${price.unitAmount ?? '?'} ${price.currency}/${price.interval ?? 'one-time'}) matches no plan in the catalog`,
+    );
+    this.name = 'UnmappedPriceError';
+  }
+}
+
+export class UnknownCustomerError extends Error {
+  constructor(readonly customerId: string) {
+    super(`Stripe customer ${customerId} belongs to no billing owner we know`);
+    this.name = 'UnknownCustomerError';
+  }
+}
+
+/**
+ * Which plan and interval a price stands for, in this order (first match wins):
+ * 1. the price's lookup key (`pro_monthly`), the catalog's own name for it;
+ * 2. the product's `plan` metadata with the price's interval, so a re-created price without a lookup key
+ *    still maps;
+ * 3. the amount, currency and interval signature, so a renamed product with no metadata still maps.
+ */
+export function detectTier(
+  price: PriceInfo,
+  catalog: Catalog,
+): { plan: PlanName; interval: Interval } | undefined {
+  const toInterval = (i: 'month' | 'year' | null): Interval | undefined =>
+    i === 'month' ? 'monthly' : i === 'year' ? 'yearly' : undefined;
+  const paid = PLAN_NAMES.filter((name) => catalog[name].prices !== null);
+  if (price.lookupKey) {
+    for (const plan of paid) {
+      for (const interval of INTERVALS) {
+        if (catalog[plan].prices?.[interval].lookupKey === price.lookupKey) return { plan, interval };
+      }
+    }
+  }
+  const interval = toInterval(price.interval);
+  if (interval === undefined) return undefined;
+  const fromMetadata = paid.find((plan) => price.productMetadata.plan === plan);
+  if (fromMetadata) return { plan: fromMetadata, interval };
+  const bySignature = paid.find((plan) => {
+    const reference = catalog[plan].prices?.[interval];
+    return reference?.unitAmount === price.unitAmount && reference?.currency === price.currency;
+  });
+  return bySignature ? { plan: bySignature, interval } : undefined;
+}
+
+/** Every Stripe status, mapped to ours. `past_due` splits by how many renewal attempts have failed. */
+export function internalStatus(sub: SubscriptionInfo, dunning: DunningPolicy): SubscriptionStatus {
+  switch (sub.status) {
+    case 'active':
+      return 'active';
+    case 'trialing':
+      return 'trialing';
+    case 'past_due':
+      if (sub.latestInvoiceAttempts >= dunning.lockAfterAttempts) return 'past_due';
+      if (sub.latestInvoiceAttempts >= dunning.graceAfterAttempts) return 'grace';
+      return 'retrying';
+    case 'unpaid':
+      return 'unpaid';
+    case 'paused':
+      return 'paused';
+    case 'incomplete':
+      return 'incomplete';
+    case 'canceled':
+    case 'incomplete_expired':
+      return 'canceled';
+  }
+}
+
+const LIVE = new Set(['active', 'trialing', 'past_due', 'unpaid', 'paused']);
+
+/** The subscription that governs access: a live one before an ended one, then the newest. */
+export function currentSubscription(subs: readonly SubscriptionInfo[]): SubscriptionInfo | undefined {
+  return [...subs].sort((a, b) => {
+    const live = Number(LIVE.has(b.status)) - Number(LIVE.has(a.status));
+    return live !== 0 ? live : b.created.getTime() - a.created.getTime();
+  })[0];
+}
+
+export function stateFromSubscription(
+  sub: SubscriptionInfo,
+  catalog: Catalog,
+  dunning: DunningPolicy,
+  now: Date,
+): SubscriptionState {
+  const item = sub.items[0];
+  if (!item) throw new Error(`Subscription ${sub.id} has no items`);
+  const tier = detectTier(item.price, catalog);
+  if (!tier) throw new UnmappedPriceError(item.price);
+  const scheduled = sub.scheduledPhase;
+  const scheduledTier = scheduled ? detectTier(scheduled.price, catalog) : undefined;
+  if (scheduled && !scheduledTier) throw new UnmappedPriceError(scheduled.price);
+  return {
+    plan: tier.plan,
+    interval: tier.interval,
+    status: internalStatus(sub, dunning),
+    seats: item.quantity,
+    currentPeriodStart: sub.currentPeriodStart.toISOString(),
+    currentPeriodEnd: sub.currentPeriodEnd.toISOString(),
+    cancelAtPeriodEnd: sub.cancelAtPeriodEnd,
+    updatedAt: now.toISOString(),
+    stripeSubscriptionId: sub.id,
+    stripeCustomerId: sub.customerId,
+    stripeStatus: sub.status,
+    paymentAttempts: sub.latestInvoiceAttempts,
+    ...(scheduled && scheduledTier
+      ? {
+          scheduledPlan: scheduledTier.plan,
+          scheduledInterval: scheduledTier.interval,
+          scheduledSeats: scheduled.quantity,
+          scheduledAt: scheduled.startsAt.toISOString(),
+        }
+      : {}),
+  };
+}
+
+/** Fields whose change is a billing change (`updatedAt` is bookkeeping). */
+function sameState(a: SubscriptionState | undefined, b: SubscriptionState | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const strip = ({ updatedAt: _u, ...rest }: SubscriptionState) =>
+    JSON.stringify(Object.entries(rest).sort());
+  return strip(a) === strip(b);
+}
+
+const markerKey = (cause: SyncCause) => `${cause.kind}|${cause.id}`;
+
+export interface SubscriptionSync {
+  /**
+   * Re-reads the customer's subscriptions and applies the result once for `cause`. `extra` rows (an
+   * invoice) commit in the same transaction.
+   */
+  syncCustomer(
+    customerId: string,
+    cause: SyncCause,
+    extra?: (ownerId: OwnerId) => readonly TransactionAction[],
+  ): Promise<SyncOutcome>;
+}
+
+export function createSubscriptionSync(deps: {
+  readonly table: EntityTable;
+  readonly subscriptions: Subscriptions;
+  readonly customers: Customers;
+  readonly payments: PaymentsGateway;
+  readonly catalog: Catalog;
+  readonly dunning: DunningPolicy;
+  readonly clock: Clock;
+}): SubscriptionSync {
+  const { table, subscriptions, customers, payments, catalog, dunning, clock } = deps;
+  const ATTEMPTS = 6;
+
+  return {
+    async syncCustomer(customerId, cause, extra) {
+      const ownerId = await customers.ownerOf(customerId);
+      if (ownerId === undefined) throw new UnknownCustomerError(customerId);
+      const marker = markerKey(cause);
+
+      for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+        if (await table.get(ownerId, marker)) return { kind: 'duplicate', ownerId };
+        // Our row first, then Stripe: if another event commits a newer read in between, our etag is stale
+        // and this round is redone from fresh state, so an older read never overwrites a newer one.
+        const stored = await subscriptions.getVersioned(ownerId);
+        const current = currentSubscription(await payments.listSubscriptions(customerId));
+        const now = clock.now();
+        const next = current ? stateFromSubscription(current, catalog, dunning, now) : undefined;
+        const changed = next !== undefined && !sameState(stored?.state, next);
+        const at = now.toISOString();
+
+        const actions: TransactionAction[] = [
+          { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
+          ...(extra?.(ownerId) ?? []),
+        ];
+        if (changed && next) {
+          const props = subscriptionProps(next);
+          actions.push(
+            stored
+              ? { kind: 'update', rowKey: SUBSCRIPTION_ROW, props, etag: stored.etag }
+              : { kind: 'create', rowKey: SUBSCRIPTION_ROW, props },
+            {
+              kind: 'create',
+              rowKey: `audit|${at}|${cause.id}`,
+              props: auditProps(cause, stored?.state, next, at),
+            },
+          );
+        }
+        try {
+          await table.transact(ownerId, actions);
+          return changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId };
+        } catch (error) {
+          if (!(error instanceof TransactionFailedError)) throw error;
+          // Lost a race: either another copy of this event won (duplicate, checked at the top of the loop)
+          // or another event changed the row; either way, decide again on fresh state.
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+        }
+      }
+      throw unavailable(
+        'sync_contended',
+        `Owner ${ownerId} kept changing while applying ${cause.id}; retry later`,
+      );
+    },
+  };
+}
+
+function auditProps(
+  cause: SyncCause,
+  before: SubscriptionState | undefined,
+  after: SubscriptionState,
+  at: string,
+): EntityProps {
+  const previous: Record<string, unknown> = before ? { ...before } : {};
+  const changes = Object.entries(after)
+    .filter(([key, value]) => key !== 'updatedAt' && JSON.stringify(previous[key]) !== JSON.stringify(value))
+    .map(([key]) => key);
+  return {
+    at,
+    kind: 'subscription_changed',
+    causeKind: cause.kind,
+    causeId: cause.id,
+    causeType: cause.type,
+    actor: cause.kind === 'action' ? cause.actor : 'stripe',
+    changed: changes.join(','),
+    before: before ? JSON.stringify(before) : '',
+    after: JSON.stringify(after),
+  };
+}

@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest';
+import { catalog } from '../../src/billing/catalog.js';
+import {
+  currentSubscription,
+  detectTier,
+  internalStatus,
+  stateFromSubscription,
+  UnmappedPriceError,
+} from '../../src/billing/lifecycle.js';
+import type { PriceInfo, SubscriptionInfo } from '../../src/billing/payments.js';
+import { EventShapeError, parseStripeEvent } from '../../src/billing/stripe-events.js';
+
+const pro = catalog.pro.prices;
+if (!pro) throw new Error('pro must be priced');
+
+const price = (overrides: Partial<PriceInfo> = {}): PriceInfo => ({
+  id: 'price_1',
+  lookupKey: pro.monthly.lookupKey,
+  unitAmount: pro.monthly.unitAmount,
+  currency: pro.monthly.currency,
+  interval: 'month',
+  productId: 'prod_1',
+  productMetadata: {},
+  ...overrides,
+});
+
+const subscription = (overrides: Partial<SubscriptionInfo> = {}): SubscriptionInfo => ({
+  id: 'sub_1',
+  customerId: 'cus_1',
+  status: 'active',
+  items: [{ id: 'si_1', price: price(), quantity: 1 }],
+  currentPeriodStart: new Date('2026-11-01T00:00:00Z'),
+  currentPeriodEnd: new Date('2026-12-01T00:00:00Z'),
+  cancelAtPeriodEnd: false,
+  created: new Date('2026-11-01T00:00:00Z'),
+  scheduleId: null,
+  scheduledPhase: null,
+  latestInvoiceAttempts: 0,
+  metadata: {},
+  ...overrides,
+});
+
+const dunning = { graceAfterAttempts: 2, lockAfterAttempts: 4 };
+
+describe('tier detection, in its documented order', () => {
+  it('uses the lookup key first', () => {
+    expect(detectTier(price(), catalog)).toEqual({ plan: 'pro', interval: 'monthly' });
+    expect(detectTier(price({ lookupKey: pro.yearly.lookupKey, interval: 'year' }), catalog)).toEqual({
+      plan: 'pro',
+      interval: 'yearly',
+    });
+  });
+
+  it('falls back to product metadata when the price has no lookup key', () => {
+    const renamed = price({ lookupKey: null, unitAmount: 9_999, productMetadata: { plan: 'team' } });
+    expect(detectTier(renamed, catalog)).toEqual({ plan: 'team', interval: 'monthly' });
+  });
+
+  it('falls back to the amount and interval signature when neither is there', () => {
+    const team = catalog.team.prices?.yearly;
+    const bare = price({ lookupKey: null, unitAmount: team?.unitAmount ?? 0, interval: 'year' });
+    expect(detectTier(bare, catalog)).toEqual({ plan: 'team', interval: 'yearly' });
+  });
+
+  it('maps nothing it cannot recognise, and the state refuses it loudly', () => {
+    const unknown = price({ lookupKey: 'legacy_gold', unitAmount: 12_345 });
+    expect(detectTier(unknown, catalog)).toBeUndefined();
+    const sub = subscription({ items: [{ id: 'si', price: unknown, quantity: 1 }] });
+    expect(() => stateFromSubscription(sub, catalog, dunning, new Date())).toThrow(UnmappedPriceError);
+  });
+});
+
+describe('status mapping', () => {
+  it.each([
+    ['active', 0, 'active'],
+    ['trialing', 0, 'trialing'],
+    ['past_due', 1, 'retrying'],
+    ['past_due', 2, 'grace'],
+    ['past_due', 3, 'grace'],
+    ['past_due', 4, 'past_due'],
+    ['unpaid', 4, 'unpaid'],
+    ['paused', 0, 'paused'],
+    ['incomplete', 1, 'incomplete'],
+    ['incomplete_expired', 1, 'canceled'],
+    ['canceled', 0, 'canceled'],
+  ] as const)('Stripe %s with %i failed attempts is %s', (status, attempts, expected) => {
+    expect(internalStatus(subscription({ status, latestInvoiceAttempts: attempts }), dunning)).toBe(expected);
+  });
+});
+
+describe('which subscription governs', () => {
+  it('prefers a live subscription over an ended newer one, then the newest', () => {
+    const old = subscription({ id: 'sub_old', status: 'active', created: new Date('2026-01-01') });
+    const ended = subscription({ id: 'sub_ended', status: 'canceled', created: new Date('2026-06-01') });
+    expect(currentSubscription([ended, old])?.id).toBe('sub_old');
+    const newer = subscription({ id: 'sub_new', status: 'canceled', created: new Date('2026-07-01') });
+    expect(currentSubscription([ended, newer])?.id).toBe('sub_new');
+    expect(currentSubscription([])).toBeUndefined();
+  });
+
+  it('shows a scheduled downgrade in the state', () => {
+    const sub = subscription({
+      items: [{ id: 'si', price: price({ lookupKey: 'team_monthly' }), quantity: 4 }],
+      scheduledPhase: {
+        scheduleId: 'sub_sched_1',
+        startsAt: new Date('2026-12-01T00:00:00Z'),
+        price: price(),
+        quantity: 1,
+      },
+    });
+    const state = stateFromSubscription(sub, catalog, dunning, new Date('2026-11-10T00:00:00Z'));
+    expect(state).toMatchObject({
+      plan: 'team',
+      seats: 4,
+      scheduledPlan: 'pro',
+      scheduledInterval: 'monthly',
+    });
+  });
+});
+
+describe('Stripe event parsing', () => {
+  const version = '2026-10-28.endive';
+  const event = (type: string, object: Record<string, unknown>, overrides: Record<string, unknown> = {}) => ({
+    id: 'evt_1',
+    object: 'event',
+    api_version: version,
+    created: 1_790_000_000,
+    livemode: false,
+    type,
+    data: { object },
+    ...overrides,
+  });
+
+  it('reads the ids it needs from each handled type', () => {
+    expect(
+      parseStripeEvent(event('invoice.paid', { id: 'in_1', object: 'invoice', customer: 'cus_1' }), version),
+    ).toMatchObject({
+      kind: 'invoice',
+      customerId: 'cus_1',
+      invoiceId: 'in_1',
+    });
+    expect(
+      parseStripeEvent(
+        event('customer.subscription.updated', { id: 'sub_1', object: 'subscription', customer: 'cus_1' }),
+        version,
+      ),
+    ).toMatchObject({ kind: 'subscription', customerId: 'cus_1' });
+    expect(
+      parseStripeEvent(
+        event('checkout.session.completed', {
+          id: 'cs_1',
+          object: 'checkout.session',
+          customer: 'cus_1',
+          mode: 'payment',
+          payment_status: 'paid',
+          metadata: { pack: 'credits_5k' },
+        }),
+        version,
+      ),
+    ).toMatchObject({ kind: 'checkout', mode: 'payment', paid: true, metadata: { pack: 'credits_5k' } });
+  });
+
+  it('ignores types it does not act on', () => {
+    expect(parseStripeEvent(event('customer.created', { id: 'cus_1', object: 'customer' }), version)).toEqual(
+      {
+        kind: 'ignored',
+        id: 'evt_1',
+        type: 'customer.created',
+      },
+    );
+  });
+
+  it('refuses another API version, a malformed envelope and a handled type with a bad body', () => {
+    expect(() =>
+      parseStripeEvent(
+        event(
+          'invoice.paid',
+          { id: 'in_1', object: 'invoice', customer: 'cus_1' },
+          { api_version: '2020-08-27' },
+        ),
+        version,
+      ),
+    ).toThrow(/pinned to 2026-10-28.endive/);
+    expect(() => parseStripeEvent({ id: 'nope' }, version)).toThrow(EventShapeError);
+    expect(() => parseStripeEvent(event('invoice.paid', { id: 'in_1', object: 'invoice' }), version)).toThrow(
+      /unexpected body/,
+    );
+  });
+});
