@@ -171,7 +171,11 @@ describe('subscription lifecycle end to end', () => {
 
   it('an upgrade whose payment is declined answers 402 and changes nothing', async () => {
     await sandboxCall(`/_sandbox/customers/${await customerId()}/payment_method`, { fails: true });
-    expectProblem(await post('/api/billing/subscription/change', { plan: 'team', interval: 'yearly' }), 402, 'payment_declined');
+    expectProblem(
+      await post('/api/billing/subscription/change', { plan: 'team', interval: 'yearly' }),
+      402,
+      'payment_declined',
+    );
     await host.settle();
     expect(await summary()).toMatchObject({ plan: { name: 'pro', interval: 'monthly' }, status: 'active' });
     await sandboxCall(`/_sandbox/customers/${await customerId()}/payment_method`, { fails: false });
