@@ -4,15 +4,13 @@
  * bench/results/. Numbers are only comparable within one file (same machine, same moment).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TableClient } from '@azure/data-tables';
 import { catalog } from '../src/billing/catalog.js';
 import { freePort, startAzurite } from '../src/local/azurite.js';
 import { LOCAL_DEFAULTS } from '../src/local/defaults.js';
 import { mintToken } from '../src/local/token.js';
+import { type Measured, measure, projectRoot, writeReport } from './measure.js';
 
 const OWNERS = 200;
 const WORKFLOWS_PER_OWNER = 4;
@@ -20,75 +18,8 @@ const CONCURRENCY = 16;
 const OPS_PER_ROUND = 3_000;
 const ROUNDS = 3;
 
-interface RoundResult {
-  readonly opsPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-}
-
-interface ScenarioResult {
-  readonly name: string;
-  readonly description: string;
-  readonly rounds: readonly RoundResult[];
-  /** Medians over rounds. */
-  readonly opsPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-}
-
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
-const percentile = (sorted: readonly number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-const round2 = (n: number) => Math.round(n * 100) / 100;
-
-/** Runs `op` OPS_PER_ROUND times with CONCURRENCY in flight, ROUNDS times after one warm-up round. */
-async function measure(
-  name: string,
-  description: string,
-  op: (i: number) => Promise<void>,
-): Promise<ScenarioResult> {
-  const round = async (): Promise<RoundResult> => {
-    const latencies: number[] = [];
-    let next = 0;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < OPS_PER_ROUND) {
-          const i = next++;
-          const t0 = performance.now();
-          await op(i);
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    return {
-      opsPerSecond: Math.round(OPS_PER_ROUND / elapsed),
-      p50Ms: round2(percentile(latencies, 50)),
-      p99Ms: round2(percentile(latencies, 99)),
-    };
-  };
-  await round(); // warm-up: connections, JIT, table creation
-  const rounds: RoundResult[] = [];
-  for (let r = 0; r < ROUNDS; r++) rounds.push(await round());
-  const result = {
-    name,
-    description,
-    rounds,
-    opsPerSecond: median(rounds.map((r) => r.opsPerSecond)),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-  };
-  console.log(
-    `${name.padEnd(34)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms`,
-  );
-  return result;
-}
+const run = (name: string, description: string, op: (i: number) => Promise<void>) =>
+  measure(name, description, OPS_PER_ROUND, CONCURRENCY, ROUNDS, op);
 
 async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -104,7 +35,7 @@ async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const root = projectRoot;
   const azurite = await startAzurite();
   const port = await freePort();
   const prefix = `bench${Date.now().toString(36)}`;
@@ -115,6 +46,7 @@ async function main(): Promise<void> {
       BILLING_STORAGE_CONNECTION: azurite.connectionString,
       BILLING_TABLE_PREFIX: prefix,
       LOCAL_PORT: String(port),
+      STRIPE_SANDBOX_PORT: String(await freePort()),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -154,9 +86,9 @@ async function main(): Promise<void> {
     const baselineClient = TableClient.fromConnectionString(azurite.connectionString, `${prefix}directory`, {
       allowInsecureConnection: true,
     });
-    const results: ScenarioResult[] = [];
+    const results: Measured[] = [];
     results.push(
-      await measure(
+      await run(
         'baseline: table point read',
         'TableClient.getEntity of one org index row, no HTTP',
         async (i) => {
@@ -167,12 +99,12 @@ async function main(): Promise<void> {
     const check = (subject: object, feature: string) =>
       call('POST', 'entitlements/check', { subject, feature });
     results.push(
-      await measure('check: flag (ai_nodes) by org', 'org index read + subscription read', async (i) => {
+      await run('check: flag (ai_nodes) by org', 'org index read + subscription read', async (i) => {
         await check({ orgId: `org${i % OWNERS}` }, 'ai_nodes');
       }),
     );
     results.push(
-      await measure(
+      await run(
         'check: workflows_per_org by org',
         'org index + subscription + partition range count',
         async (i) => {
@@ -181,7 +113,7 @@ async function main(): Promise<void> {
       ),
     );
     results.push(
-      await measure(
+      await run(
         'check: executions by workflow',
         'workflow index + org index + subscription + counter',
         async (i) => {
@@ -190,17 +122,7 @@ async function main(): Promise<void> {
       ),
     );
 
-    const baseline = results[0];
-    const report = {
-      command: 'npm run bench',
-      at: new Date().toISOString(),
-      machine: {
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model ?? 'unknown',
-        memoryGiB: round2(os.totalmem() / 2 ** 30),
-        platform: `${os.platform()} ${os.release()}`,
-        node: process.version,
-      },
+    writeReport('entitlements', {
       parameters: {
         owners: OWNERS,
         workflowsPerOwner: WORKFLOWS_PER_OWNER,
@@ -209,21 +131,8 @@ async function main(): Promise<void> {
         rounds: ROUNDS,
         catalogFreeWorkflowsPerOrg: catalog.free.limits.workflows_per_org,
       },
-      results: results.map((r) => ({
-        ...r,
-        vsBaseline: baseline
-          ? {
-              throughputRatio: round2(r.opsPerSecond / baseline.opsPerSecond),
-              p50Ratio: round2(r.p50Ms / baseline.p50Ms),
-            }
-          : null,
-      })),
-    };
-    const dir = path.join(root, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `entitlements-${report.at.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-    console.log(`\nWrote ${path.relative(root, file)}`);
+      results,
+    });
   } finally {
     host.kill('SIGINT');
     await new Promise((resolve) => host.once('exit', resolve));

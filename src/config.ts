@@ -30,6 +30,8 @@ export interface Config {
     /** Where the SDK sends requests: unset for real Stripe, the local sandbox in development. */
     readonly apiBase: URL | undefined;
     readonly webhookToleranceSeconds: number;
+    /** Webhook bodies can be far larger than API requests (an invoice with many lines). */
+    readonly webhookMaxBytes: number;
     readonly maxNetworkRetries: number;
   };
   /** Fixed redirect targets: never taken from a request, so checkout cannot be turned into an open redirect. */
@@ -127,6 +129,14 @@ const envSchema = z.object({
   STRIPE_API_BASE: optional.pipe(z.url().optional()),
   STRIPE_WEBHOOK_TOLERANCE_SECONDS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
+  ),
+  STRIPE_WEBHOOK_MAX_BYTES: optional.pipe(
+    z.coerce
+      .number<string | undefined>()
+      .int()
+      .min(64 * 1024)
+      .max(1024 * 1024)
+      .optional(),
   ),
   STRIPE_MAX_NETWORK_RETRIES: optional.pipe(
     z.coerce.number<string | undefined>().int().min(0).max(10).optional(),
@@ -253,6 +263,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,
       apiBase: e.STRIPE_API_BASE ? new URL(e.STRIPE_API_BASE) : undefined,
       webhookToleranceSeconds: e.STRIPE_WEBHOOK_TOLERANCE_SECONDS ?? 300,
+      webhookMaxBytes: e.STRIPE_WEBHOOK_MAX_BYTES ?? 512 * 1024,
       maxNetworkRetries: e.STRIPE_MAX_NETWORK_RETRIES ?? 2,
     },
     urls: {

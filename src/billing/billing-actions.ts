@@ -196,7 +196,10 @@ export function createBillingActions(deps: {
       }
       const currentTier = detectTier(item.price, catalog);
       if (!currentTier) throw unavailable('price_unmapped', `Price ${item.price.id} matches no plan.`);
-      const quantity = catalog[plan].perSeat ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1) : 1;
+      // Per-seat plans bill at least the included seats and every seat in use, and keep what was bought.
+      const quantity = catalog[plan].perSeat
+        ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1, await directory.counts(ownerId).seats())
+        : 1;
       const key = `change-${randomUUID()}`;
       const upgrade = rank(plan, interval) > rank(currentTier.plan, currentTier.interval);
       if (upgrade || item.price.id === price.id) {
@@ -247,9 +250,17 @@ export function createBillingActions(deps: {
 
     async invoices(ownerId) {
       const rows = await billingTable.list(ownerId, { prefix: 'invoice|' });
-      return rows
-        .map((row) => invoiceRecordSchema.parse(JSON.parse(String(row.props.json ?? '{}'))))
-        .sort((a, b) => b.created.localeCompare(a.created));
+      return (
+        rows
+          .map((row) => invoiceRecordSchema.parse(JSON.parse(String(row.props.json ?? '{}'))))
+          // Newest first; invoices created in the same second fall back to their number, then id.
+          .sort(
+            (a, b) =>
+              b.created.localeCompare(a.created) ||
+              (b.number ?? '').localeCompare(a.number ?? '') ||
+              b.id.localeCompare(a.id),
+          )
+      );
     },
   };
 }

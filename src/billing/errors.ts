@@ -24,6 +24,8 @@ export class BillingError extends Error {
     message: string,
     /** Field-level details, for validation errors. */
     readonly details?: readonly FieldIssue[],
+    /** For transient failures: when a retry may succeed (sent as Retry-After). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'BillingError';
@@ -43,4 +45,6 @@ export const forbidden = (code: string, message: string) => new BillingError('fo
 export const conflict = (code: string, message: string) => new BillingError('conflict', code, message);
 export const unauthenticated = (code: string, message: string) =>
   new BillingError('unauthenticated', code, message);
-export const unavailable = (code: string, message: string) => new BillingError('unavailable', code, message);
+/** A failure on our side; with `retryAfterSeconds` it is transient and worth retrying, without it it needs an operator. */
+export const unavailable = (code: string, message: string, retryAfterSeconds?: number) =>
+  new BillingError('unavailable', code, message, undefined, retryAfterSeconds);

@@ -203,6 +203,8 @@ export function createSubscriptionSync(deps: {
       const marker = markerKey(cause);
 
       for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+        // A redelivered event is usually caught here, before any Stripe call; a concurrent copy is caught
+        // by the marker's create in the transaction below.
         if (await table.get(ownerId, marker)) return { kind: 'duplicate', ownerId };
         // Our row first, then Stripe: if another event commits a newer read in between, our etag is stale
         // and this round is redone from fresh state, so an older read never overwrites a newer one.
@@ -235,14 +237,16 @@ export function createSubscriptionSync(deps: {
           return changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId };
         } catch (error) {
           if (!(error instanceof TransactionFailedError)) throw error;
-          // Lost a race: either another copy of this event won (duplicate, checked at the top of the loop)
-          // or another event changed the row; either way, decide again on fresh state.
+          // The marker is action 0: if it exists, a concurrent copy of this event won.
+          if (error.actionIndex === 0 && error.reason === 'exists') return { kind: 'duplicate', ownerId };
+          // Otherwise another event changed the row since we read it: decide again on fresh state.
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
         }
       }
       throw unavailable(
         'sync_contended',
         `Owner ${ownerId} kept changing while applying ${cause.id}; retry later`,
+        1,
       );
     },
   };

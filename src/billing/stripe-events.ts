@@ -65,7 +65,8 @@ const envelope = z.object({
   created: z.number().int(),
   livemode: z.boolean(),
   type: z.string(),
-  data: z.object({ object: z.object({ id: z.string(), object: z.string() }).loose() }).loose(),
+  // Only handled types have their object checked (below): others, some without an id, are acknowledged.
+  data: z.object({ object: z.record(z.string(), z.unknown()) }).loose(),
 });
 
 export type ParsedEvent =

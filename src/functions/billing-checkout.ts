@@ -18,7 +18,7 @@ export const billingCheckout = defineRoute({
   route: 'billing/checkout',
   access: 'user',
   async handle({ request, services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId } = await requireBillingOwner(principal, services.directory);
     const body = await readJson(request, checkoutBody, services.config.maxBodyBytes);
     return json(201, await services.actions.checkout({ ownerId, ...body }));
   },

@@ -9,7 +9,7 @@ export const billingInvoices = defineRoute({
   route: 'billing/invoices',
   access: 'user',
   async handle({ services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId } = await requireBillingOwner(principal, services.directory);
     return json(200, { invoices: await services.actions.invoices(ownerId) });
   },
 });

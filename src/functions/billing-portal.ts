@@ -9,7 +9,7 @@ export const billingPortal = defineRoute({
   route: 'billing/portal',
   access: 'user',
   async handle({ services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId } = await requireBillingOwner(principal, services.directory);
     return json(201, await services.actions.portal(ownerId));
   },
 });

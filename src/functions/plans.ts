@@ -40,7 +40,9 @@ export const plans = defineRoute({
         };
       }),
     };
-    return json(200, body, { 'cache-control': 'public, max-age=300' });
+    // Cache a live answer for five minutes; a stale or price-less one only briefly, so it heals quickly.
+    const maxAge = body.pricing.status === 'live' ? 300 : 30;
+    return json(200, body, { 'cache-control': `public, max-age=${maxAge}` });
   },
 });
 

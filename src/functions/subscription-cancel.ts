@@ -9,12 +9,9 @@ export const subscriptionCancel = defineRoute({
   route: 'billing/subscription/cancel',
   access: 'user',
   async handle({ services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
     await services.actions.cancel(ownerId, principal.userId);
-    return json(
-      200,
-      await services.summaries.forWorkspace(ownerId, { kind: 'personal', userId: ownerId }, ownerId),
-    );
+    return json(200, await services.summaries.forWorkspace(ownerId, workspace, ownerId));
   },
 });
 

@@ -14,7 +14,7 @@ export const subscriptionChange = defineRoute({
   route: 'billing/subscription/change',
   access: 'user',
   async handle({ request, services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
     const body = await readJson(request, changeBody, services.config.maxBodyBytes);
     const outcome = await services.actions.change({ ownerId, ...body, actor: principal.userId });
     const summary = await services.summaries.forWorkspace(

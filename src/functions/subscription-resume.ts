@@ -9,12 +9,9 @@ export const subscriptionResume = defineRoute({
   route: 'billing/subscription/resume',
   access: 'user',
   async handle({ services, principal }) {
-    const ownerId = await requireBillingOwner(principal, services.directory);
+    const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
     await services.actions.resume(ownerId, principal.userId);
-    return json(
-      200,
-      await services.summaries.forWorkspace(ownerId, { kind: 'personal', userId: ownerId }, ownerId),
-    );
+    return json(200, await services.summaries.forWorkspace(ownerId, workspace, ownerId));
   },
 });
 

@@ -15,7 +15,7 @@ export const stripeWebhook = defineRoute({
   route: 'webhooks/stripe',
   access: 'anonymous',
   async handle({ request, services, invocation }) {
-    const max = services.config.maxBodyBytes;
+    const max = services.config.stripe.webhookMaxBytes;
     if (Number(request.headers.get('content-length') ?? '0') > max) {
       throw new BillingError('payload_too_large', 'body_too_large', `The body exceeds ${max} bytes.`);
     }
@@ -45,6 +45,7 @@ export const stripeWebhook = defineRoute({
       throw unavailable(
         'queue_unavailable',
         'The event could not be queued; Stripe will retry the delivery.',
+        5,
       );
     }
     invocation.log(`stripe webhook ${event.id} (${event.type}) enqueued`);

@@ -62,6 +62,7 @@ export function createAuthenticator(auth: Config['auth']): Authenticator {
         throw unavailable(
           'identity_provider_unavailable',
           'Token signing keys could not be fetched; retry shortly.',
+          5,
         );
       }
       if (error instanceof joseErrors.JOSEError) {

@@ -1,5 +1,5 @@
 import type { HttpResponseInit, InvocationContext } from '@azure/functions';
-import { BillingError, type BillingErrorKind, type FieldIssue } from '../billing/errors.js';
+import { BillingError, type BillingErrorKind, type FieldIssue, unavailable } from '../billing/errors.js';
 import { PaymentsError } from '../billing/payments.js';
 import { StoreError } from '../billing/store.js';
 
@@ -32,28 +32,27 @@ const STATUS: Record<BillingErrorKind, { status: number; title: string }> = {
 function fromPayments(error: PaymentsError): BillingError {
   switch (error.kind) {
     case 'rate_limited':
-      return new BillingError(
-        'unavailable',
+      return unavailable(
         'payments_rate_limited',
         'Stripe is rate limiting us; retry shortly.',
+        error.retryAfterSeconds ?? 2,
       );
     case 'unavailable':
-      return new BillingError(
-        'unavailable',
+      return unavailable(
         'payments_unavailable',
         'Stripe is not answering; retry shortly.',
+        error.retryAfterSeconds ?? 5,
       );
     case 'authentication':
-      return new BillingError(
-        'unavailable',
+      return unavailable(
         'payments_misconfigured',
-        'Stripe refused our credentials; operators are alerted.',
+        'Stripe refused our credentials or their permissions; operators are alerted.',
       );
     case 'declined':
       return new BillingError(
         'payment_required',
         'payment_declined',
-        'The payment was declined; nothing changed. Update the payment method in the billing portal.',
+        'The payment was declined and the plan did not change. Update the payment method in the billing portal.',
       );
     case 'not_found':
     case 'invalid_request':
@@ -92,8 +91,8 @@ export function errorResponse(thrown: unknown, context: InvocationContext): Http
       },
       error.kind === 'unauthenticated'
         ? { 'www-authenticate': 'Bearer' }
-        : error.kind === 'unavailable'
-          ? { 'retry-after': '2' }
+        : error.retryAfterSeconds !== undefined
+          ? { 'retry-after': String(error.retryAfterSeconds) }
           : {},
     );
   }

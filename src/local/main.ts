@@ -10,9 +10,11 @@ import { type QueueWorker, startQueueWorker } from './queue-worker.js';
 import { silenceFunctionsTestModeWarnings } from './quiet.js';
 import { startLocalHost } from './server.js';
 import { sandboxPrices } from './stripe-seed.js';
+import { startTimers } from './timers.js';
 
 silenceFunctionsTestModeWarnings();
 const { routes } = await import('../functions/routes.js');
+const { refreshPricing } = await import('../functions/pricing-refresh.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -72,6 +74,13 @@ async function main(): Promise<void> {
       worker = await startQueueWorker({ services, connectionString: config.storage.connectionString, log });
       stops.push(() => worker?.stop() ?? Promise.resolve());
     }
+
+    const timers = startTimers(
+      services,
+      [{ name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing }],
+      log,
+    );
+    stops.push(async () => timers.stop());
 
     console.log(`
 Billing backend running at ${host.url}/api

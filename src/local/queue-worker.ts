@@ -69,33 +69,43 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
         continue;
       }
       inFlight += received.length;
-      await Promise.all(
-        received.map(async (item) => {
-          const text = Buffer.from(item.messageText, 'base64').toString('utf8');
-          const context = new InvocationContext({
-            invocationId: randomUUID(),
-            functionName: 'processBillingEvent',
-            ...(options.log ? { logHandler: options.log } : {}),
-          });
-          try {
-            await processBillingEvent(text, context, services);
-            await queue.deleteMessage(item.messageId, item.popReceipt);
+      const handle = async (item: (typeof received)[number], text: string) => {
+        const context = new InvocationContext({
+          invocationId: randomUUID(),
+          functionName: 'processBillingEvent',
+          ...(options.log ? { logHandler: options.log } : {}),
+        });
+        try {
+          await processBillingEvent(text, context, services);
+          await queue.deleteMessage(item.messageId, item.popReceipt);
+          retrying.delete(item.messageId);
+        } catch {
+          retrying.add(item.messageId);
+          if (item.dequeueCount >= services.config.maxDeliveries) {
             retrying.delete(item.messageId);
-          } catch {
-            retrying.add(item.messageId);
-            if (item.dequeueCount >= services.config.maxDeliveries) {
-              retrying.delete(item.messageId);
-              await poison.sendMessage(item.messageText);
-              await queue.deleteMessage(item.messageId, item.popReceipt);
-              poisonedIds.push(item.messageId);
-              options.log?.(
-                'error',
-                `queue worker: message ${item.messageId} moved to ${queueName}-poison after ${item.dequeueCount} deliveries`,
-              );
-            }
-          } finally {
-            inFlight--;
+            await poison.sendMessage(item.messageText);
+            await queue.deleteMessage(item.messageId, item.popReceipt);
+            poisonedIds.push(item.messageId);
+            options.log?.(
+              'error',
+              `queue worker: message ${item.messageId} moved to ${queueName}-poison after ${item.dequeueCount} deliveries`,
+            );
           }
+        } finally {
+          inFlight--;
+        }
+      };
+      // Like Service Bus sessions: one owner's events one at a time, in order; different owners in parallel.
+      // Without this a batch of one customer's events races itself on the owner's row.
+      const groups = new Map<string, Array<{ item: (typeof received)[number]; text: string }>>();
+      for (const item of received) {
+        const text = Buffer.from(item.messageText, 'base64').toString('utf8');
+        const key = orderingKeyOf(text) ?? item.messageId;
+        groups.set(key, [...(groups.get(key) ?? []), { item, text }]);
+      }
+      await Promise.all(
+        [...groups.values()].map(async (group) => {
+          for (const { item, text } of group) await handle(item, text);
         }),
       );
     }
@@ -109,4 +119,21 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
       await loop;
     },
   };
+}
+
+function orderingKeyOf(text: string): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (
+      typeof parsed === 'object' &&
+      parsed !== null &&
+      'orderingKey' in parsed &&
+      typeof parsed.orderingKey === 'string'
+    ) {
+      return parsed.orderingKey;
+    }
+  } catch {
+    // not ours: processed alone, and the processor refuses it
+  }
+  return undefined;
 }

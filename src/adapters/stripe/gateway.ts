@@ -14,7 +14,7 @@ import {
  * The API version every request and every webhook is pinned to. Webhooks with another version are
  * refused at ingest, because the processor's parsing assumes these shapes.
  */
-export const STRIPE_API_VERSION = Stripe.API_VERSION;
+export const STRIPE_API_VERSION = '2026-10-28.endive' satisfies typeof Stripe.API_VERSION;
 
 export interface StripeGatewayOptions {
   readonly secretKey: string;
@@ -84,7 +84,10 @@ function mapError(error: unknown, what: string): never {
     const detail = `${what}: ${error.message}`;
     if (error instanceof Stripe.errors.StripeRateLimitError)
       throw new PaymentsError('rate_limited', detail, 2);
-    if (error instanceof Stripe.errors.StripeAuthenticationError) {
+    if (
+      error instanceof Stripe.errors.StripeAuthenticationError ||
+      error instanceof Stripe.errors.StripePermissionError
+    ) {
       throw new PaymentsError('authentication', detail);
     }
     // Neither is fixed by retrying: a declined card needs the customer, a reused key needs a new request.

@@ -1,0 +1,127 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Shared by every benchmark: timing, medians, and the JSON report with the command and machine. */
+export interface RoundResult {
+  readonly opsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+export interface Measured extends RoundResult {
+  readonly name: string;
+  readonly description: string;
+  readonly rounds: readonly RoundResult[];
+}
+
+export const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+};
+const percentile = (sorted: readonly number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+export const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/**
+ * Runs `op` `count` times with `concurrency` in flight: one warm-up round, then `rounds` measured rounds;
+ * reports the median of the rounds' throughput and latency percentiles.
+ */
+export async function measure(
+  name: string,
+  description: string,
+  count: number,
+  concurrency: number,
+  rounds: number,
+  op: (i: number) => Promise<void>,
+  beforeRound?: () => void | Promise<void>,
+): Promise<Measured> {
+  const round = async (): Promise<RoundResult> => {
+    await beforeRound?.();
+    const latencies: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) {
+          const i = next++;
+          const t0 = performance.now();
+          await op(i);
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      opsPerSecond: Math.round(count / elapsed),
+      p50Ms: round2(percentile(latencies, 50)),
+      p99Ms: round2(percentile(latencies, 99)),
+    };
+  };
+  await round();
+  const measured: RoundResult[] = [];
+  for (let r = 0; r < rounds; r++) measured.push(await round());
+  const result = {
+    name,
+    description,
+    rounds: measured,
+    opsPerSecond: median(measured.map((r) => r.opsPerSecond)),
+    p50Ms: median(measured.map((r) => r.p50Ms)),
+    p99Ms: median(measured.map((r) => r.p99Ms)),
+  };
+  console.log(
+    `${name.padEnd(38)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms`,
+  );
+  return result;
+}
+
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Writes `bench/results/<kind>-<time>.json` with the command, the machine and the results; each result
+ * gets its ratios to the baseline measured before it in the same run.
+ */
+export function writeReport(
+  kind: string,
+  body: { parameters: object; results: readonly Measured[]; [k: string]: unknown },
+) {
+  let baseline: Measured | undefined;
+  const results = body.results.map((r) => {
+    if (r.name.startsWith('baseline')) {
+      baseline = r;
+      return { ...r, vsBaseline: null };
+    }
+    return {
+      ...r,
+      vsBaseline: baseline
+        ? {
+            baseline: baseline.name,
+            throughputRatio: round2(r.opsPerSecond / baseline.opsPerSecond),
+            p50Ratio: round2(r.p50Ms / baseline.p50Ms),
+          }
+        : null,
+    };
+  });
+  const at = new Date().toISOString();
+  const report = {
+    command: 'npm run bench',
+    at,
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memoryGiB: round2(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.release()}`,
+      node: process.version,
+    },
+    ...body,
+    results,
+  };
+  const dir = path.join(projectRoot, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${kind}-${at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`Wrote ${path.relative(projectRoot, file)}\n`);
+}
