@@ -12,6 +12,7 @@ import { silenceFunctionsTestModeWarnings } from '../../src/local/quiet.js';
 import { startLocalHost } from '../../src/local/server.js';
 import { sandboxPrices } from '../../src/local/stripe-seed.js';
 import { mintToken } from '../../src/local/token.js';
+import { baseTestEnv } from './env.js';
 
 silenceFunctionsTestModeWarnings();
 
@@ -26,15 +27,7 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     BILLING_STORAGE_CONNECTION: inject('azuriteConnection'),
     BILLING_TABLE_PREFIX: prefix,
     BILLING_QUEUE_NAME: `q-${prefix}`,
-    AUTH_JWT_SECRET: LOCAL_DEFAULTS.AUTH_JWT_SECRET,
-    AUTH_ISSUER: LOCAL_DEFAULTS.AUTH_ISSUER,
-    AUTH_AUDIENCE: LOCAL_DEFAULTS.AUTH_AUDIENCE,
-    STRIPE_SECRET_KEY: LOCAL_DEFAULTS.STRIPE_SECRET_KEY,
-    STRIPE_WEBHOOK_SECRET: LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
-    STRIPE_API_BASE: 'http://127.0.0.1:9',
-    BILLING_CHECKOUT_SUCCESS_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_SUCCESS_URL,
-    BILLING_CHECKOUT_CANCEL_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_CANCEL_URL,
-    BILLING_PORTAL_RETURN_URL: LOCAL_DEFAULTS.BILLING_PORTAL_RETURN_URL,
+    ...baseTestEnv,
     BILLING_QUEUE_MAX_DELIVERIES: '3',
     ...overrides,
   };

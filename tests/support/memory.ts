@@ -4,7 +4,7 @@ import type { EventQueue } from '../../src/billing/queue.js';
 import { SUBSCRIPTION_ROW, type SubscriptionState } from '../../src/billing/subscription.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
-import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
+import { baseTestEnv } from './env.js';
 
 /** A clock tests can move. */
 export function manualClock(start = '2026-11-15T12:00:00.000Z'): Clock & { set(iso: string): void } {
@@ -24,16 +24,7 @@ const unusedQueue: EventQueue = {
 export function memoryServices(env: Record<string, string> = {}, clock: Clock = manualClock()): Services {
   const config = loadConfig({
     BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
-    AUTH_JWT_SECRET: LOCAL_DEFAULTS.AUTH_JWT_SECRET,
-    AUTH_ISSUER: LOCAL_DEFAULTS.AUTH_ISSUER,
-    AUTH_AUDIENCE: LOCAL_DEFAULTS.AUTH_AUDIENCE,
-    // Nothing listens there: unit tests never reach Stripe.
-    STRIPE_SECRET_KEY: LOCAL_DEFAULTS.STRIPE_SECRET_KEY,
-    STRIPE_WEBHOOK_SECRET: LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
-    STRIPE_API_BASE: 'http://127.0.0.1:9',
-    BILLING_CHECKOUT_SUCCESS_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_SUCCESS_URL,
-    BILLING_CHECKOUT_CANCEL_URL: LOCAL_DEFAULTS.BILLING_CHECKOUT_CANCEL_URL,
-    BILLING_PORTAL_RETURN_URL: LOCAL_DEFAULTS.BILLING_PORTAL_RETURN_URL,
+    ...baseTestEnv,
     ...env,
   });
   return createServices(config, {
