@@ -222,3 +222,155 @@ export const catalog: Catalog = parseCatalog({
     prices: { monthly: usd(4_000, 'enterprise_monthly'), yearly: usd(40_000, 'enterprise_yearly') },
   },
 });
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Meters and credit packs                                                                            */
+/* ------------------------------------------------------------------------------------------------ */
+
+/** Consumable meters: each has one counter row per owner and usage period (`src/billing/metering.ts`). */
+export const METER_NAMES = ['executions'] as const;
+export type MeterName = (typeof METER_NAMES)[number];
+
+/** Limits that are consumed per usage period, so they can be a meter's allowance; the rest are allocations. */
+const PERIOD_LIMITS = ['executions'] as const satisfies readonly LimitName[];
+
+const meterSchema = z.strictObject({
+  name: z.enum(METER_NAMES),
+  displayName: z.string().min(1),
+  /** Singular unit, for messages and invoices ("execution"). */
+  unit: z.string().min(1),
+  /** The plan limit that is this meter's allowance per period (`null` in a plan: unlimited). */
+  allowanceLimit: z.enum(PERIOD_LIMITS),
+  /**
+   * The window the allowance applies to. `billing_period`: the subscription's current billing period
+   * for a paid plan, the calendar month in UTC otherwise; `currentPeriod()` in `periods.ts` computes it.
+   */
+  window: z.literal('billing_period'),
+  /** Whether purchased credits cover consumption beyond the allowance. */
+  drawsCredits: z.boolean(),
+});
+
+export type MeterDefinition = z.infer<typeof meterSchema>;
+export type Meters = Readonly<Record<MeterName, MeterDefinition>>;
+
+const metersSchema = z
+  .strictObject(
+    Object.fromEntries(METER_NAMES.map((n) => [n, meterSchema])) as Record<MeterName, typeof meterSchema>,
+  )
+  .superRefine((meters, ctx) => {
+    for (const name of METER_NAMES) {
+      if (meters[name].name !== name) {
+        ctx.addIssue({ code: 'custom', path: [name, 'name'], message: `must be "${name}"` });
+      }
+    }
+  });
+
+/**
+ * Validates the meter declarations. Exported so tests can prove a broken declaration is refused at load.
+ * @throws Error naming every invalid field
+ */
+export function parseMeters(input: unknown): Meters {
+  const result = metersSchema.safeParse(input);
+  if (!result.success) throw new Error(`Invalid meters:\n${z.prettifyError(result.error)}`);
+  return Object.freeze(result.data);
+}
+
+/** The meters of record. */
+export const METERS: Meters = parseMeters({
+  executions: {
+    name: 'executions',
+    displayName: 'Workflow executions',
+    unit: 'execution',
+    allowanceLimit: 'executions',
+    window: 'billing_period',
+    drawsCredits: true,
+  },
+});
+
+export function isMeterName(name: string): name is MeterName {
+  return (METER_NAMES as readonly string[]).includes(name);
+}
+
+/** A meter's allowance per period under the given limits (`Capabilities.limits`); `null` is unlimited. */
+export function meterAllowance(limits: PlanLimits, meter: MeterName): number | null {
+  return limits[METERS[meter].allowanceLimit];
+}
+
+const creditPackSchema = z.strictObject({
+  /** Stable id, used in checkout requests and in the checkout session's metadata. */
+  id: z.string().regex(/^[a-z0-9_]+$/),
+  displayName: z.string().min(1),
+  /** Credits granted once the payment succeeds; each covers one unit of a meter beyond its allowance. */
+  credits: z.number().int().positive(),
+  /** Stripe price lookup key of the one-time price (Checkout in `payment` mode). */
+  lookupKey: z.string().regex(/^[a-z0-9_]+$/),
+  /** Reference amount in the smallest currency unit, used to seed the local sandbox. */
+  unitAmount: z.number().int().positive(),
+  currency: z.string().regex(/^[a-z]{3}$/),
+});
+
+export type CreditPack = z.infer<typeof creditPackSchema>;
+
+/**
+ * Validates the credit packs: unique ids and lookup keys, none shared with a plan price.
+ * @throws Error naming every invalid field
+ */
+export function parseCreditPacks(input: unknown, plans: Catalog = catalog): readonly CreditPack[] {
+  const planKeys = new Set(
+    PLAN_NAMES.flatMap((name) => INTERVALS.map((i) => plans[name].prices?.[i].lookupKey ?? '')),
+  );
+  const result = z
+    .array(creditPackSchema)
+    .min(1)
+    .superRefine((packs, ctx) => {
+      const ids = new Set<string>();
+      const keys = new Set<string>();
+      packs.forEach((pack, index) => {
+        if (ids.has(pack.id)) {
+          ctx.addIssue({ code: 'custom', path: [index, 'id'], message: `duplicate id ${pack.id}` });
+        }
+        if (keys.has(pack.lookupKey) || planKeys.has(pack.lookupKey)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [index, 'lookupKey'],
+            message: `duplicate lookup key ${pack.lookupKey}`,
+          });
+        }
+        ids.add(pack.id);
+        keys.add(pack.lookupKey);
+      });
+    })
+    .safeParse(input);
+  if (!result.success) throw new Error(`Invalid credit packs:\n${z.prettifyError(result.error)}`);
+  return Object.freeze(result.data.map((pack) => Object.freeze(pack)));
+}
+
+/** One-time credit packs, bought through Stripe Checkout in `payment` mode; smallest first. */
+export const CREDIT_PACKS: readonly CreditPack[] = parseCreditPacks([
+  {
+    id: 'credits_5k',
+    displayName: '5,000 execution credits',
+    credits: 5_000,
+    lookupKey: 'credits_5k',
+    unitAmount: 1_000,
+    currency: 'usd',
+  },
+  {
+    id: 'credits_50k',
+    displayName: '50,000 execution credits',
+    credits: 50_000,
+    lookupKey: 'credits_50k',
+    unitAmount: 8_000,
+    currency: 'usd',
+  },
+]);
+
+/** The pack with this id, or `undefined` (an unknown id in a request is a 400, decided by the caller). */
+export function creditPack(id: string): CreditPack | undefined {
+  return CREDIT_PACKS.find((pack) => pack.id === id);
+}
+
+/** The pack sold under this Stripe price lookup key, for mapping a completed checkout back to credits. */
+export function creditPackByLookupKey(lookupKey: string): CreditPack | undefined {
+  return CREDIT_PACKS.find((pack) => pack.lookupKey === lookupKey);
+}

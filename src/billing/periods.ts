@@ -29,3 +29,29 @@ export function currentPeriod(at: Date, subscription: SubscriptionState | undefi
   }
   return calendarMonth(at);
 }
+
+/** The UTC calendar day of an instant, `YYYY-MM-DD`: how the rollover index groups periods by their end. */
+export function utcDay(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+/** Period keys are `YYYY-MM` (calendar month) or `YYYYMMDDTHHMMSS` (a billing period's start, UTC). */
+export const PERIOD_KEY_PATTERN = /^(\d{4}-\d{2}|\d{8}T\d{6})$/;
+
+/**
+ * What a period key alone says about its bounds: a calendar month is complete; a billing-period key
+ * gives only its start (the end lives on the counter row). `undefined` for a key of neither form.
+ */
+export function boundsFromKey(key: string): { readonly start: Date; readonly end: Date | null } | undefined {
+  const month = /^(\d{4})-(\d{2})$/.exec(key);
+  if (month) {
+    const start = new Date(Date.UTC(Number(month[1]), Number(month[2]) - 1, 1));
+    return { start, end: new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1)) };
+  }
+  const billing = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})$/.exec(key);
+  if (billing) {
+    const [, y, mo, d, h, mi, s] = billing.map(Number);
+    return { start: new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s)), end: null };
+  }
+  return undefined;
+}

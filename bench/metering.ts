@@ -1,0 +1,426 @@
+/**
+ * `npx tsx bench/metering.ts`: usage metering on its own in-memory Azurite, each figure beside a
+ * raw-storage baseline measured in the same run on the same Azurite (the same `EntityTable` adapter,
+ * without the metering logic). Writes JSON to bench/results/metering-<timestamp>.json. Numbers are only
+ * comparable within one file (same machine, same moment).
+ *
+ * - consume, many owners: 1,000 owners, 32 in flight, beside "get + transact(marker, counter)" and the
+ *   same requests a consume makes (two reads in parallel, then the transaction).
+ * - consume, one hot owner: 200 in flight, beside a serial single-row ETag update loop (the most one
+ *   row does without batching) and the same loop with 32 writers racing (what group commit avoids).
+ * - rollover of 10,000 owners' ended periods, beside writing 10,000 rows and beside 10,000 x (read + write).
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAzureTable } from '../src/adapters/tables/azure-table.js';
+import type { Clock } from '../src/billing/clock.js';
+import { createMetering } from '../src/billing/metering.js';
+import { calendarMonth, type UsagePeriod } from '../src/billing/periods.js';
+import { createRollover } from '../src/billing/rollover.js';
+import { type EntityTable, EtagMismatchError, TransactionFailedError } from '../src/billing/store.js';
+import { usageRowKey } from '../src/billing/usage.js';
+import { startAzurite } from '../src/local/azurite.js';
+
+const ROUNDS = 3;
+const OWNERS = 1_000;
+const MANY_CONCURRENCY = 32;
+const HOT_CONCURRENCY = 200;
+const OPS_PER_ROUND = 3_000;
+const CONTENDED_WRITERS = 32;
+const CONTENDED_OPS = 300;
+const ROLLOVER_OWNERS = 10_000;
+const WRITE_CONCURRENCY = 32;
+
+interface RoundResult {
+  readonly opsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Storage attempts per successful operation, where a scenario retries. */
+  readonly attemptsPerOp?: number;
+}
+
+interface ScenarioResult extends RoundResult {
+  readonly name: string;
+  readonly description: string;
+  readonly ops: number;
+  readonly concurrency: number;
+  readonly rounds: readonly RoundResult[];
+}
+
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+};
+const percentile = (sorted: readonly number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/** Runs `op` `ops` times with `concurrency` in flight, ROUNDS times after one warm-up round. */
+async function measure(
+  name: string,
+  description: string,
+  ops: number,
+  concurrency: number,
+  op: (round: number, i: number) => Promise<number | undefined>,
+): Promise<ScenarioResult> {
+  const runRound = async (round: number): Promise<RoundResult> => {
+    const latencies: number[] = [];
+    let attempts = 0;
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < ops) {
+          const i = next++;
+          const t0 = performance.now();
+          const tries = (await op(round, i)) ?? 1; // not `attempts += await …`: that reads before awaiting
+          attempts += tries;
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      opsPerSecond: Math.round(ops / elapsed),
+      p50Ms: round2(percentile(latencies, 50)),
+      p99Ms: round2(percentile(latencies, 99)),
+      attemptsPerOp: round2(attempts / ops),
+    };
+  };
+  await runRound(-1); // warm-up: connections, JIT, table creation
+  const rounds: RoundResult[] = [];
+  for (let r = 0; r < ROUNDS; r++) rounds.push(await runRound(r));
+  const result: ScenarioResult = {
+    name,
+    description,
+    ops,
+    concurrency,
+    rounds,
+    opsPerSecond: median(rounds.map((r) => r.opsPerSecond)),
+    p50Ms: median(rounds.map((r) => r.p50Ms)),
+    p99Ms: median(rounds.map((r) => r.p99Ms)),
+    attemptsPerOp: median(rounds.map((r) => r.attemptsPerOp ?? 1)),
+  };
+  console.log(
+    `${name.padEnd(46)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  attempts/op ${result.attemptsPerOp}`,
+  );
+  return result;
+}
+
+/** Read-modify-write of one counter row with If-Match, retried until it lands; returns the attempts. */
+async function etagIncrement(table: EntityTable, pk: string, rk: string): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const row = await table.get(pk, rk);
+    try {
+      if (!row) await table.create(pk, rk, { used: 1 });
+      else await table.update(pk, rk, { used: Number(row.props.used) + 1 }, row.etag);
+      return attempt;
+    } catch (error) {
+      if (!(error instanceof EtagMismatchError) && !(error instanceof Error && /Exists/.test(error.message)))
+        throw error;
+    }
+  }
+}
+
+/** The minimal raw work of one exactly-once consume: read the counter, then marker + counter in one transaction. */
+async function rawConsume(table: EntityTable, pk: string, key: string): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const row = await table.get(pk, 'usage|raw');
+    try {
+      await table.transact(pk, [
+        { kind: 'create', rowKey: `consume|${key}`, props: { quantity: 1 } },
+        row
+          ? {
+              kind: 'update',
+              rowKey: 'usage|raw',
+              props: { used: Number(row.props.used) + 1 },
+              etag: row.etag,
+            }
+          : { kind: 'create', rowKey: 'usage|raw', props: { used: 1 } },
+      ]);
+      return attempt;
+    } catch (error) {
+      if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
+    }
+  }
+}
+
+/** The same storage requests as a consume for a cold owner: two point reads in parallel, then the transaction. */
+async function rawConsumeSameShape(table: EntityTable, pk: string, key: string): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const [row] = await Promise.all([table.get(pk, 'usage|raw'), table.get(pk, 'credits|balance')]);
+    try {
+      await table.transact(pk, [
+        { kind: 'create', rowKey: `consume|${key}`, props: { quantity: 1 } },
+        row
+          ? {
+              kind: 'update',
+              rowKey: 'usage|raw',
+              props: { used: Number(row.props.used) + 1 },
+              etag: row.etag,
+            }
+          : { kind: 'create', rowKey: 'usage|raw', props: { used: 1 } },
+      ]);
+      return attempt;
+    } catch (error) {
+      if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
+    }
+  }
+}
+
+/** Runs `task(i)` for i < n with `concurrency` in flight; returns seconds taken. */
+async function timed(n: number, concurrency: number, task: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const root = repoRoot();
+  // Other work on the machine skews every figure here (baselines included): recorded with the results.
+  const loadAtStart = os.loadavg().map(round2);
+  const azurite = await startAzurite();
+  const prefix = `mbench${Date.now().toString(36)}`;
+  const table = createAzureTable(
+    { kind: 'connectionString', connectionString: azurite.connectionString },
+    `${prefix}billing`,
+  );
+  const clock: Clock = { now: () => new Date() };
+  const period: UsagePeriod = calendarMonth(new Date());
+  try {
+    const results: ScenarioResult[] = [];
+
+    // Many owners.
+    const manyBaseline = await measure(
+      'baseline: get + transact(marker, counter)',
+      'raw exact consume without metering logic, 1,000 owners',
+      OPS_PER_ROUND,
+      MANY_CONCURRENCY,
+      (round, i) => rawConsume(table, `raw${i % OWNERS}`, `r${round}-${i}`),
+    );
+    const manySameShape = await measure(
+      'baseline: 2 reads ‖ + transact (consume shape)',
+      'the requests a consume makes for a cold owner, without metering logic, 1,000 owners',
+      OPS_PER_ROUND,
+      MANY_CONCURRENCY,
+      (round, i) => rawConsumeSameShape(table, `raw2-${i % OWNERS}`, `r${round}-${i}`),
+    );
+    const metering = createMetering({ table, clock });
+    const many = await measure(
+      'consume: many owners',
+      'metering.consume of 1, 1,000 owners (balance + counter read, one transaction)',
+      OPS_PER_ROUND,
+      MANY_CONCURRENCY,
+      async (round, i) => {
+        await metering.consume({
+          ownerId: `owner${i % OWNERS}`,
+          meter: 'executions',
+          quantity: 1,
+          idempotencyKey: `r${round}-${i}`,
+          allowance: 1_000_000,
+          period,
+          mode: 'enforce',
+        });
+        return 1;
+      },
+    );
+    results.push(manyBaseline, manySameShape, many);
+
+    // One hot owner.
+    const serial = await measure(
+      'baseline: single-row ETag update, serial',
+      'get + update(If-Match) of one row, one writer: the most one row takes without batching',
+      1_000,
+      1,
+      () => etagIncrement(table, 'hot-raw', 'usage|serial'),
+    );
+    const contended = await measure(
+      `baseline: single-row ETag update, ${CONTENDED_WRITERS} racing`,
+      'get + update(If-Match) of one row, retried on 412: per-request writes to a hot owner',
+      CONTENDED_OPS,
+      CONTENDED_WRITERS,
+      () => etagIncrement(table, 'hot-raw', 'usage|contended'),
+    );
+    const hot = await measure(
+      'consume: one hot owner',
+      `metering.consume of 1 for one owner, ${HOT_CONCURRENCY} in flight (group commit)`,
+      OPS_PER_ROUND,
+      HOT_CONCURRENCY,
+      async (round, i) => {
+        await metering.consume({
+          ownerId: 'hot',
+          meter: 'executions',
+          quantity: 1,
+          idempotencyKey: `r${round}-${i}`,
+          allowance: null,
+          period,
+          mode: 'enforce',
+        });
+        return 1;
+      },
+    );
+    results.push(serial, contended, hot);
+    const hotCounter = await table.get('hot', usageRowKey('executions', period));
+    if (hotCounter?.props.used !== OPS_PER_ROUND * (ROUNDS + 1)) {
+      throw new Error(
+        `hot owner counted ${String(hotCounter?.props.used)}, expected ${OPS_PER_ROUND * (ROUNDS + 1)}`,
+      );
+    }
+
+    // Rollover of 10,000 owners. Round r closes month r of 2025 on one table, so each run has a cursor,
+    // as the daily job does; the baseline writes 10,000 fresh rows with the same concurrency.
+    const rollover = createRollover({ table, clock, options: { concurrency: WRITE_CONCURRENCY } });
+    await rollover.run({ now: new Date('2025-01-01T00:00:00Z') }); // first run: sets the cursor
+    const seedMonth = async (month: UsagePeriod) => {
+      const partition = `rollover|${month.end.toISOString().slice(0, 10)}`;
+      await timed(ROLLOVER_OWNERS, 64, (i) =>
+        table.create(`ro${i}`, usageRowKey('executions', month), {
+          used: i % 1_000,
+          allowanceUsed: i % 1_000,
+          creditsUsed: 0,
+          overage: 0,
+          allowance: 1_000,
+          meter: 'executions',
+          periodKey: month.key,
+          periodStart: month.start.toISOString(),
+          periodEnd: month.end.toISOString(),
+        }),
+      );
+      await timed(ROLLOVER_OWNERS / 100, 8, (chunk) =>
+        table.transact(
+          partition,
+          Array.from({ length: 100 }, (_, j) => {
+            const owner = `ro${chunk * 100 + j}`;
+            return {
+              kind: 'upsert' as const,
+              rowKey: `${owner}|executions|${month.key}`,
+              props: {
+                ownerId: owner,
+                meter: 'executions',
+                periodKey: month.key,
+                periodStart: month.start.toISOString(),
+                periodEnd: month.end.toISOString(),
+              },
+            };
+          }),
+        ),
+      );
+    };
+    const rolloverRounds: Array<{
+      rolloverSeconds: number;
+      rawWriteSeconds: number;
+      rawReadAndWriteSeconds: number;
+      closed: number;
+    }> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const month = calendarMonth(new Date(Date.UTC(2025, r, 15)));
+      await seedMonth(month);
+      const started = performance.now();
+      const report = await rollover.run({ now: new Date(month.end.getTime() + 3_600_000) });
+      const rolloverSeconds = (performance.now() - started) / 1000;
+      if (!report.complete || report.closed !== ROLLOVER_OWNERS) {
+        throw new Error(`rollover closed ${report.closed} of ${ROLLOVER_OWNERS}: ${JSON.stringify(report)}`);
+      }
+      const rawWriteSeconds = await timed(ROLLOVER_OWNERS, WRITE_CONCURRENCY, (i) =>
+        table.create(`raw-ro${i}`, `row|${r}`, { used: i, closedAt: new Date().toISOString() }),
+      );
+      // The per-owner requests of closing a period (read the counter, create the record), no index upkeep.
+      const rawReadAndWriteSeconds = await timed(ROLLOVER_OWNERS, WRITE_CONCURRENCY, async (i) => {
+        const counter = await table.get(`ro${i}`, usageRowKey('executions', month));
+        await table.create(`ro${i}`, `raw-record|${r}`, { used: Number(counter?.props.used) });
+      });
+      rolloverRounds.push({
+        rolloverSeconds: round2(rolloverSeconds),
+        rawWriteSeconds: round2(rawWriteSeconds),
+        rawReadAndWriteSeconds: round2(rawReadAndWriteSeconds),
+        closed: report.closed,
+      });
+      console.log(
+        `rollover ${ROLLOVER_OWNERS} owners, round ${r + 1}: ${round2(rolloverSeconds)} s  (raw: write ${round2(rawWriteSeconds)} s, read + write ${round2(rawReadAndWriteSeconds)} s)`,
+      );
+    }
+    const rolloverResult = {
+      name: 'rollover: 10,000 owners',
+      description:
+        'createRollover().run closing one ended period per owner (counter read + record create per owner, index rows listed and deleted 100 per transaction), beside creating 10,000 rows in 10,000 partitions and beside 10,000 x (read + create)',
+      owners: ROLLOVER_OWNERS,
+      concurrency: WRITE_CONCURRENCY,
+      rounds: rolloverRounds,
+      rolloverSeconds: median(rolloverRounds.map((r) => r.rolloverSeconds)),
+      rawWriteSeconds: median(rolloverRounds.map((r) => r.rawWriteSeconds)),
+      rawReadAndWriteSeconds: median(rolloverRounds.map((r) => r.rawReadAndWriteSeconds)),
+    };
+    console.log(
+      `rollover median: ${rolloverResult.rolloverSeconds} s vs raw write ${rolloverResult.rawWriteSeconds} s, raw read + write ${rolloverResult.rawReadAndWriteSeconds} s`,
+    );
+
+    const ratio = (a: ScenarioResult, b: ScenarioResult) => ({
+      throughputRatio: round2(a.opsPerSecond / b.opsPerSecond),
+      p50Ratio: round2(a.p50Ms / b.p50Ms),
+    });
+    const report = {
+      command: 'npx tsx bench/metering.ts',
+      at: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memoryGiB: round2(os.totalmem() / 2 ** 30),
+        platform: `${os.platform()} ${os.release()}`,
+        node: process.version,
+        storage: 'Azurite (in-memory), started by the bench, same machine',
+        loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map(round2) },
+      },
+      parameters: {
+        rounds: ROUNDS,
+        warmUpRounds: 1,
+        owners: OWNERS,
+        opsPerRound: OPS_PER_ROUND,
+        manyOwnersConcurrency: MANY_CONCURRENCY,
+        hotOwnerConcurrency: HOT_CONCURRENCY,
+        contendedWriters: CONTENDED_WRITERS,
+        contendedOps: CONTENDED_OPS,
+        rolloverOwners: ROLLOVER_OWNERS,
+        writeConcurrency: WRITE_CONCURRENCY,
+      },
+      results,
+      comparisons: {
+        manyOwnersVsRawConsume: ratio(many, manyBaseline),
+        manyOwnersVsSameShape: ratio(many, manySameShape),
+        hotOwnerVsSerialEtagLoop: ratio(hot, serial),
+        hotOwnerVsContendedEtagLoop: ratio(hot, contended),
+        rolloverVsRawWrite: round2(rolloverResult.rolloverSeconds / rolloverResult.rawWriteSeconds),
+        rolloverVsRawReadAndWrite: round2(
+          rolloverResult.rolloverSeconds / rolloverResult.rawReadAndWriteSeconds,
+        ),
+      },
+      rollover: rolloverResult,
+    };
+    const dir = path.join(root, 'bench/results');
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `metering-${report.at.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nWrote ${path.relative(root, file)}`);
+  } finally {
+    await azurite.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import type { MeterName } from './catalog.js';
+import type { Clock } from './clock.js';
+import { type FieldIssue, validationError } from './errors.js';
+import { idSchema, type OwnerId } from './ids.js';
+import { createOwnerLanes, type OwnerLanes } from './metering-lanes.js';
+import {
+  BALANCE_ROW,
+  balanceAction,
+  externalKeySchema,
+  grantMarkerKey,
+  grantMarkerSchema,
+  LEDGER_PREFIX,
+  type LedgerKind,
+  ledgerRowKey,
+  ledgerSchema,
+  parseRow,
+  readBalance,
+} from './metering-rows.js';
+import { ConcurrencyExhaustedError, type EntityTable, TransactionFailedError } from './store.js';
+
+/**
+ * Purchased credits: one balance per billing owner (`credits|balance` in the owner's partition), drawn
+ * by `consume` once a meter's period allowance is used up, and an append-only ledger of every change.
+ * A grant happens once per source (the Stripe checkout session or payment intent that paid for it):
+ * its marker is created in the same transaction as the balance change.
+ */
+export interface Credits {
+  /** @throws BillingError `validation`; CreditsContentionError */
+  grantCredits(request: GrantRequest): Promise<GrantOutcome>;
+  balance(ownerId: OwnerId): Promise<number>;
+  /** Newest first. */
+  ledger(ownerId: OwnerId, options?: { readonly limit?: number }): Promise<LedgerEntry[]>;
+}
+
+export interface GrantRequest {
+  readonly ownerId: OwnerId;
+  /** A positive integer. */
+  readonly credits: number;
+  /** What paid for them, e.g. a checkout session id (`cs_…`) or payment intent id (`pi_…`). Once per id. */
+  readonly sourceId: string;
+  /** For the ledger, e.g. the pack's display name. */
+  readonly description: string;
+}
+
+export type GrantOutcome =
+  | {
+      readonly kind: 'granted';
+      readonly ownerId: OwnerId;
+      readonly sourceId: string;
+      readonly credits: number;
+      readonly creditBalance: number;
+      readonly grantedAt: string;
+    }
+  /** This source was granted before; nothing changed now. `credits` and `grantedAt` are the first grant's. */
+  | {
+      readonly kind: 'duplicate';
+      readonly ownerId: OwnerId;
+      readonly sourceId: string;
+      readonly credits: number;
+      readonly grantedAt: string;
+    };
+
+export interface LedgerEntry {
+  readonly kind: LedgerKind;
+  /** Signed: positive for grants and refunds, negative for draws. */
+  readonly credits: number;
+  readonly balanceAfter: number;
+  /** The grant's source id, or the consumption's idempotency key. */
+  readonly ref: string;
+  readonly description: string;
+  readonly at: string;
+  readonly meter: MeterName | null;
+  readonly periodKey: string | null;
+}
+
+/** Gave up after too many lost races with other processes; nothing was granted. Retry. */
+export class CreditsContentionError extends ConcurrencyExhaustedError {}
+
+export interface CreditsDeps {
+  /** The owner-partitioned `billing` table. */
+  readonly table: EntityTable;
+  readonly clock: Clock;
+  /** The lanes given to `createMetering`, so a grant queues behind consumptions. @default a new one */
+  readonly lanes?: OwnerLanes;
+  /** Rounds of ETag conflicts with other processes before giving up. @default 10 */
+  readonly maxAttempts?: number;
+}
+
+const grantSchema = z.object({
+  ownerId: idSchema,
+  credits: z.number().int().min(1).max(100_000_000),
+  sourceId: externalKeySchema,
+  description: z.string().min(1).max(500),
+});
+
+const DEFAULT_LEDGER_LIMIT = 50;
+
+export function createCredits(deps: CreditsDeps): Credits {
+  const { table, clock } = deps;
+  const lanes = deps.lanes ?? createOwnerLanes();
+  const maxAttempts = deps.maxAttempts ?? 10;
+
+  const duplicateOf = async (ownerId: OwnerId, sourceId: string): Promise<GrantOutcome | undefined> => {
+    const row = await table.get(ownerId, grantMarkerKey(sourceId));
+    if (!row) return undefined;
+    const marker = parseRow(grantMarkerSchema, row, 'grant marker');
+    return { kind: 'duplicate', ownerId, sourceId, credits: marker.credits, grantedAt: marker.at };
+  };
+
+  async function grantCredits(input: GrantRequest): Promise<GrantOutcome> {
+    const parsed = grantSchema.safeParse(input);
+    if (!parsed.success) {
+      const details: FieldIssue[] = parsed.error.issues.map((issue) => ({
+        path: issue.path.map(String).join('.'),
+        message: issue.message,
+      }));
+      throw validationError(
+        'invalid_credit_grant',
+        `Invalid credit grant: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`,
+        details,
+      );
+    }
+    const { ownerId, credits, sourceId, description } = parsed.data;
+    return lanes.run(ownerId, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const balanceRow = await table.get(ownerId, BALANCE_ROW);
+        const now = clock.now();
+        const at = now.toISOString();
+        const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
+        try {
+          await table.transact(ownerId, [
+            // First: if it fails as a duplicate, the failing index says so.
+            {
+              kind: 'create',
+              rowKey: grantMarkerKey(sourceId),
+              props: { credits, description, balanceAfter, at },
+            },
+            balanceAction(balanceRow?.etag, balanceAfter, at),
+            {
+              kind: 'create',
+              rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
+              props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
+            },
+          ]);
+          return { kind: 'granted', ownerId, sourceId, credits, creditBalance: balanceAfter, grantedAt: at };
+        } catch (error) {
+          if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
+          if (error.reason === 'exists') {
+            const duplicate = await duplicateOf(ownerId, sourceId);
+            if (duplicate) return duplicate;
+          }
+          if (attempt >= maxAttempts) {
+            throw new CreditsContentionError(
+              `Gave up granting credits from ${sourceId} to ${ownerId} after ${attempt} conflicting writes; nothing was granted. Retry.`,
+              table.name,
+            );
+          }
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 8 * attempt));
+        }
+      }
+    });
+  }
+
+  return {
+    grantCredits,
+
+    async balance(ownerId) {
+      const row = await table.get(ownerId, BALANCE_ROW);
+      return row ? readBalance(row) : 0;
+    },
+
+    async ledger(ownerId, options = {}) {
+      const limit = Math.max(0, Math.floor(options.limit ?? DEFAULT_LEDGER_LIMIT));
+      // Keys count time down, so key order is newest first. (The port has no `top`: this reads the range.)
+      const rows = await table.list(ownerId, { prefix: LEDGER_PREFIX });
+      return rows.slice(0, limit).map((row) => {
+        const entry = parseRow(ledgerSchema, row, 'ledger entry');
+        return { ...entry, meter: entry.meter ?? null, periodKey: entry.periodKey ?? null };
+      });
+    },
+  };
+}

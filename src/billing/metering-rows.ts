@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { METER_NAMES, type MeterName } from './catalog.js';
+import { ENFORCEMENT_MODES } from './enforcement.js';
+import type { OwnerId } from './ids.js';
+import { utcDay } from './periods.js';
+import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
+
+/**
+ * The row layout of metering, credits and rollover in the `billing` table, in one place.
+ *
+ * Owner partition (PartitionKey = ownerId), so every change for one owner commits in one entity-group
+ * transaction together with the marker that makes it happen once:
+ * - `usage|<meter>|<periodKey>`          counter (see `usage.ts`): used, allowanceUsed, creditsUsed,
+ *                                         overage, allowance, periodStart, periodEnd, createdAt, updatedAt
+ * - `consume|<idempotencyKey>`           consume marker: the answer given, and `refundedAt` once refunded
+ * - `credits|balance`                    credit balance
+ * - `credits|grant|<sourceId>`           grant marker (one per Stripe payment)
+ * - `credits|ledger|<newest-first>|<kind>|<ref>`  append-only ledger: grants, draws, refunds
+ * - `record|<meter>|<periodKey>`         usage record: the counter's snapshot when the period was closed
+ * - `monitor|<at>|consume:<key>`         would-be denial under `monitor` (same shape as entitlements')
+ *
+ * Rollover partitions (never an owner id: owner ids cannot contain `|`):
+ * - `rollover|<YYYY-MM-DD>` / `<ownerId>|<meter>|<periodKey>`  a period that may still need closing,
+ *    grouped by the UTC day it ends
+ * - `rollover|state` / `cursor`          the earliest day that may still hold index rows
+ */
+
+export const consumeMarkerKey = (idempotencyKey: string) => `consume|${idempotencyKey}`;
+export const BALANCE_ROW = 'credits|balance';
+export const grantMarkerKey = (sourceId: string) => `credits|grant|${sourceId}`;
+export const LEDGER_PREFIX = 'credits|ledger|';
+export const recordPrefix = (meter: MeterName) => `record|${meter}|`;
+export const recordRowKey = (meter: MeterName, periodKey: string) => `${recordPrefix(meter)}${periodKey}`;
+export const monitorRowKey = (at: string, idempotencyKey: string) =>
+  `monitor|${at}|consume:${idempotencyKey}`;
+
+export const ROLLOVER_STATE_PARTITION = 'rollover|state';
+export const ROLLOVER_CURSOR_ROW = 'cursor';
+export const rolloverPartition = (day: string) => `rollover|${day}`;
+export const rolloverPartitionFor = (periodEnd: Date) => rolloverPartition(utcDay(periodEnd));
+export const rolloverRowKey = (ownerId: OwnerId, meter: MeterName, periodKey: string) =>
+  `${ownerId}|${meter}|${periodKey}`;
+
+/** Largest millisecond timestamp we will see (year 2286); ledger keys count down from it. */
+const MAX_MS = 9_999_999_999_999;
+
+export type LedgerKind = 'grant' | 'draw' | 'refund';
+
+/**
+ * Ledger rows sort newest first: the key starts with the time counted down, then the position within
+ * one transaction counted down. `<kind>|<ref>` (a grant's source, a consumption's key) makes it unique,
+ * since each of those happens once.
+ */
+export function ledgerRowKey(at: Date, seq: number, kind: LedgerKind, ref: string): string {
+  const time = String(MAX_MS - at.getTime()).padStart(13, '0');
+  const order = String(999 - Math.min(seq, 999)).padStart(3, '0');
+  return `${LEDGER_PREFIX}${time}${order}|${kind}|${ref}`;
+}
+
+/** Keys the caller chooses (idempotency keys, payment ids): safe inside row keys, which forbid `/ \ # ?`. */
+export const externalKeySchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$/,
+    'must be 1-200 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-", starting with a letter or digit',
+  );
+
+const count = z.number().int().nonnegative();
+
+export const consumeMarkerSchema = z.object({
+  outcome: z.enum(['consumed', 'denied']),
+  meter: z.enum(METER_NAMES),
+  quantity: z.number().int().positive(),
+  mode: z.enum(ENFORCEMENT_MODES),
+  periodKey: z.string(),
+  periodStart: z.string(),
+  periodEnd: z.string(),
+  used: count,
+  allowance: count.optional(),
+  allowanceRemaining: count.optional(),
+  remaining: count.optional(),
+  fromAllowance: count,
+  fromCredits: count,
+  overage: count,
+  shortfall: count,
+  creditBalance: count,
+  wouldDeny: z.boolean(),
+  at: z.string(),
+  refundedAt: z.string().optional(),
+});
+export type ConsumeMarker = z.infer<typeof consumeMarkerSchema>;
+
+export const balanceSchema = z.object({ balance: count, updatedAt: z.string() });
+
+export const grantMarkerSchema = z.object({
+  credits: z.number().int().positive(),
+  description: z.string(),
+  balanceAfter: count,
+  at: z.string(),
+});
+
+export const ledgerSchema = z.object({
+  kind: z.enum(['grant', 'draw', 'refund']),
+  /** Signed: positive for grants and refunds, negative for draws. */
+  credits: z.number().int(),
+  balanceAfter: count,
+  /** The grant's source id or the consumption's idempotency key. */
+  ref: z.string(),
+  description: z.string(),
+  at: z.string(),
+  meter: z.enum(METER_NAMES).optional(),
+  periodKey: z.string().optional(),
+});
+
+export const recordSchema = z.object({
+  meter: z.enum(METER_NAMES),
+  periodKey: z.string(),
+  periodStart: z.string(),
+  periodEnd: z.string(),
+  used: count,
+  allowanceUsed: count,
+  creditsUsed: count,
+  overage: count,
+  allowance: count.optional(),
+  closedAt: z.string(),
+});
+
+export const rolloverIndexSchema = z.object({
+  ownerId: z.string().min(1),
+  meter: z.enum(METER_NAMES),
+  periodKey: z.string().min(1),
+  periodStart: z.string(),
+  periodEnd: z.string(),
+});
+
+export const rolloverCursorSchema = z.object({ day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/) });
+
+/**
+ * Parses a row with its schema.
+ * @throws Error naming the row, so corruption is reported where it is found rather than guessed around
+ */
+export function parseRow<T>(schema: z.ZodType<T>, row: StoredEntity, what: string): T {
+  const parsed = schema.safeParse(row.props);
+  if (!parsed.success) {
+    throw new Error(`Corrupt ${what} ${row.partitionKey}/${row.rowKey}: ${z.prettifyError(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+/** Omits a property whose value is `null` (Table Storage stores no nulls). */
+export function withOptional(name: string, value: number | null): EntityProps {
+  return value === null ? {} : { [name]: value };
+}
+
+/** The credit balance a balance row holds. */
+export function readBalance(row: StoredEntity): number {
+  return parseRow(balanceSchema, row, 'credit balance').balance;
+}
+
+/** Writes the balance: create when it was never written, else only if still at the `etag` read. */
+export function balanceAction(etag: string | undefined, balance: number, at: string): TransactionAction {
+  const props = { balance, updatedAt: at };
+  return etag === undefined
+    ? { kind: 'create', rowKey: BALANCE_ROW, props }
+    : { kind: 'update', rowKey: BALANCE_ROW, props, etag };
+}

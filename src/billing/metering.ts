@@ -1,0 +1,833 @@
+import { z } from 'zod';
+import { METER_NAMES, METERS, type MeterName } from './catalog.js';
+import type { Clock } from './clock.js';
+import { ENFORCEMENT_MODES, type EnforcementMode } from './enforcement.js';
+import { conflict, type FieldIssue, validationError } from './errors.js';
+import { idSchema, type OwnerId } from './ids.js';
+import { createOwnerLanes, type OwnerLanes } from './metering-lanes.js';
+import {
+  BALANCE_ROW,
+  balanceAction,
+  type ConsumeMarker,
+  consumeMarkerKey,
+  consumeMarkerSchema,
+  externalKeySchema,
+  ledgerRowKey,
+  monitorRowKey,
+  parseRow,
+  readBalance,
+  rolloverPartitionFor,
+  rolloverRowKey,
+  withOptional,
+} from './metering-rows.js';
+import { PERIOD_KEY_PATTERN, type UsagePeriod } from './periods.js';
+import {
+  ConcurrencyExhaustedError,
+  type EntityProps,
+  type EntityTable,
+  type StoredEntity,
+  type TransactionAction,
+  TransactionFailedError,
+} from './store.js';
+import { parseUsageCounter, type UsageCounter, usageRowKey } from './usage.js';
+
+/**
+ * Usage metering: exact, idempotent consumption of a meter's period allowance and then of the owner's
+ * credit balance, as the execution runtime asks on every workflow run.
+ *
+ * Exactly once: a consumption's marker row (`consume|<idempotencyKey>`) is created in the same
+ * entity-group transaction as the counter and balance changes, in the owner's partition, with ETag
+ * conditions on the counter and balance rows. A duplicate key fails the whole transaction, and the
+ * stored answer is returned instead (`replayed: true`).
+ *
+ * Fast for hot owners: inside one process, consumptions for one owner queue in that owner's lane and
+ * are committed together (group commit: one transaction with the counter, the balance and up to
+ * `maxBatch` markers). ETag conflicts then come only from other processes, and are retried a bounded
+ * number of times.
+ *
+ * Denials are remembered too: a key gets one answer, forever. A run that was denied and should be tried
+ * again after the owner bought credits needs a new key (e.g. `<runId>:<attempt>`).
+ */
+export interface Metering {
+  /** @throws BillingError `validation` (bad request), `conflict` `idempotency_key_reused`; MeteringContentionError */
+  consume(request: ConsumeRequest): Promise<ConsumeOutcome>;
+  /** Gives back a consumption whose run failed, once. @throws MeteringContentionError */
+  refund(request: RefundRequest): Promise<RefundOutcome>;
+  /** What is used and what is left, without consuming: for entitlement checks and the summary. */
+  status(request: StatusRequest): Promise<MeterStatus>;
+}
+
+export interface ConsumeRequest {
+  readonly ownerId: OwnerId;
+  readonly meter: MeterName;
+  /** Units to consume: a positive integer. */
+  readonly quantity: number;
+  /** The caller's key for this consumption (a workflow run id). Scoped to the owner, across meters. */
+  readonly idempotencyKey: string;
+  /** The period allowance in force, `meterAllowance(capabilities.limits, meter)`; `null` is unlimited. */
+  readonly allowance: number | null;
+  /** The window, `capabilities.period` (`currentPeriod()`); the counter is keyed by `period.key`. */
+  readonly period: UsagePeriod;
+  /**
+   * `enforce`: deny what allowance and credits cannot cover, consuming nothing.
+   * `monitor` (also for soft limits in a grace period): consume anyway, record the would-be denial.
+   * `off`: consume and count without checking; credits are not drawn.
+   */
+  readonly mode: EnforcementMode;
+}
+
+interface AnswerBase {
+  readonly ownerId: OwnerId;
+  readonly meter: MeterName;
+  readonly idempotencyKey: string;
+  readonly quantity: number;
+  readonly mode: EnforcementMode;
+  /** True when this key was answered before: this is that answer, and nothing was counted now. */
+  readonly replayed: boolean;
+  /** Consumed in the period, after this answer (everything: from the allowance, credits and beyond). */
+  readonly used: number;
+  readonly allowance: number | null;
+  /** Left of the period allowance; `null` when unlimited. */
+  readonly allowanceRemaining: number | null;
+  /** What `enforce` would still allow: allowance left plus credits; `null` when unlimited. */
+  readonly remaining: number | null;
+  readonly fromAllowance: number;
+  readonly fromCredits: number;
+  /** Consumed beyond allowance and credits (only under `monitor` or `off`). */
+  readonly overage: number;
+  readonly creditBalance: number;
+  readonly periodKey: string;
+  readonly periodStart: string;
+  /** Exclusive. */
+  readonly periodEnd: string;
+  /** When the answer was first given. */
+  readonly at: string;
+}
+
+export type ConsumeOutcome =
+  | (AnswerBase & {
+      readonly kind: 'consumed';
+      /** Under `monitor`: `enforce` would have denied this (recorded as a `monitor|` row). */
+      readonly wouldDeny: boolean;
+      /** How many units `enforce` would have been short of; 0 unless `wouldDeny`. */
+      readonly shortfall: number;
+    })
+  | (AnswerBase & {
+      readonly kind: 'denied';
+      readonly reason: 'limit_exceeded';
+      /** How many units allowance and credits together were short of. */
+      readonly shortfall: number;
+    });
+
+export interface RefundRequest {
+  readonly ownerId: OwnerId;
+  readonly idempotencyKey: string;
+}
+
+export type RefundOutcome =
+  | {
+      readonly kind: 'refunded';
+      readonly ownerId: OwnerId;
+      readonly idempotencyKey: string;
+      readonly meter: MeterName;
+      /** The period the consumption was counted in, which is where it is given back. */
+      readonly periodKey: string;
+      readonly quantity: number;
+      readonly toAllowance: number;
+      readonly toCredits: number;
+      readonly overageReversed: number;
+      /** The period's counter after the refund. */
+      readonly used: number;
+      readonly creditBalance: number;
+      readonly refundedAt: string;
+    }
+  | {
+      readonly kind: 'already_refunded';
+      readonly ownerId: OwnerId;
+      readonly idempotencyKey: string;
+      readonly refundedAt: string;
+    }
+  /** The key's answer was a denial: nothing was consumed, so there is nothing to give back. */
+  | { readonly kind: 'not_consumed'; readonly ownerId: OwnerId; readonly idempotencyKey: string }
+  | { readonly kind: 'not_found'; readonly ownerId: OwnerId; readonly idempotencyKey: string };
+
+export interface StatusRequest {
+  readonly ownerId: OwnerId;
+  readonly meter: MeterName;
+  readonly allowance: number | null;
+  readonly period: UsagePeriod;
+}
+
+export interface MeterStatus {
+  readonly ownerId: OwnerId;
+  readonly meter: MeterName;
+  readonly periodKey: string;
+  readonly periodStart: string;
+  readonly periodEnd: string;
+  readonly used: number;
+  readonly allowance: number | null;
+  readonly allowanceUsed: number;
+  readonly allowanceRemaining: number | null;
+  readonly creditsUsed: number;
+  readonly overage: number;
+  readonly creditBalance: number;
+  /** What `enforce` would allow now: allowance left plus credits (if the meter draws them); `null` unlimited. */
+  readonly remaining: number | null;
+}
+
+/** Gave up after too many lost races with other processes; nothing was consumed. Retry with the same key. */
+export class MeteringContentionError extends ConcurrencyExhaustedError {}
+
+export interface MeteringOptions {
+  /** Most consumptions committed in one transaction (each adds 1-3 rows; the limit is 100). @default 90 */
+  readonly maxBatch?: number;
+  /** Rounds of ETag conflicts with other processes before giving up. @default 10 */
+  readonly maxAttempts?: number;
+  /** Answers remembered in this process, so an in-process replay costs no round trip. @default 10000 */
+  readonly memoSize?: number;
+}
+
+export interface MeteringDeps {
+  /** The owner-partitioned `billing` table. */
+  readonly table: EntityTable;
+  readonly clock: Clock;
+  /** Share one instance with `createCredits`, so grants queue behind consumptions. @default a new one */
+  readonly lanes?: OwnerLanes;
+  readonly options?: MeteringOptions;
+}
+
+/** Entity-group transactions take at most 100 actions. */
+const MAX_ACTIONS = 100;
+
+const periodSchema = z
+  .object({
+    key: z.string().regex(PERIOD_KEY_PATTERN, 'must be YYYY-MM or YYYYMMDDTHHMMSS'),
+    start: z.date(),
+    end: z.date(),
+  })
+  .refine((p) => p.start.getTime() < p.end.getTime(), { message: 'start must be before end', path: ['end'] });
+
+const consumeSchema = z.object({
+  ownerId: idSchema,
+  meter: z.enum(METER_NAMES),
+  quantity: z.number().int().min(1).max(1_000_000),
+  idempotencyKey: externalKeySchema,
+  allowance: z.number().int().nonnegative().nullable(),
+  period: periodSchema,
+  mode: z.enum(ENFORCEMENT_MODES),
+});
+type ValidConsume = z.infer<typeof consumeSchema>;
+
+const refundSchema = z.object({ ownerId: idSchema, idempotencyKey: externalKeySchema });
+const statusSchema = consumeSchema.pick({ ownerId: true, meter: true, allowance: true, period: true });
+
+/** Validates a request made in code (the HTTP layer has already parsed the wire format). */
+function parseRequest<T>(schema: z.ZodType<T>, input: unknown, code: string, what: string): T {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const details: FieldIssue[] = parsed.error.issues.map((issue) => ({
+    path: issue.path.map(String).join('.'),
+    message: issue.message,
+  }));
+  throw validationError(
+    code,
+    `Invalid ${what}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`,
+    details,
+  );
+}
+
+interface Job {
+  readonly request: ValidConsume;
+  readonly counterKey: string;
+  resolve(outcome: ConsumeOutcome): void;
+  reject(error: unknown): void;
+}
+
+/** A counter as one batch sees it: the stored row, then the batch's changes. */
+interface CounterState {
+  readonly rowKey: string;
+  readonly etag: string | undefined;
+  readonly createdAt: string | undefined;
+  readonly periodStart: string;
+  readonly periodEnd: string;
+  readonly meter: MeterName;
+  readonly periodKey: string;
+  counter: UsageCounter;
+  allowance: number | null;
+  changed: boolean;
+}
+
+interface BalanceState {
+  readonly etag: string | undefined;
+  balance: number;
+  changed: boolean;
+}
+
+interface Planned {
+  readonly job: Job;
+  readonly outcome: ConsumeOutcome;
+}
+
+interface Plan {
+  readonly included: readonly Planned[];
+  readonly leftover: readonly Job[];
+  readonly actions: readonly TransactionAction[];
+  /** Counters this transaction creates: their rollover index rows must exist first. */
+  readonly created: readonly CounterState[];
+}
+
+export function createMetering(deps: MeteringDeps): Metering {
+  const { table, clock } = deps;
+  const lanes = deps.lanes ?? createOwnerLanes();
+  const maxBatch = Math.max(1, Math.min(deps.options?.maxBatch ?? 90, MAX_ACTIONS - 2));
+  const maxAttempts = deps.options?.maxAttempts ?? 10;
+  const memoSize = deps.options?.memoSize ?? 10_000;
+
+  /** Consumptions waiting for their owner's next group commit. */
+  const pending = new Map<OwnerId, Job[]>();
+  /** Owners with a flush queued in their lane that has not started yet. */
+  const scheduled = new Set<OwnerId>();
+  /** First answers by `<owner>|<key>`, oldest evicted first. Markers are never deleted, so these stay true. */
+  const memo = new Map<string, ConsumeOutcome>();
+  /** Rollover index rows this process has written (they are idempotent; this only saves round trips). */
+  const indexed = new Set<string>();
+
+  const remember = (outcome: ConsumeOutcome) => {
+    memo.set(`${outcome.ownerId}|${outcome.idempotencyKey}`, outcome);
+    if (memo.size > memoSize) {
+      const oldest = memo.keys().next();
+      if (!oldest.done) memo.delete(oldest.value);
+    }
+  };
+
+  /** The first answer again, provided the request is the same one. */
+  const replayOf = (first: ConsumeOutcome, request: ValidConsume): ConsumeOutcome => {
+    if (first.meter !== request.meter || first.quantity !== request.quantity) {
+      throw conflict(
+        'idempotency_key_reused',
+        `Idempotency key ${request.idempotencyKey} was already used for ${first.quantity} ${first.meter}; ` +
+          'a different consumption needs a different key.',
+      );
+    }
+    return { ...first, replayed: true };
+  };
+
+  /** Answers a job with the first answer to its key, as a replay (checked to be the same request). */
+  const settleReplay = (job: Job, first: ConsumeOutcome) => {
+    try {
+      job.resolve(replayOf(first, job.request));
+    } catch (error) {
+      job.reject(error);
+    }
+  };
+
+  function schedule(ownerId: OwnerId) {
+    if (scheduled.has(ownerId)) return;
+    scheduled.add(ownerId);
+    void lanes.run(ownerId, () => flush(ownerId));
+  }
+
+  async function flush(ownerId: OwnerId): Promise<void> {
+    scheduled.delete(ownerId);
+    const jobs = (pending.get(ownerId) ?? []).splice(0, maxBatch);
+    let leftover: readonly Job[] = [];
+    try {
+      if (jobs.length > 0) leftover = await commit(ownerId, jobs);
+    } catch (error) {
+      // Settled jobs ignore this; the rest learn that nothing of theirs was committed.
+      for (const job of jobs) job.reject(error);
+    }
+    const queue = pending.get(ownerId) ?? [];
+    queue.unshift(...leftover);
+    if (queue.length === 0) pending.delete(ownerId);
+    else schedule(ownerId);
+  }
+
+  /** Commits what fits of `jobs` in one transaction; returns the jobs left for the next one. */
+  async function commit(ownerId: OwnerId, jobs: readonly Job[]): Promise<readonly Job[]> {
+    // One leader per key; later copies in the batch get the leader's answer as a replay.
+    const followers = new Map<string, Job[]>();
+    let active: Job[] = [];
+    for (const job of jobs) {
+      const key = job.request.idempotencyKey;
+      const same = followers.get(key);
+      if (same) same.push(job);
+      else {
+        followers.set(key, []);
+        active.push(job);
+      }
+    }
+    /** The leader gets the answer (as a replay if it was stored before); its copies get it as a replay. */
+    const settleAll = (leader: Job, outcome: ConsumeOutcome, stored: boolean) => {
+      if (stored) settleReplay(leader, outcome);
+      else leader.resolve(outcome);
+      for (const copy of followers.get(leader.request.idempotencyKey) ?? []) settleReplay(copy, outcome);
+    };
+
+    let conflicts = 0;
+    while (active.length > 0) {
+      const plan = decide(ownerId, await readState(ownerId, active), active, clock.now());
+      await ensureIndexed(ownerId, plan.created);
+      try {
+        await table.transact(ownerId, plan.actions);
+      } catch (error) {
+        if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
+        const replays = await findReplays(ownerId, plan.included, error);
+        if (replays.length > 0) {
+          for (const { job, outcome } of replays) {
+            remember(outcome);
+            settleAll(job, outcome, true);
+          }
+          const done = new Set(replays.map((r) => r.job));
+          active = active.filter((job) => !done.has(job));
+          continue;
+        }
+        conflicts++;
+        if (conflicts >= maxAttempts) {
+          throw new MeteringContentionError(
+            `Gave up consuming for ${ownerId} after ${conflicts} conflicting writes by other processes; ` +
+              'nothing was consumed. Retry with the same idempotency keys.',
+            table.name,
+          );
+        }
+        await backoff(conflicts);
+        continue;
+      }
+      for (const { job, outcome } of plan.included) {
+        remember(outcome);
+        settleAll(job, outcome, false);
+      }
+      return plan.leftover.flatMap((job) => [job, ...(followers.get(job.request.idempotencyKey) ?? [])]);
+    }
+    return [];
+  }
+
+  async function readState(ownerId: OwnerId, jobs: readonly Job[]) {
+    const keys = [...new Set(jobs.map((job) => job.counterKey))];
+    const [balanceRow, ...counterRows] = await Promise.all([
+      table.get(ownerId, BALANCE_ROW),
+      ...keys.map((key) => table.get(ownerId, key)),
+    ]);
+    const counters = new Map<string, StoredEntity | undefined>();
+    keys.forEach((key, i) => {
+      counters.set(key, counterRows[i]);
+    });
+    return { balanceRow, counters };
+  }
+
+  /** Pure: what this batch answers and writes, given what was just read. Re-run after every conflict. */
+  function decide(
+    ownerId: OwnerId,
+    state: Awaited<ReturnType<typeof readState>>,
+    jobs: readonly Job[],
+    now: Date,
+  ): Plan {
+    const at = now.toISOString();
+    const balance: BalanceState = {
+      etag: state.balanceRow?.etag,
+      balance: state.balanceRow ? readBalance(state.balanceRow) : 0,
+      changed: false,
+    };
+    const counters = new Map<string, CounterState>();
+    const counterFor = (job: Job): CounterState => {
+      const existing = counters.get(job.counterKey);
+      if (existing) return existing;
+      const row = state.counters.get(job.counterKey);
+      const { request } = job;
+      const parsed = row ? parseUsageCounter(ownerId, row.rowKey, row.props) : undefined;
+      const created: CounterState = {
+        rowKey: job.counterKey,
+        etag: row?.etag,
+        createdAt: row && typeof row.props.createdAt === 'string' ? row.props.createdAt : undefined,
+        periodStart: parsed?.periodStart ?? request.period.start.toISOString(),
+        periodEnd: parsed?.periodEnd ?? request.period.end.toISOString(),
+        meter: request.meter,
+        periodKey: request.period.key,
+        counter: parsed ?? {
+          used: 0,
+          allowanceUsed: 0,
+          creditsUsed: 0,
+          overage: 0,
+          allowance: null,
+          periodStart: null,
+          periodEnd: null,
+        },
+        allowance: request.allowance,
+        changed: false,
+      };
+      counters.set(job.counterKey, created);
+      return created;
+    };
+
+    const included: Planned[] = [];
+    const markers: TransactionAction[] = [];
+    const extras: TransactionAction[] = [];
+    let fixedRows = 0; // counters and balance that this batch writes
+    let leftoverFrom = jobs.length;
+
+    for (const [index, job] of jobs.entries()) {
+      const { request } = job;
+      const c = counterFor(job);
+      const allowanceLeft =
+        request.allowance === null
+          ? Number.POSITIVE_INFINITY
+          : Math.max(0, request.allowance - c.counter.allowanceUsed);
+      const credits = METERS[request.meter].drawsCredits && request.mode !== 'off' ? balance.balance : 0;
+      const fromAllowance = Math.min(request.quantity, allowanceLeft);
+      const beyond = request.quantity - fromAllowance;
+      const fromCredits = Math.min(beyond, credits);
+      const shortfall = request.mode === 'off' ? 0 : beyond - fromCredits;
+      const denied = request.mode === 'enforce' && shortfall > 0;
+      const wouldDeny = request.mode === 'monitor' && shortfall > 0;
+
+      const rows =
+        1 +
+        (!denied && fromCredits > 0 ? 1 : 0) +
+        (wouldDeny ? 1 : 0) +
+        (!denied && !c.changed ? 1 : 0) +
+        (!denied && fromCredits > 0 && !balance.changed ? 1 : 0);
+      if (included.length >= maxBatch || markers.length + extras.length + fixedRows + rows > MAX_ACTIONS) {
+        leftoverFrom = index;
+        break;
+      }
+
+      const usedBefore = c.counter.used;
+      if (!denied) {
+        if (!c.changed) fixedRows++;
+        c.changed = true;
+        c.allowance = request.allowance;
+        c.counter = {
+          ...c.counter,
+          used: c.counter.used + request.quantity,
+          allowanceUsed: c.counter.allowanceUsed + fromAllowance,
+          creditsUsed: c.counter.creditsUsed + fromCredits,
+          overage: c.counter.overage + (beyond - fromCredits),
+        };
+        if (fromCredits > 0) {
+          if (!balance.changed) fixedRows++;
+          balance.changed = true;
+          balance.balance -= fromCredits;
+          extras.push({
+            kind: 'create',
+            rowKey: ledgerRowKey(now, included.length, 'draw', request.idempotencyKey),
+            props: {
+              kind: 'draw',
+              credits: -fromCredits,
+              balanceAfter: balance.balance,
+              ref: request.idempotencyKey,
+              description: `${fromCredits} ${METERS[request.meter].unit}(s) beyond the allowance of period ${request.period.key}`,
+              at,
+              meter: request.meter,
+              periodKey: request.period.key,
+            },
+          });
+        }
+      }
+      if (wouldDeny) {
+        extras.push({
+          kind: 'create',
+          rowKey: monitorRowKey(at, request.idempotencyKey),
+          props: {
+            feature: request.meter,
+            reason: 'limit_exceeded',
+            why: 'monitor',
+            limit: request.allowance ?? -1,
+            used: usedBefore,
+            quantity: request.quantity,
+            subject: JSON.stringify({ ownerId }),
+            at,
+            idempotencyKey: request.idempotencyKey,
+            fromCredits,
+            shortfall,
+          },
+        });
+      }
+
+      const allowanceRemaining =
+        request.allowance === null ? null : Math.max(0, request.allowance - c.counter.allowanceUsed);
+      const creditsLeft = METERS[request.meter].drawsCredits ? balance.balance : 0;
+      const marker: ConsumeMarker = {
+        outcome: denied ? 'denied' : 'consumed',
+        meter: request.meter,
+        quantity: request.quantity,
+        mode: request.mode,
+        periodKey: request.period.key,
+        periodStart: c.periodStart,
+        periodEnd: c.periodEnd,
+        used: c.counter.used,
+        ...(request.allowance === null ? {} : { allowance: request.allowance }),
+        ...(allowanceRemaining === null
+          ? {}
+          : { allowanceRemaining, remaining: allowanceRemaining + creditsLeft }),
+        fromAllowance: denied ? 0 : fromAllowance,
+        fromCredits: denied ? 0 : fromCredits,
+        overage: denied ? 0 : beyond - fromCredits,
+        shortfall,
+        creditBalance: balance.balance,
+        wouldDeny,
+        at,
+      };
+      markers.push({ kind: 'create', rowKey: consumeMarkerKey(request.idempotencyKey), props: marker });
+      included.push({ job, outcome: answerOf(ownerId, request.idempotencyKey, marker, false) });
+    }
+
+    const fixed: TransactionAction[] = [];
+    const created: CounterState[] = [];
+    for (const c of counters.values()) {
+      if (!c.changed) continue;
+      const props: EntityProps = {
+        used: c.counter.used,
+        allowanceUsed: c.counter.allowanceUsed,
+        creditsUsed: c.counter.creditsUsed,
+        overage: c.counter.overage,
+        ...withOptional('allowance', c.allowance),
+        meter: c.meter,
+        periodKey: c.periodKey,
+        periodStart: c.periodStart,
+        periodEnd: c.periodEnd,
+        createdAt: c.createdAt ?? at,
+        updatedAt: at,
+      };
+      if (c.etag === undefined) {
+        created.push(c);
+        fixed.push({ kind: 'create', rowKey: c.rowKey, props });
+      } else fixed.push({ kind: 'update', rowKey: c.rowKey, props, etag: c.etag });
+    }
+    if (balance.changed) fixed.push(balanceAction(balance.etag, balance.balance, at));
+
+    return {
+      included,
+      leftover: jobs.slice(leftoverFrom),
+      // Markers first: a failing create at index i < included.length is a replay of included[i].
+      actions: [...markers, ...fixed, ...extras],
+      created,
+    };
+  }
+
+  /** Writes the rollover index rows of counters about to be created, before the transaction creates them. */
+  async function ensureIndexed(ownerId: OwnerId, created: readonly CounterState[]) {
+    await Promise.all(
+      created.map(async (c) => {
+        const partition = rolloverPartitionFor(new Date(c.periodEnd));
+        const rowKey = rolloverRowKey(ownerId, c.meter, c.periodKey);
+        const id = `${partition}/${rowKey}`;
+        if (indexed.has(id)) return;
+        await table.upsert(partition, rowKey, {
+          ownerId,
+          meter: c.meter,
+          periodKey: c.periodKey,
+          periodStart: c.periodStart,
+          periodEnd: c.periodEnd,
+        });
+        indexed.add(id);
+        if (indexed.size > memoSize) indexed.clear();
+      }),
+    );
+  }
+
+  /** After a failed transaction: the consumptions whose marker already exists, with their first answers. */
+  async function findReplays(ownerId: OwnerId, included: readonly Planned[], error: TransactionFailedError) {
+    if (error.reason !== 'exists') return [];
+    const index = error.actionIndex;
+    const suspects =
+      index === undefined ? included : index < included.length ? included.slice(index, index + 1) : [];
+    const rows = await Promise.all(
+      suspects.map(({ job }) => table.get(ownerId, consumeMarkerKey(job.request.idempotencyKey))),
+    );
+    const replays: Array<{ job: Job; outcome: ConsumeOutcome }> = [];
+    suspects.forEach(({ job }, i) => {
+      const row = rows[i];
+      if (!row) return;
+      const marker = parseRow(consumeMarkerSchema, row, 'consume marker');
+      replays.push({ job, outcome: answerOf(ownerId, job.request.idempotencyKey, marker, false) });
+    });
+    return replays;
+  }
+
+  async function consume(input: ConsumeRequest): Promise<ConsumeOutcome> {
+    const request = parseRequest(consumeSchema, input, 'invalid_consume_request', 'consume request');
+    const remembered = memo.get(`${request.ownerId}|${request.idempotencyKey}`);
+    if (remembered) return replayOf(remembered, request);
+    return new Promise<ConsumeOutcome>((resolve, reject) => {
+      const job: Job = { request, counterKey: usageRowKey(request.meter, request.period), resolve, reject };
+      const queue = pending.get(request.ownerId);
+      if (queue) queue.push(job);
+      else pending.set(request.ownerId, [job]);
+      schedule(request.ownerId);
+    });
+  }
+
+  async function refund(input: RefundRequest): Promise<RefundOutcome> {
+    const { ownerId, idempotencyKey } = parseRequest(
+      refundSchema,
+      input,
+      'invalid_refund_request',
+      'refund request',
+    );
+    return lanes.run(ownerId, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const markerRow = await table.get(ownerId, consumeMarkerKey(idempotencyKey));
+        if (!markerRow) return { kind: 'not_found', ownerId, idempotencyKey };
+        const marker = parseRow(consumeMarkerSchema, markerRow, 'consume marker');
+        if (marker.outcome === 'denied') return { kind: 'not_consumed', ownerId, idempotencyKey };
+        if (marker.refundedAt !== undefined) {
+          return { kind: 'already_refunded', ownerId, idempotencyKey, refundedAt: marker.refundedAt };
+        }
+        const counterKey = usageRowKey(marker.meter, { key: marker.periodKey });
+        const [counterRow, balanceRow] = await Promise.all([
+          table.get(ownerId, counterKey),
+          table.get(ownerId, BALANCE_ROW),
+        ]);
+        if (!counterRow) {
+          throw new Error(
+            `Corrupt metering state: ${ownerId}/${counterKey} is missing but consumption ${idempotencyKey} counted in it`,
+          );
+        }
+        const counter = parseUsageCounter(ownerId, counterKey, counterRow.props);
+        const refundedAt = clock.now().toISOString();
+        const used = Math.max(0, counter.used - marker.quantity);
+        const actions: TransactionAction[] = [
+          {
+            kind: 'update',
+            rowKey: markerRow.rowKey,
+            props: { ...markerRow.props, refundedAt },
+            etag: markerRow.etag,
+          },
+          {
+            kind: 'update',
+            rowKey: counterKey,
+            props: {
+              ...counterRow.props,
+              used,
+              allowanceUsed: Math.max(0, counter.allowanceUsed - marker.fromAllowance),
+              creditsUsed: Math.max(0, counter.creditsUsed - marker.fromCredits),
+              overage: Math.max(0, counter.overage - marker.overage),
+              updatedAt: refundedAt,
+            },
+            etag: counterRow.etag,
+          },
+        ];
+        let creditBalance = balanceRow ? readBalance(balanceRow) : 0;
+        if (marker.fromCredits > 0) {
+          creditBalance += marker.fromCredits;
+          actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
+            kind: 'create',
+            rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
+            props: {
+              kind: 'refund',
+              credits: marker.fromCredits,
+              balanceAfter: creditBalance,
+              ref: idempotencyKey,
+              description: `Refund of a failed run's ${marker.fromCredits} credit(s), period ${marker.periodKey}`,
+              at: refundedAt,
+              meter: marker.meter,
+              periodKey: marker.periodKey,
+            },
+          });
+        }
+        try {
+          await table.transact(ownerId, actions);
+        } catch (error) {
+          if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
+          if (attempt >= maxAttempts) {
+            throw new MeteringContentionError(
+              `Gave up refunding ${idempotencyKey} for ${ownerId} after ${attempt} conflicting writes; nothing was refunded. Retry.`,
+              table.name,
+            );
+          }
+          await backoff(attempt);
+          continue;
+        }
+        return {
+          kind: 'refunded',
+          ownerId,
+          idempotencyKey,
+          meter: marker.meter,
+          periodKey: marker.periodKey,
+          quantity: marker.quantity,
+          toAllowance: marker.fromAllowance,
+          toCredits: marker.fromCredits,
+          overageReversed: marker.overage,
+          used,
+          creditBalance,
+          refundedAt,
+        };
+      }
+    });
+  }
+
+  async function status(input: StatusRequest): Promise<MeterStatus> {
+    const request = parseRequest(statusSchema, input, 'invalid_status_request', 'usage status request');
+    const key = usageRowKey(request.meter, request.period);
+    const [row, creditBalance] = await Promise.all([
+      table.get(request.ownerId, key),
+      readBalanceOf(table, request.ownerId),
+    ]);
+    const counter = row ? parseUsageCounter(request.ownerId, key, row.props) : undefined;
+    const allowanceUsed = counter?.allowanceUsed ?? 0;
+    const allowanceRemaining =
+      request.allowance === null ? null : Math.max(0, request.allowance - allowanceUsed);
+    return {
+      ownerId: request.ownerId,
+      meter: request.meter,
+      periodKey: request.period.key,
+      periodStart: counter?.periodStart ?? request.period.start.toISOString(),
+      periodEnd: counter?.periodEnd ?? request.period.end.toISOString(),
+      used: counter?.used ?? 0,
+      allowance: request.allowance,
+      allowanceUsed,
+      allowanceRemaining,
+      creditsUsed: counter?.creditsUsed ?? 0,
+      overage: counter?.overage ?? 0,
+      creditBalance,
+      remaining:
+        allowanceRemaining === null
+          ? null
+          : allowanceRemaining + (METERS[request.meter].drawsCredits ? creditBalance : 0),
+    };
+  }
+
+  return { consume, refund, status };
+}
+
+/** The answer a marker stores, as an outcome. */
+function answerOf(
+  ownerId: OwnerId,
+  idempotencyKey: string,
+  marker: ConsumeMarker,
+  replayed: boolean,
+): ConsumeOutcome {
+  const base: AnswerBase = {
+    ownerId,
+    meter: marker.meter,
+    idempotencyKey,
+    quantity: marker.quantity,
+    mode: marker.mode,
+    replayed,
+    used: marker.used,
+    allowance: marker.allowance ?? null,
+    allowanceRemaining: marker.allowanceRemaining ?? null,
+    remaining: marker.remaining ?? null,
+    fromAllowance: marker.fromAllowance,
+    fromCredits: marker.fromCredits,
+    overage: marker.overage,
+    creditBalance: marker.creditBalance,
+    periodKey: marker.periodKey,
+    periodStart: marker.periodStart,
+    periodEnd: marker.periodEnd,
+    at: marker.at,
+  };
+  return marker.outcome === 'denied'
+    ? { ...base, kind: 'denied', reason: 'limit_exceeded', shortfall: marker.shortfall }
+    : { ...base, kind: 'consumed', wouldDeny: marker.wouldDeny, shortfall: marker.shortfall };
+}
+
+async function readBalanceOf(table: EntityTable, ownerId: OwnerId): Promise<number> {
+  const row = await table.get(ownerId, BALANCE_ROW);
+  return row ? readBalance(row) : 0;
+}
+
+/** Jittered, growing pause before another round against another process's writes. */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 8 * attempt));
+}
