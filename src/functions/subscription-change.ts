@@ -17,11 +17,7 @@ export const subscriptionChange = defineRoute({
     const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
     const body = await readJson(request, changeBody, services.config.maxBodyBytes);
     const outcome = await services.actions.change({ ownerId, ...body, actor: principal.userId });
-    const summary = await services.summaries.forWorkspace(
-      ownerId,
-      { kind: 'personal', userId: ownerId },
-      ownerId,
-    );
+    const summary = await services.summaries.forWorkspace(ownerId, workspace, ownerId);
     return json(outcome.kind === 'upgraded' ? 200 : 202, { ...outcome, summary });
   },
 });

@@ -26,9 +26,15 @@ describe('when Stripe fails', () => {
     await fault('GET', '/v1/prices', 503, 100);
     const response = await host.call('GET', '/api/plans');
     expect(response.status).toBe(200);
-    const body = response.body as { pricing: { status: string }; plans: Array<{ limits: unknown; prices: unknown }> };
+    const body = response.body as {
+      pricing: { status: string };
+      plans: Array<{ limits: unknown; prices: unknown }>;
+    };
     expect(body.pricing.status).toBe('unavailable');
-    expect(body.plans[1]).toMatchObject({ limits: catalog.pro.limits, prices: { monthly: null, yearly: null } });
+    expect(body.plans[1]).toMatchObject({
+      limits: catalog.pro.limits,
+      prices: { monthly: null, yearly: null },
+    });
     await clearFaults();
   });
 
@@ -38,7 +44,9 @@ describe('when Stripe fails', () => {
       plans: Array<{ name: string; prices: { monthly: { amount: number } | null } | null }>;
     };
     expect(live.pricing.status).toBe('live');
-    expect(live.plans.find((p) => p.name === 'pro')?.prices?.monthly?.amount).toBe(catalog.pro.prices?.monthly.unitAmount);
+    expect(live.plans.find((p) => p.name === 'pro')?.prices?.monthly?.amount).toBe(
+      catalog.pro.prices?.monthly.unitAmount,
+    );
 
     // A fresh process over the same tables, with the cache aged past its freshness and Stripe failing.
     const later = await startTestHost({
@@ -55,7 +63,9 @@ describe('when Stripe fails', () => {
       await fault('GET', '/v1/prices', 429, 100);
       const stale = (await later.call('GET', '/api/plans')).body as typeof live;
       expect(stale.pricing.status).toBe('stale');
-      expect(stale.plans.find((p) => p.name === 'pro')?.prices?.monthly?.amount).toBe(catalog.pro.prices?.monthly.unitAmount);
+      expect(stale.plans.find((p) => p.name === 'pro')?.prices?.monthly?.amount).toBe(
+        catalog.pro.prices?.monthly.unitAmount,
+      );
     } finally {
       await clearFaults();
       await later.close();
@@ -67,24 +77,35 @@ describe('when Stripe fails', () => {
     await host.call('PUT', '/api/directory/orgs/o-fail', { token: service, body: { creatorId: 'u-fail' } });
     const owner = await token({ sub: 'u-fail', org: 'o-fail' });
     await fault('POST', '/v1/checkout/sessions', 429, 1);
-    const limited = await host.call('POST', '/api/billing/checkout', { token: owner, body: { plan: 'pro', interval: 'monthly' } });
+    const limited = await host.call('POST', '/api/billing/checkout', {
+      token: owner,
+      body: { plan: 'pro', interval: 'monthly' },
+    });
     expect(limited.status, limited.text).toBe(503);
     expect(limited.body).toMatchObject({ code: 'payments_rate_limited' });
     expect(limited.headers.get('retry-after')).not.toBeNull();
 
     await fault('POST', '/v1/checkout/sessions', 500, 1);
-    const down = await host.call('POST', '/api/billing/checkout', { token: owner, body: { plan: 'pro', interval: 'monthly' } });
+    const down = await host.call('POST', '/api/billing/checkout', {
+      token: owner,
+      body: { plan: 'pro', interval: 'monthly' },
+    });
     expect(down.body).toMatchObject({ code: 'payments_unavailable' });
 
     // The retry succeeds, with the customer created on the first attempt reused, not duplicated.
     const customer = await host.services.customers.customerOf('u-fail');
-    const ok = await host.call('POST', '/api/billing/checkout', { token: owner, body: { plan: 'pro', interval: 'monthly' } });
+    const ok = await host.call('POST', '/api/billing/checkout', {
+      token: owner,
+      body: { plan: 'pro', interval: 'monthly' },
+    });
     expect(ok.status, ok.text).toBe(201);
     expect(await host.services.customers.customerOf('u-fail')).toBe(customer);
   });
 
   it('creates one Stripe customer per owner under concurrency', async () => {
-    const ids = await Promise.all(Array.from({ length: 8 }, () => host.services.customers.ensure('u-concurrent')));
+    const ids = await Promise.all(
+      Array.from({ length: 8 }, () => host.services.customers.ensure('u-concurrent')),
+    );
     expect(new Set(ids).size).toBe(1);
     expect(await host.services.customers.ownerOf(ids[0] ?? '')).toBe('u-concurrent');
   });
