@@ -5,20 +5,25 @@ import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './a
 import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
-import { type Catalog, catalog as defaultCatalog } from './billing/catalog.js';
+import { type Catalog, CREDIT_PACKS, creditPack, catalog as defaultCatalog } from './billing/catalog.js';
 import { type Clock, systemClock } from './billing/clock.js';
+import { type Credits, createCredits } from './billing/credits.js';
 import { type Customers, createCustomers } from './billing/customers.js';
 import { createDirectory, type Directory } from './billing/directory.js';
 import { createEntitlements, type Entitlements } from './billing/entitlements.js';
 import { createSubscriptionSync, type SubscriptionSync } from './billing/lifecycle.js';
+import { createLocks, type Locks } from './billing/locks.js';
+import { createMetering, type Metering } from './billing/metering.js';
+import { createOwnerLanes } from './billing/metering-lanes.js';
 import type { PaymentsGateway } from './billing/payments.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
+import { createRollover, type Rollover } from './billing/rollover.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
 import { createSubscriptions, type Subscriptions } from './billing/subscription.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
-import { createUsageReader } from './billing/usage.js';
+import { createUsageService, type UsageService } from './billing/usage-service.js';
 import { type Config, loadConfig } from './config.js';
 import { type Authenticator, createAuthenticator } from './http/auth.js';
 
@@ -38,6 +43,11 @@ export interface Services {
   readonly customers: Customers;
   readonly pricing: Pricing;
   readonly sync: SubscriptionSync;
+  readonly metering: Metering;
+  readonly credits: Credits;
+  readonly rollover: Rollover;
+  readonly locks: Locks;
+  readonly usage: UsageService;
   readonly events: EventProcessor;
   readonly actions: BillingActions;
   readonly webhooks: WebhookVerifier;
@@ -91,17 +101,23 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const catalog = defaultCatalog;
   const directory = createDirectory({ table: tables.directory, clock });
   const subscriptions = createSubscriptions(tables.billing);
-  const usage = createUsageReader(tables.billing);
+  // One lane per owner in this process, shared by consumption and credit grants.
+  const lanes = createOwnerLanes();
+  const metering = createMetering({ table: tables.billing, clock, lanes });
+  const credits = createCredits({ table: tables.billing, clock, lanes });
+  const rollover = createRollover({ table: tables.billing, clock });
+  const locks = createLocks({ directory, billingTable: tables.billing });
   const entitlements = createEntitlements({
     catalog,
     directory,
     subscriptions,
-    usage,
+    meters: metering,
+    locks,
     enforcement: config.enforcement,
     billingTable: tables.billing,
     clock,
   });
-  const summaries = createSummaries({ catalog, directory, entitlements, usage });
+  const summaries = createSummaries({ catalog, directory, entitlements, meters: metering, credits, locks });
   const payments =
     overrides.payments ??
     createStripeGateway(
@@ -115,7 +131,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const pricing = createPricing({
     table: tables.billing,
     payments,
-    lookupKeys: catalogLookupKeys(catalog),
+    lookupKeys: [...catalogLookupKeys(catalog), ...CREDIT_PACKS.map((pack) => pack.lookupKey)],
     clock,
   });
   const sync = createSubscriptionSync({
@@ -127,7 +143,22 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     dunning: config.dunning,
     clock,
   });
-  const events = createEventProcessor({ sync, payments });
+  const events = createEventProcessor({
+    sync,
+    payments,
+    // A paid credit-pack checkout grants its credits, once per checkout session.
+    async onPaymentCompleted({ ownerId, sessionId, metadata }) {
+      const pack = creditPack(metadata.pack ?? '');
+      if (!pack)
+        throw new Error(`Checkout ${sessionId} completed without a known credit pack (metadata.pack)`);
+      await credits.grantCredits({
+        ownerId,
+        credits: pack.credits,
+        sourceId: sessionId,
+        description: pack.displayName,
+      });
+    },
+  });
   const actions = createBillingActions({
     catalog,
     customers,
@@ -161,6 +192,11 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       clock,
     }),
     stripeApiVersion: STRIPE_API_VERSION,
+    metering,
+    credits,
+    rollover,
+    locks,
+    usage: createUsageService({ entitlements, metering, locks, enforcement: config.enforcement }),
   };
 }
 

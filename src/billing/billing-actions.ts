@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
+import { type Catalog, creditPack, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Customers } from './customers.js';
 import type { Directory } from './directory.js';
 import { conflict, unavailable, validationError } from './errors.js';
@@ -26,6 +26,8 @@ export interface BillingActions {
     sessionId: string;
   }>;
   portal(ownerId: OwnerId): Promise<{ url: string }>;
+  /** Checkout in payment mode for a one-time credit pack; credits are granted when Stripe confirms payment. */
+  buyCredits(input: { ownerId: OwnerId; packId: string }): Promise<{ url: string; sessionId: string }>;
   change(input: {
     ownerId: OwnerId;
     plan: PlanName;
@@ -98,9 +100,8 @@ export function createBillingActions(deps: {
 }): BillingActions {
   const { catalog, customers, payments, pricing, sync, directory, billingTable, urls } = deps;
 
-  async function priceFor(plan: PlanName, interval: Interval): Promise<PriceInfo> {
-    const lookupKey = catalog[plan].prices?.[interval].lookupKey;
-    if (!lookupKey) throw validationError('plan_not_purchasable', `The ${plan} plan is not sold.`);
+  /** The live price for a lookup key, from the pricing cache (refreshed once on a miss). */
+  async function priceByKey(lookupKey: string): Promise<PriceInfo> {
     const found =
       (await pricing.current())?.prices.get(lookupKey) ?? (await pricing.refresh()).prices.get(lookupKey);
     if (!found) {
@@ -110,6 +111,12 @@ export function createBillingActions(deps: {
       );
     }
     return found;
+  }
+
+  async function priceFor(plan: PlanName, interval: Interval): Promise<PriceInfo> {
+    const lookupKey = catalog[plan].prices?.[interval].lookupKey;
+    if (!lookupKey) throw validationError('plan_not_purchasable', `The ${plan} plan is not sold.`);
+    return priceByKey(lookupKey);
   }
 
   function requireSelfServe(plan: PlanName) {
@@ -174,6 +181,28 @@ export function createBillingActions(deps: {
         cancelUrl: urls.checkoutCancel,
         metadata: { plan, interval },
         idempotencyKey: `checkout-${randomUUID()}`,
+      });
+      if (!session.url)
+        throw unavailable('checkout_unavailable', 'Stripe returned a checkout session without a URL.');
+      return { url: session.url, sessionId: session.id };
+    },
+
+    async buyCredits({ ownerId, packId }) {
+      const pack = creditPack(packId);
+      if (!pack)
+        throw validationError('credit_pack_unknown', `Unknown credit pack ${packId}; see GET /api/plans.`);
+      const price = await priceByKey(pack.lookupKey);
+      const customerId = await customers.ensure(ownerId);
+      const session = await payments.createCheckoutSession({
+        customerId,
+        ownerId,
+        mode: 'payment',
+        priceId: price.id,
+        quantity: 1,
+        successUrl: urls.checkoutSuccess,
+        cancelUrl: urls.checkoutCancel,
+        metadata: { pack: pack.id },
+        idempotencyKey: `credits-${randomUUID()}`,
       });
       if (!session.url)
         throw unavailable('checkout_unavailable', 'Stripe returned a checkout session without a URL.');

@@ -50,6 +50,8 @@ export interface Directory {
   /** The billing owner of a workspace. @throws not_found for an organization the directory does not know */
   ownerOfWorkspace(workspace: Workspace): Promise<OwnerId>;
   counts(ownerId: OwnerId): OwnerCounts;
+  /** Every workflow and credential the owner pays for, with where it lives and when it was created. */
+  items(ownerId: OwnerId): Promise<{ workflows: OwnedItem[]; credentials: OwnedItem[] }>;
 }
 
 /** Counts derived from the directory, each one range query over the owner's partition. */
@@ -61,6 +63,12 @@ export interface OwnerCounts {
   seats(): Promise<number>;
   /** The owner's organizations with their workflow counts, oldest first. */
   orgs(): Promise<Array<{ orgId: OrgId; name: string; workflows: number }>>;
+}
+
+export interface OwnedItem {
+  readonly id: string;
+  readonly workspace: Workspace;
+  readonly createdAt: string;
 }
 
 export interface OrgInput {
@@ -366,6 +374,21 @@ export function createDirectory(deps: { readonly table: EntityTable; readonly cl
     },
 
     deleteCredential: (credentialId) => credentials.remove(credentialId),
+
+    async items(ownerId) {
+      const partition = ownerPartition(ownerId);
+      const read = async (kind: 'workflow' | 'credential') =>
+        (await table.list(partition, { prefix: `${kind}|` })).map((row) => {
+          const [, ws = '', id = ''] = row.rowKey.split('|');
+          return {
+            id,
+            workspace: parseWorkspaceKey(ws),
+            createdAt: parseRow(z.object({ createdAt: z.string() }).loose(), row).createdAt,
+          };
+        });
+      const [workflows, credentials] = await Promise.all([read('workflow'), read('credential')]);
+      return { workflows, credentials };
+    },
 
     counts(ownerId) {
       const partition = ownerPartition(ownerId);

@@ -13,6 +13,8 @@ import type { Directory, WorkflowRecord } from './directory.js';
 import { type EnforcementMode, type EnforcementPolicy, modeFor } from './enforcement.js';
 import { notFound, validationError } from './errors.js';
 import type { OrgId, OwnerId, UserId, WorkflowId, Workspace } from './ids.js';
+import type { Locks } from './locks.js';
+import type { Metering } from './metering.js';
 import { currentPeriod, type UsagePeriod } from './periods.js';
 import type { EntityTable } from './store.js';
 import {
@@ -22,7 +24,6 @@ import {
   type SubscriptionStatus,
   type Subscriptions,
 } from './subscription.js';
-import type { UsageReader } from './usage.js';
 
 /** Who is asking on behalf of what. The most specific id wins: workflow, then organization, then user. */
 export interface Subject {
@@ -38,7 +39,12 @@ export const ALLOW_REASONS = [
   'not_applicable',
   'enforcement_off',
 ] as const;
-export const DENY_REASONS = ['limit_exceeded', 'feature_not_in_plan', 'payment_required'] as const;
+export const DENY_REASONS = [
+  'limit_exceeded',
+  'feature_not_in_plan',
+  'payment_required',
+  'resource_locked',
+] as const;
 export type DecisionReason = (typeof ALLOW_REASONS)[number] | (typeof DENY_REASONS)[number];
 
 /**
@@ -100,7 +106,10 @@ export interface EntitlementDeps {
   readonly catalog: Catalog;
   readonly directory: Directory;
   readonly subscriptions: Subscriptions;
-  readonly usage: UsageReader;
+  /** Consumable meters: what is used and what is left, credits included. */
+  readonly meters: Pick<Metering, 'status'>;
+  /** Over-limit workflows are locked after a downgrade: they may not run. */
+  readonly locks: Pick<Locks, 'isWorkflowLocked'>;
   readonly enforcement: EnforcementPolicy;
   /** The owner-partitioned `billing` table, where would-be denials are recorded. */
   readonly billingTable: EntityTable;
@@ -108,7 +117,7 @@ export interface EntitlementDeps {
 }
 
 export function createEntitlements(deps: EntitlementDeps): Entitlements {
-  const { catalog, directory, subscriptions, usage, enforcement, billingTable, clock } = deps;
+  const { catalog, directory, subscriptions, meters, locks, enforcement, billingTable, clock } = deps;
 
   async function resolveSubject(subject: Subject): Promise<ResolvedSubject> {
     if (subject.workflowId !== undefined) {
@@ -170,11 +179,19 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
     caps: Capabilities,
     resolved: ResolvedSubject,
     quantity: number | undefined,
-  ): Promise<{ used: number; adding: number } | 'not_applicable'> {
+  ): Promise<{ used: number; adding: number; remaining?: number | null } | 'not_applicable'> {
     const counts = directory.counts(caps.ownerId);
     switch (feature) {
-      case 'executions':
-        return { used: await usage.used(caps.ownerId, 'executions', caps.period), adding: quantity ?? 1 };
+      case 'executions': {
+        // Consumable: what is left is the period's allowance plus purchased credits.
+        const status = await meters.status({
+          ownerId: caps.ownerId,
+          meter: 'executions',
+          allowance: caps.limits.executions,
+          period: caps.period,
+        });
+        return { used: status.used, adding: quantity ?? 1, remaining: status.remaining };
+      }
       case 'workflows':
         return { used: await counts.workflows(), adding: quantity ?? 1 };
       case 'workflows_per_org':
@@ -251,6 +268,19 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
     }
 
     const limit = caps.limits[feature];
+    if (feature === 'executions' && mode !== 'off' && resolved.workflow) {
+      if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow.workflowId, caps.limits)) {
+        const locked: Decision = {
+          ...base,
+          allowed: false,
+          reason: 'resource_locked',
+          limit,
+          used: null,
+          remaining: null,
+        };
+        return applyMode(locked, request, mode, true);
+      }
+    }
     if (mode === 'off')
       return { ...base, allowed: true, reason: 'enforcement_off', limit, used: null, remaining: null };
     if (limit === null)
@@ -260,7 +290,11 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
       return { ...base, allowed: true, reason: 'not_applicable', limit, used: null, remaining: null };
     }
     const { used, adding } = measured;
-    const fits = used + adding <= limit;
+    // Allocations: what exists plus what would be added must fit the limit. Meters: what is left (the
+    // allowance plus credits) must cover the request.
+    const remaining = measured.remaining === undefined ? Math.max(0, limit - used) : measured.remaining;
+    const fits =
+      measured.remaining === undefined ? used + adding <= limit : remaining === null || adding <= remaining;
     const planLimit = caps.planLimits[feature];
     const paymentWouldFix =
       caps.accessLevel === 'locked' && (planLimit === null || used + adding <= planLimit);
@@ -270,7 +304,7 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
       reason: fits ? 'within_limit' : paymentWouldFix ? 'payment_required' : 'limit_exceeded',
       limit,
       used,
-      remaining: Math.max(0, limit - used),
+      remaining,
     };
     return applyMode(decision, request, mode, true);
   }

@@ -1,9 +1,11 @@
 import type { Catalog, PlanFlags, PlanName } from './catalog.js';
+import type { Credits } from './credits.js';
 import type { Directory } from './directory.js';
 import type { Entitlements } from './entitlements.js';
 import type { OwnerId, UserId, Workspace } from './ids.js';
+import type { LockReport, Locks } from './locks.js';
+import type { Metering } from './metering.js';
 import type { AccessLevel, SubscriptionState, SubscriptionStatus } from './subscription.js';
-import type { UsageReader } from './usage.js';
 
 export interface Allocation {
   readonly used: number;
@@ -35,9 +37,13 @@ export interface BillingSummary {
   } | null;
   readonly limits: Record<string, number | null>;
   readonly flags: PlanFlags;
+  /** Per meter: used, the period allowance, what credits covered, what is left, and when the period ends. */
   readonly usage: {
-    readonly executions: Allocation & { readonly periodStart: string; readonly periodEnd: string };
+    readonly executions: MeterUsage;
   };
+  readonly credits: { readonly balance: number };
+  /** Resources over a limit after a downgrade: kept, never deleted, but not usable until resolved. */
+  readonly locked: LockReport;
   readonly allocations: {
     readonly workflows: Allocation;
     readonly credentials: Allocation;
@@ -47,6 +53,18 @@ export interface BillingSummary {
       readonly orgs: ReadonlyArray<{ readonly orgId: string; readonly name: string } & Allocation>;
     };
   };
+}
+
+export interface MeterUsage extends Allocation {
+  /** The plan's allowance for the period (same as `limit`). */
+  readonly allowance: number | null;
+  readonly allowanceRemaining: number | null;
+  /** Units covered by purchased credits this period. */
+  readonly creditsUsed: number;
+  /** Units beyond allowance and credits (only under monitor or off enforcement). */
+  readonly overage: number;
+  readonly periodStart: string;
+  readonly periodEnd: string;
 }
 
 const allocation = (used: number, limit: number | null): Allocation => ({
@@ -59,9 +77,11 @@ export function createSummaries(deps: {
   readonly catalog: Catalog;
   readonly directory: Directory;
   readonly entitlements: Entitlements;
-  readonly usage: UsageReader;
+  readonly meters: Pick<Metering, 'status'>;
+  readonly credits: Pick<Credits, 'balance'>;
+  readonly locks: Pick<Locks, 'report'>;
 }) {
-  const { catalog, directory, entitlements, usage } = deps;
+  const { catalog, directory, entitlements, meters, credits, locks } = deps;
   return {
     /**
      * @param viewer who asks: a member who is not the owner sees the owner's totals (they bound what the
@@ -70,13 +90,28 @@ export function createSummaries(deps: {
     async forWorkspace(ownerId: OwnerId, workspace: Workspace, viewer: UserId): Promise<BillingSummary> {
       const caps = await entitlements.capabilities(ownerId);
       const counts = directory.counts(ownerId);
-      const [executions, workflows, credentials, seats, orgs] = await Promise.all([
-        usage.used(ownerId, 'executions', caps.period),
+      const [executions, workflows, credentials, seats, orgs, creditBalance, locked] = await Promise.all([
+        meters.status({
+          ownerId,
+          meter: 'executions',
+          allowance: caps.limits.executions,
+          period: caps.period,
+        }),
         counts.workflows(),
         counts.credentials(),
         counts.seats(),
         counts.orgs(),
+        credits.balance(ownerId),
+        locks.report(ownerId, caps.limits),
       ]);
+      // A member sees the locks of their own organization only, like its allocations.
+      const visibleLocks =
+        viewer === ownerId
+          ? locked
+          : {
+              workflows: locked.workflows.filter((w) => sameWorkspace(w.workspace, workspace)),
+              credentials: locked.credentials.filter((c) => sameWorkspace(c.workspace, workspace)),
+            };
       const plan = catalog[caps.plan];
       const visibleOrgs =
         viewer === ownerId
@@ -101,11 +136,19 @@ export function createSummaries(deps: {
         flags: caps.flags,
         usage: {
           executions: {
-            ...allocation(executions, caps.limits.executions),
-            periodStart: caps.period.start.toISOString(),
-            periodEnd: caps.period.end.toISOString(),
+            used: executions.used,
+            limit: executions.allowance,
+            remaining: executions.remaining,
+            allowance: executions.allowance,
+            allowanceRemaining: executions.allowanceRemaining,
+            creditsUsed: executions.creditsUsed,
+            overage: executions.overage,
+            periodStart: executions.periodStart,
+            periodEnd: executions.periodEnd,
           },
         },
+        credits: { balance: creditBalance },
+        locked: visibleLocks,
         allocations: {
           workflows: allocation(workflows, caps.limits.workflows),
           credentials: allocation(credentials, caps.limits.credentials),
@@ -125,6 +168,9 @@ export function createSummaries(deps: {
 }
 
 export type Summaries = ReturnType<typeof createSummaries>;
+
+const sameWorkspace = (a: Workspace, b: Workspace) =>
+  a.kind === 'org' ? b.kind === 'org' && a.orgId === b.orgId : b.kind === 'personal' && a.userId === b.userId;
 
 function scheduledChangeOf(subscription: SubscriptionState | undefined): BillingSummary['scheduledChange'] {
   if (!subscription?.scheduledPlan || !subscription.scheduledInterval || !subscription.scheduledAt)

@@ -1,20 +1,12 @@
 import { z } from 'zod';
 import { FEATURE_NAMES } from '../billing/catalog.js';
-import { idSchema } from '../billing/ids.js';
 import { readJson } from '../http/body.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
+import { subjectSchema } from '../http/subject.js';
 
 export const checkRequestSchema = z.strictObject({
-  subject: z
-    .strictObject({
-      userId: idSchema.optional(),
-      orgId: idSchema.optional(),
-      workflowId: idSchema.optional(),
-    })
-    .refine((s) => s.userId !== undefined || s.orgId !== undefined || s.workflowId !== undefined, {
-      message: 'needs one of userId, orgId or workflowId',
-    }),
+  subject: subjectSchema,
   feature: z.enum(FEATURE_NAMES),
   quantity: z.number().int().min(0).max(1_000_000).optional(),
 });

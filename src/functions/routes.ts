@@ -1,8 +1,11 @@
 import type { Route } from '../http/route.js';
 import { billingCheckout } from './billing-checkout.js';
+import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
+import { billingLocks } from './billing-locks.js';
 import { billingPortal } from './billing-portal.js';
 import { billingSummary } from './billing-summary.js';
+import { billingUsage } from './billing-usage.js';
 import { directoryCredential } from './directory-credentials.js';
 import { directoryMember } from './directory-members.js';
 import { directoryOrg } from './directory-orgs.js';
@@ -13,6 +16,8 @@ import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
 import { subscriptionChange } from './subscription-change.js';
 import { subscriptionResume } from './subscription-resume.js';
+import { usageConsume } from './usage-consume.js';
+import { usageRefund } from './usage-refund.js';
 import { stripeWebhook } from './webhooks-stripe.js';
 
 /** Every HTTP route, for the local host. The Functions host finds them through `main` instead. */
@@ -32,4 +37,10 @@ export const routes: readonly Route[] = [
   subscriptionResume,
   billingInvoices,
   stripeWebhook,
+  usageConsume,
+  usageRefund,
+  billingUsage,
+  billingCredits,
+  creditsCheckout,
+  billingLocks,
 ];

@@ -64,11 +64,16 @@ function fromPayments(error: PaymentsError): BillingError {
   }
 }
 
-export function problemResponse(problem: Problem, headers: Record<string, string> = {}): HttpResponseInit {
+/** `extensions` are extra members (RFC 9457 §3.2), e.g. what is left of an allowance. */
+export function problemResponse(
+  problem: Problem,
+  headers: Record<string, string> = {},
+  extensions: Readonly<Record<string, unknown>> = {},
+): HttpResponseInit {
   return {
     status: problem.status,
     headers: { 'content-type': 'application/problem+json', 'cache-control': 'no-store', ...headers },
-    body: JSON.stringify(problem),
+    body: JSON.stringify({ ...extensions, ...problem }),
   };
 }
 

@@ -15,6 +15,7 @@ import { startTimers } from './timers.js';
 silenceFunctionsTestModeWarnings();
 const { routes } = await import('../functions/routes.js');
 const { refreshPricing } = await import('../functions/pricing-refresh.js');
+const { rollUsageOver } = await import('../functions/usage-rollover.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -77,7 +78,10 @@ async function main(): Promise<void> {
 
     const timers = startTimers(
       services,
-      [{ name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing }],
+      [
+        { name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing },
+        { name: 'usageRollover', everyMs: 60 * 60 * 1000, run: rollUsageOver },
+      ],
       log,
     );
     stops.push(async () => timers.stop());

@@ -1,9 +1,19 @@
 import type { SandboxPriceSeed } from '../adapters/stripe/sandbox/index.js';
-import { type Catalog, INTERVALS, PLAN_NAMES } from '../billing/catalog.js';
+import { type Catalog, CREDIT_PACKS, INTERVALS, PLAN_NAMES } from '../billing/catalog.js';
 
-/** The sandbox's products and prices, made from the catalog so they always match it. */
+/** The sandbox's products and prices, made from the catalog (plans and credit packs) so they always match it. */
 export function sandboxPrices(catalog: Catalog): SandboxPriceSeed[] {
-  return PLAN_NAMES.flatMap((name) =>
+  const packs = CREDIT_PACKS.map(
+    (pack): SandboxPriceSeed => ({
+      lookupKey: pack.lookupKey,
+      productName: pack.displayName,
+      productMetadata: { credit_pack: pack.id },
+      unitAmount: pack.unitAmount,
+      currency: pack.currency,
+      recurring: null,
+    }),
+  );
+  const plans = PLAN_NAMES.flatMap((name) =>
     INTERVALS.flatMap((interval) => {
       const price = catalog[name].prices?.[interval];
       if (!price) return [];
@@ -19,4 +29,5 @@ export function sandboxPrices(catalog: Catalog): SandboxPriceSeed[] {
       ];
     }),
   );
+  return [...plans, ...packs];
 }
