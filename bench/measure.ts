@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ export const median = (values: readonly number[]) => {
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 };
-const percentile = (sorted: readonly number[], p: number) =>
+export const percentile = (sorted: readonly number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 export const round2 = (n: number) => Math.round(n * 100) / 100;
 
@@ -78,7 +78,12 @@ export async function measure(
   return result;
 }
 
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repository root, found by walking up to package.json (works from bench/ under tsx and dist/bench/). */
+export const projectRoot = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 /**
  * Writes `bench/results/<kind>-<time>.json` with the command, the machine and the results; each result
@@ -115,6 +120,8 @@ export function writeReport(
       memoryGiB: round2(os.totalmem() / 2 ** 30),
       platform: `${os.platform()} ${os.release()}`,
       node: process.version,
+      // Other work on the machine skews every figure, baselines included: recorded with the results.
+      loadAverage: os.loadavg().map(round2),
     },
     ...body,
     results,

@@ -10,10 +10,9 @@
  *   row does without batching) and the same loop with 32 writers racing (what group commit avoids).
  * - rollover of 10,000 owners' ended periods, beside writing 10,000 rows and beside 10,000 x (read + write).
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createAzureTable } from '../src/adapters/tables/azure-table.js';
 import type { Clock } from '../src/billing/clock.js';
 import { createMetering } from '../src/billing/metering.js';
@@ -22,6 +21,7 @@ import { createRollover } from '../src/billing/rollover.js';
 import { type EntityTable, EtagMismatchError, TransactionFailedError } from '../src/billing/store.js';
 import { usageRowKey } from '../src/billing/usage.js';
 import { startAzurite } from '../src/local/azurite.js';
+import { median, percentile, projectRoot, round2 } from './measure.js';
 
 const ROUNDS = 3;
 const OWNERS = 1_000;
@@ -48,15 +48,6 @@ interface ScenarioResult extends RoundResult {
   readonly concurrency: number;
   readonly rounds: readonly RoundResult[];
 }
-
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
-const percentile = (sorted: readonly number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-const round2 = (n: number) => Math.round(n * 100) / 100;
 
 /** Runs `op` `ops` times with `concurrency` in flight, ROUNDS times after one warm-up round. */
 async function measure(
@@ -184,14 +175,8 @@ async function timed(n: number, concurrency: number, task: (i: number) => Promis
   return (performance.now() - started) / 1000;
 }
 
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
 async function main(): Promise<void> {
-  const root = repoRoot();
+  const root = projectRoot;
   // Other work on the machine skews every figure here (baselines included): recorded with the results.
   const loadAtStart = os.loadavg().map(round2);
   const azurite = await startAzurite();
