@@ -196,7 +196,13 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     credits,
     rollover,
     locks,
-    usage: createUsageService({ entitlements, metering, locks, enforcement: config.enforcement }),
+    usage: createUsageService({
+      entitlements,
+      metering,
+      locks,
+      enforcement: config.enforcement,
+      billingTable: tables.billing,
+    }),
   };
 }
 

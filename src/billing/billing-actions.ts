@@ -190,7 +190,10 @@ export function createBillingActions(deps: {
     async buyCredits({ ownerId, packId }) {
       const pack = creditPack(packId);
       if (!pack)
-        throw validationError('credit_pack_unknown', `Unknown credit pack ${packId}; see GET /api/plans.`);
+        throw validationError(
+          'credit_pack_unknown',
+          `Unknown credit pack ${packId}; see GET /api/billing/credits for the packs on sale.`,
+        );
       const price = await priceByKey(pack.lookupKey);
       const customerId = await customers.ensure(ownerId);
       const session = await payments.createCheckoutSession({

@@ -269,7 +269,7 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
 
     const limit = caps.limits[feature];
     if (feature === 'executions' && mode !== 'off' && resolved.workflow) {
-      if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow.workflowId, caps.limits)) {
+      if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow, caps.limits)) {
         const locked: Decision = {
           ...base,
           allowed: false,

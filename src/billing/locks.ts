@@ -74,7 +74,11 @@ export function computeLocks(
 export interface Locks {
   report(ownerId: OwnerId, limits: PlanLimits): Promise<LockReport>;
   /** Whether one workflow is locked; cheap when the owner is within every workflow limit. */
-  isWorkflowLocked(ownerId: OwnerId, workflowId: string, limits: PlanLimits): Promise<boolean>;
+  isWorkflowLocked(
+    ownerId: OwnerId,
+    workflow: { readonly workflowId: string; readonly workspace: OwnedItem['workspace'] },
+    limits: PlanLimits,
+  ): Promise<boolean>;
   preferences(ownerId: OwnerId): Promise<KeepPreferences>;
   setPreferences(ownerId: OwnerId, keep: Partial<KeepPreferences>): Promise<KeepPreferences>;
 }
@@ -104,14 +108,21 @@ export function createLocks(deps: {
   return {
     report,
     preferences,
-    async isWorkflowLocked(ownerId, workflowId, limits) {
+    async isWorkflowLocked(ownerId, workflow, limits) {
+      const { workflowId, workspace } = workflow;
       if (limits.workflows === null && limits.workflows_per_org === null) return false;
       const counts = directory.counts(ownerId);
-      const [orgs, total] = await Promise.all([counts.orgs(), counts.workflows()]);
       const perOrg = limits.workflows_per_org;
-      const overPerOrg = perOrg !== null && orgs.some((org) => org.workflows > perOrg);
+      // A workflow can only be locked if its own organization is over the per-org limit or the owner is
+      // over the total; in the common case two counts settle it and nothing more is read.
+      const [inOrg, total] = await Promise.all([
+        workspace.kind === 'org' && perOrg !== null
+          ? counts.workflowsInOrg(workspace.orgId)
+          : Promise.resolve(0),
+        limits.workflows !== null ? counts.workflows() : Promise.resolve(0),
+      ]);
+      const overPerOrg = perOrg !== null && inOrg > perOrg;
       const overTotal = limits.workflows !== null && total > limits.workflows;
-      // Within every limit (the common case) nothing is locked, and nothing more is read.
       if (!overPerOrg && !overTotal) return false;
       return (await report(ownerId, limits)).workflows.some((wf) => wf.id === workflowId);
     },

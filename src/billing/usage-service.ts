@@ -4,6 +4,8 @@ import type { Entitlements, Subject } from './entitlements.js';
 import { BillingError, conflict, notFound } from './errors.js';
 import type { Locks } from './locks.js';
 import type { ConsumeOutcome, Metering, RefundOutcome } from './metering.js';
+import { consumeMarkerKey } from './metering-rows.js';
+import type { EntityTable } from './store.js';
 
 /**
  * The execution runtime's entry points: consume and refund, for a subject resolved to its billing owner
@@ -36,8 +38,10 @@ export function createUsageService(deps: {
   readonly metering: Metering;
   readonly locks: Pick<Locks, 'isWorkflowLocked'>;
   readonly enforcement: EnforcementPolicy;
+  /** To tell a replay (answered before, whatever is locked now) from a new consumption. */
+  readonly billingTable: EntityTable;
 }): UsageService {
-  const { entitlements, metering, locks, enforcement } = deps;
+  const { entitlements, metering, locks, enforcement, billingTable } = deps;
   return {
     async consume({ subject, meter, quantity, idempotencyKey }) {
       const resolved = await entitlements.resolveSubject(subject);
@@ -46,8 +50,11 @@ export function createUsageService(deps: {
       // During a payment grace period limits are soft: allowed, and the would-be denial recorded.
       const mode: EnforcementMode =
         configured === 'enforce' && caps.accessLevel === 'grace' ? 'monitor' : configured;
-      if (mode === 'enforce' && resolved.workflow) {
-        if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow.workflowId, caps.limits)) {
+      // A key answered before keeps its answer, even if the workflow has been locked since.
+      const answeredBefore = async () =>
+        (await billingTable.get(caps.ownerId, consumeMarkerKey(idempotencyKey))) !== undefined;
+      if (mode === 'enforce' && resolved.workflow && !(await answeredBefore())) {
+        if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow, caps.limits)) {
           throw new BillingError(
             'payment_required',
             'resource_locked',

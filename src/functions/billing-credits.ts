@@ -6,7 +6,7 @@ import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
 import { tenantOf } from '../http/tenant.js';
 
-/** The owner's credit balance, its ledger (newest first) and the packs on sale. Members may read it. */
+/** The credit balance and the packs on sale; for the billing owner also the ledger (newest first). */
 export const billingCredits = defineRoute({
   name: 'billingCredits',
   methods: ['GET'],
@@ -14,9 +14,11 @@ export const billingCredits = defineRoute({
   access: 'user',
   async handle({ services, principal }) {
     const { ownerId } = await tenantOf(principal, services.directory);
+    // The ledger names runs across all of the owner's organizations: only the owner sees it.
+    const isOwner = ownerId === principal.userId;
     const [balance, ledger] = await Promise.all([
       services.credits.balance(ownerId),
-      services.credits.ledger(ownerId, { limit: 100 }),
+      isOwner ? services.credits.ledger(ownerId, { limit: 100 }) : Promise.resolve(null),
     ]);
     const packs = CREDIT_PACKS.map(({ id, displayName, credits, unitAmount, currency }) => ({
       id,

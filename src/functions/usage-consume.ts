@@ -1,18 +1,14 @@
 import { z } from 'zod';
 import { METER_NAMES } from '../billing/catalog.js';
+import { externalKeySchema } from '../billing/metering-rows.js';
 import { readJson } from '../http/body.js';
 import { problemResponse } from '../http/problem.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
 import { subjectSchema } from '../http/subject.js';
 
-/** Idempotency keys become row keys: a safe alphabet, like ids, but longer (run ids, with a suffix). */
-export const idempotencyKeySchema = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/,
-    'must be 1-200 characters of A-Z, a-z, 0-9, "_", ".", ":", "@" or "-"',
-  );
+/** The metering domain's own key rule, so the HTTP boundary and the domain never disagree. */
+export const idempotencyKeySchema = externalKeySchema;
 
 const consumeBody = z.strictObject({
   subject: subjectSchema,

@@ -226,6 +226,26 @@ describe('usage metering over HTTP', () => {
         body: { workspace: { orgId: 'o-lock' }, nodeCount: 1 },
       });
     }
+    const subscription = (status: 'active' | 'canceled') =>
+      host.services.tables.billing.upsert('u-lock', SUBSCRIPTION_ROW, {
+        plan: 'pro',
+        interval: 'monthly',
+        status,
+        seats: 1,
+        currentPeriodStart: '2026-12-01T00:00:00.000Z',
+        currentPeriodEnd: '2027-01-01T00:00:00.000Z',
+        cancelAtPeriodEnd: false,
+        updatedAt: '2026-12-01T00:00:00.000Z',
+      });
+    // While on Pro, a run of the newest workflow is consumed; its key keeps that answer after the lock.
+    await subscription('active');
+    const before = await consume({
+      subject: { workflowId: `lock-${perOrg + 1}` },
+      meter: 'executions',
+      quantity: 1,
+      idempotencyKey: 'pre-lock',
+    });
+    expect(before.status, before.text).toBe(200);
     await host.services.tables.billing.upsert('u-lock', SUBSCRIPTION_ROW, {
       plan: 'pro',
       interval: 'monthly',
@@ -260,6 +280,13 @@ describe('usage metering over HTTP', () => {
       402,
       'resource_locked',
     );
+    const replay = await consume({
+      subject: { workflowId: `lock-${perOrg + 1}` },
+      meter: 'executions',
+      quantity: 1,
+      idempotencyKey: 'pre-lock',
+    });
+    expect(replay.body).toMatchObject({ kind: 'consumed', replayed: true });
 
     const picked = await host.call('PUT', '/api/billing/locks', {
       token: owner,
