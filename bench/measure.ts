@@ -8,11 +8,15 @@ export interface RoundResult {
   readonly opsPerSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** Storage attempts per operation, where the operation reports them (retries under contention). */
+  readonly attemptsPerOp: number;
 }
 
 export interface Measured extends RoundResult {
   readonly name: string;
   readonly description: string;
+  readonly ops: number;
+  readonly concurrency: number;
   readonly rounds: readonly RoundResult[];
 }
 
@@ -26,8 +30,9 @@ export const percentile = (sorted: readonly number[], p: number) =>
 export const round2 = (n: number) => Math.round(n * 100) / 100;
 
 /**
- * Runs `op` `count` times with `concurrency` in flight: one warm-up round, then `rounds` measured rounds;
- * reports the median of the rounds' throughput and latency percentiles.
+ * Runs `op` `count` times with `concurrency` in flight: one warm-up round (round -1), then `rounds`
+ * measured rounds; reports the median of the rounds' throughput, latency percentiles and attempts per
+ * operation (`op` may return how many storage attempts it took as a number; anything else counts as one).
  */
 export async function measure(
   name: string,
@@ -35,12 +40,13 @@ export async function measure(
   count: number,
   concurrency: number,
   rounds: number,
-  op: (i: number) => Promise<void>,
+  op: (i: number, round: number) => Promise<unknown>,
   beforeRound?: () => void | Promise<void>,
 ): Promise<Measured> {
-  const round = async (): Promise<RoundResult> => {
+  const runRound = async (round: number): Promise<RoundResult> => {
     await beforeRound?.();
     const latencies: number[] = [];
+    let attempts = 0;
     let next = 0;
     const started = performance.now();
     await Promise.all(
@@ -48,7 +54,8 @@ export async function measure(
         while (next < count) {
           const i = next++;
           const t0 = performance.now();
-          await op(i);
+          const result = await op(i, round); // not `attempts += await …`: that reads before awaiting
+          attempts += typeof result === 'number' ? result : 1;
           latencies.push(performance.now() - t0);
         }
       }),
@@ -59,21 +66,26 @@ export async function measure(
       opsPerSecond: Math.round(count / elapsed),
       p50Ms: round2(percentile(latencies, 50)),
       p99Ms: round2(percentile(latencies, 99)),
+      attemptsPerOp: round2(attempts / count),
     };
   };
-  await round();
+  await runRound(-1); // warm-up: connections, JIT, table creation
   const measured: RoundResult[] = [];
-  for (let r = 0; r < rounds; r++) measured.push(await round());
-  const result = {
+  for (let r = 0; r < rounds; r++) measured.push(await runRound(r));
+  const result: Measured = {
     name,
     description,
+    ops: count,
+    concurrency,
     rounds: measured,
     opsPerSecond: median(measured.map((r) => r.opsPerSecond)),
     p50Ms: median(measured.map((r) => r.p50Ms)),
     p99Ms: median(measured.map((r) => r.p99Ms)),
+    attemptsPerOp: median(measured.map((r) => r.attemptsPerOp)),
   };
+  const attemptsNote = result.attemptsPerOp === 1 ? '' : `  attempts/op ${result.attemptsPerOp}`;
   console.log(
-    `${name.padEnd(38)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms`,
+    `${name.padEnd(46)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms${attemptsNote}`,
   );
   return result;
 }

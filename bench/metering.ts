@@ -21,7 +21,7 @@ import { createRollover } from '../src/billing/rollover.js';
 import { type EntityTable, EtagMismatchError, TransactionFailedError } from '../src/billing/store.js';
 import { usageRowKey } from '../src/billing/usage.js';
 import { startAzurite } from '../src/local/azurite.js';
-import { median, percentile, projectRoot, round2 } from './measure.js';
+import { type Measured, measure as measureShared, median, projectRoot, round2 } from './measure.js';
 
 const ROUNDS = 3;
 const OWNERS = 1_000;
@@ -33,74 +33,15 @@ const CONTENDED_OPS = 300;
 const ROLLOVER_OWNERS = 10_000;
 const WRITE_CONCURRENCY = 32;
 
-interface RoundResult {
-  readonly opsPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  /** Storage attempts per successful operation, where a scenario retries. */
-  readonly attemptsPerOp?: number;
-}
-
-interface ScenarioResult extends RoundResult {
-  readonly name: string;
-  readonly description: string;
-  readonly ops: number;
-  readonly concurrency: number;
-  readonly rounds: readonly RoundResult[];
-}
-
-/** Runs `op` `ops` times with `concurrency` in flight, ROUNDS times after one warm-up round. */
-async function measure(
+/** Every scenario here: `ops` operations, `concurrency` in flight, ROUNDS rounds; `op` gets (round, i). */
+const measure = (
   name: string,
   description: string,
   ops: number,
   concurrency: number,
   op: (round: number, i: number) => Promise<number | undefined>,
-): Promise<ScenarioResult> {
-  const runRound = async (round: number): Promise<RoundResult> => {
-    const latencies: number[] = [];
-    let attempts = 0;
-    let next = 0;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < ops) {
-          const i = next++;
-          const t0 = performance.now();
-          const tries = (await op(round, i)) ?? 1; // not `attempts += await …`: that reads before awaiting
-          attempts += tries;
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    return {
-      opsPerSecond: Math.round(ops / elapsed),
-      p50Ms: round2(percentile(latencies, 50)),
-      p99Ms: round2(percentile(latencies, 99)),
-      attemptsPerOp: round2(attempts / ops),
-    };
-  };
-  await runRound(-1); // warm-up: connections, JIT, table creation
-  const rounds: RoundResult[] = [];
-  for (let r = 0; r < ROUNDS; r++) rounds.push(await runRound(r));
-  const result: ScenarioResult = {
-    name,
-    description,
-    ops,
-    concurrency,
-    rounds,
-    opsPerSecond: median(rounds.map((r) => r.opsPerSecond)),
-    p50Ms: median(rounds.map((r) => r.p50Ms)),
-    p99Ms: median(rounds.map((r) => r.p99Ms)),
-    attemptsPerOp: median(rounds.map((r) => r.attemptsPerOp ?? 1)),
-  };
-  console.log(
-    `${name.padEnd(46)} ${String(result.opsPerSecond).padStart(6)} ops/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  attempts/op ${result.attemptsPerOp}`,
-  );
-  return result;
-}
+) => measureShared(name, description, ops, concurrency, ROUNDS, (i, round) => op(round, i));
+type ScenarioResult = Measured;
 
 /** Read-modify-write of one counter row with If-Match, retried until it lands; returns the attempts. */
 async function etagIncrement(table: EntityTable, pk: string, rk: string): Promise<number> {

@@ -290,16 +290,19 @@ export function createEngine(options: EngineOptions) {
     });
   }
 
+  /** The object with this id, or Stripe's "No such …" error (a 404, or a 400 naming the parameter). */
+  function found<T>(store: ReadonlyMap<string, T>, kind: string, id: string, param?: string): T {
+    const value = store.get(id);
+    if (value === undefined) throw missing(kind, id, param);
+    return value;
+  }
+
   function customer(id: string, param?: string): WireCustomer {
-    const found = customers.get(id);
-    if (!found) throw missing('customer', id, param);
-    return found;
+    return found(customers, 'customer', id, param);
   }
 
   function price(id: string, param?: string): WirePrice {
-    const found = prices.get(id);
-    if (!found) throw missing('price', id, param);
-    return found;
+    return found(prices, 'price', id, param);
   }
 
   function recurringPrice(id: string, param: string): WirePrice {
@@ -314,9 +317,7 @@ export function createEngine(options: EngineOptions) {
   }
 
   function product(id: string): WireProduct {
-    const found = products.get(id);
-    if (!found) throw missing('product', id);
-    return found;
+    return found(products, 'product', id);
   }
 
   function productName(p: WirePrice): string {
@@ -324,27 +325,19 @@ export function createEngine(options: EngineOptions) {
   }
 
   function subscriptionRecord(id: string, param?: string): SubscriptionRecord {
-    const found = subscriptions.get(id);
-    if (!found) throw missing('subscription', id, param);
-    return found;
+    return found(subscriptions, 'subscription', id, param);
   }
 
   function scheduleRecord(id: string): ScheduleRecord {
-    const found = schedules.get(id);
-    if (!found) throw missing('subscription schedule', id);
-    return found;
+    return found(schedules, 'subscription schedule', id);
   }
 
   function invoice(id: string): WireInvoice {
-    const found = invoices.get(id);
-    if (!found) throw missing('invoice', id);
-    return found;
+    return found(invoices, 'invoice', id);
   }
 
   function sessionRecord(id: string): SessionRecord {
-    const found = sessions.get(id);
-    if (!found) throw missing('checkout.session', id);
-    return found;
+    return found(sessions, 'checkout.session', id);
   }
 
   function paymentMethodOf(customerId: string): string {
@@ -1525,11 +1518,7 @@ export function createEngine(options: EngineOptions) {
     now: () => now,
     lookup,
     events: () => events,
-    event: (id: string): WireEvent => {
-      const found = eventsById.get(id);
-      if (!found) throw missing('event', id);
-      return found;
-    },
+    event: (id: string): WireEvent => found(eventsById, 'event', id),
     customer: (id: string) => customer(id),
     customersById: (id: string) => customers.get(id),
     product,
@@ -1539,11 +1528,7 @@ export function createEngine(options: EngineOptions) {
     session: (id: string) => sessionRecord(id).session,
     sessionLines: (id: string) => sessionRecord(id).lineItems,
     checkoutLineItems: (id: string) => structuredClone(sessionRecord(id).lineItemObjects),
-    portalSession: (id: string): WirePortalSession => {
-      const found = portalSessions.get(id);
-      if (!found) throw missing('billing_portal.session', id);
-      return found;
-    },
+    portalSession: (id: string): WirePortalSession => found(portalSessions, 'billing_portal.session', id),
     subscription: (id: string) => subscriptionRecord(id).sub,
     subscriptions: () => newestFirst([...subscriptions.values()].map((rec) => rec.sub)),
     schedule: (id: string) => scheduleRecord(id).schedule,
