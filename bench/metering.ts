@@ -18,7 +18,12 @@ import type { Clock } from '../src/billing/clock.js';
 import { createMetering } from '../src/billing/metering.js';
 import { calendarMonth, type UsagePeriod } from '../src/billing/periods.js';
 import { createRollover } from '../src/billing/rollover.js';
-import { type EntityTable, EtagMismatchError, TransactionFailedError } from '../src/billing/store.js';
+import {
+  EntityExistsError,
+  type EntityTable,
+  EtagMismatchError,
+  TransactionFailedError,
+} from '../src/billing/store.js';
 import { usageRowKey } from '../src/billing/usage.js';
 import { startAzurite } from '../src/local/azurite.js';
 import { type Measured, measure as measureShared, median, projectRoot, round2 } from './measure.js';
@@ -52,8 +57,8 @@ async function etagIncrement(table: EntityTable, pk: string, rk: string): Promis
       else await table.update(pk, rk, { used: Number(row.props.used) + 1 }, row.etag);
       return attempt;
     } catch (error) {
-      if (!(error instanceof EtagMismatchError) && !(error instanceof Error && /Exists/.test(error.message)))
-        throw error;
+      // A lost race is a conflict class, never a message to match: another writer created or changed the row.
+      if (!(error instanceof EtagMismatchError) && !(error instanceof EntityExistsError)) throw error;
     }
   }
 }
