@@ -9,19 +9,22 @@ import { type Catalog, CREDIT_PACKS, creditPack, catalog as defaultCatalog } fro
 import { type Clock, systemClock } from './billing/clock.js';
 import { type Credits, createCredits } from './billing/credits.js';
 import { type Customers, createCustomers } from './billing/customers.js';
-import { createDirectory, type Directory } from './billing/directory.js';
+import { createDirectory, type Directory } from './billing/directory/index.js';
+import { createOrgOwnerCache } from './billing/directory/org-owners.js';
 import { createEntitlements, type Entitlements } from './billing/entitlements.js';
 import { createSubscriptionSync, type SubscriptionSync } from './billing/lifecycle.js';
 import { createLocks, type Locks } from './billing/locks.js';
 import { createMetering, type Metering } from './billing/metering.js';
 import { createOwnerLanes } from './billing/metering-lanes.js';
+import { createLegacyMigration, type LegacyMigration } from './billing/owner/legacy-migration.js';
+import { createOwnerAccess, type OwnerAccess } from './billing/owner/owner-access.js';
+import { createOwnerStore } from './billing/owner/snapshot.js';
 import type { PaymentsGateway } from './billing/payments.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
-import { createSubscriptions, type Subscriptions } from './billing/subscription.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
 import { createUsageService, type UsageService } from './billing/usage-service.js';
 import { type Config, loadConfig } from './config.js';
@@ -36,7 +39,10 @@ export interface Services {
   readonly queue: EventQueue;
   readonly authenticate: Authenticator;
   readonly directory: Directory;
-  readonly subscriptions: Subscriptions;
+  /** Owner snapshots: everything a decision needs about one billing owner, in one read. */
+  readonly owners: OwnerAccess;
+  /** Brings owners from the first storage layout over (lazily, and by the `ownerMigration` timer). */
+  readonly migration: LegacyMigration;
   readonly entitlements: Entitlements;
   readonly summaries: Summaries;
   readonly payments: PaymentsGateway;
@@ -99,25 +105,48 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
           config.queueName,
         ));
   const catalog = defaultCatalog;
-  const directory = createDirectory({ table: tables.directory, clock });
-  const subscriptions = createSubscriptions(tables.billing);
+  const migration = createLegacyMigration({
+    billingTable: tables.billing,
+    directoryTable: tables.directory,
+    catalog,
+    clock,
+  });
+  const owners = createOwnerAccess({
+    store: createOwnerStore({ table: tables.billing, clock, migration }),
+    table: tables.billing,
+    catalog,
+  });
+  const directory = createDirectory({
+    indexTable: tables.directory,
+    ownerTable: tables.billing,
+    owners,
+    orgOwners: createOrgOwnerCache(),
+    catalog,
+    enforcement: config.enforcement,
+    clock,
+  });
   // One lane per owner in this process, shared by consumption and credit grants.
   const lanes = createOwnerLanes();
-  const metering = createMetering({ table: tables.billing, clock, lanes });
+  const metering = createMetering({ table: tables.billing, owners, clock, lanes });
   const credits = createCredits({ table: tables.billing, clock, lanes });
-  const rollover = createRollover({ table: tables.billing, clock });
-  const locks = createLocks({ directory, billingTable: tables.billing });
+  const rollover = createRollover({
+    table: tables.billing,
+    clock,
+    // Until every owner is in the snapshot layout, reading the owner brings it over first.
+    beforeOwner: async (ownerId) => {
+      if (!(await migration.complete())) await owners.read(ownerId);
+    },
+  });
+  const locks = createLocks({ owners, table: tables.billing, catalog });
   const entitlements = createEntitlements({
     catalog,
     directory,
-    subscriptions,
-    meters: metering,
-    locks,
+    owners,
     enforcement: config.enforcement,
     billingTable: tables.billing,
     clock,
   });
-  const summaries = createSummaries({ catalog, directory, entitlements, meters: metering, credits, locks });
+  const summaries = createSummaries({ catalog, owners, locks });
   const payments =
     overrides.payments ??
     createStripeGateway(
@@ -136,7 +165,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   });
   const sync = createSubscriptionSync({
     table: tables.billing,
-    subscriptions,
+    owners,
     customers,
     payments,
     catalog,
@@ -177,7 +206,8 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     queue,
     authenticate: createAuthenticator(config.auth),
     directory,
-    subscriptions,
+    owners,
+    migration,
     entitlements,
     summaries,
     payments,
@@ -196,13 +226,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     credits,
     rollover,
     locks,
-    usage: createUsageService({
-      entitlements,
-      metering,
-      locks,
-      enforcement: config.enforcement,
-      billingTable: tables.billing,
-    }),
+    usage: createUsageService({ catalog, directory, metering, enforcement: config.enforcement }),
   };
 }
 

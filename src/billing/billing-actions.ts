@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type Catalog, creditPack, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Customers } from './customers.js';
-import type { Directory } from './directory.js';
+import type { Directory } from './directory/index.js';
 import { conflict, unavailable, validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
 import { currentSubscription, detectTier, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
@@ -168,7 +168,7 @@ export function createBillingActions(deps: {
           'A subscription is already live; change it with POST /api/billing/subscription/change or manage it in the portal (POST /api/billing/portal).',
         );
       }
-      const used = perSeat ? await directory.counts(ownerId).seats() : 1;
+      const used = perSeat ? (await directory.counts(ownerId)).seats : 1;
       const quantity = perSeat ? Math.max(seats ?? 0, used, catalog[plan].limits.seats ?? 1) : 1;
       const [price, customerId] = await Promise.all([priceFor(plan, interval), customers.ensure(ownerId)]);
       const session = await payments.createCheckoutSession({
@@ -230,7 +230,7 @@ export function createBillingActions(deps: {
       if (!currentTier) throw unavailable('price_unmapped', `Price ${item.price.id} matches no plan.`);
       // Per-seat plans bill at least the included seats and every seat in use, and keep what was bought.
       const quantity = catalog[plan].perSeat
-        ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1, await directory.counts(ownerId).seats())
+        ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1, (await directory.counts(ownerId)).seats)
         : 1;
       const key = `change-${randomUUID()}`;
       const upgrade = rank(plan, interval) > rank(currentTier.plan, currentTier.interval);

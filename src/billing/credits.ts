@@ -5,7 +5,6 @@ import { type FieldIssue, validationError } from './errors.js';
 import { idSchema, type OwnerId } from './ids.js';
 import { createOwnerLanes, type OwnerLanes } from './metering-lanes.js';
 import {
-  BALANCE_ROW,
   balanceAction,
   externalKeySchema,
   grantMarkerKey,
@@ -15,9 +14,13 @@ import {
   ledgerRowKey,
   ledgerSchema,
   parseRow,
-  readBalance,
 } from './metering-rows.js';
-import { ConcurrencyExhaustedError, type EntityTable, TransactionFailedError } from './store.js';
+import { BALANCE_ROW } from './owner/keys.js';
+import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
+import { commit, RETRY, write } from './storage/commit.js';
+import { ConcurrencyExhaustedError, type EntityTable, type StoredEntity } from './store.js';
+
+const readBalance = (row: StoredEntity) => parseOwnerRow(balanceSchema, row).balance;
 
 /**
  * Purchased credits: one balance per billing owner (`credits|balance` in the owner's partition), drawn
@@ -122,44 +125,55 @@ export function createCredits(deps: CreditsDeps): Credits {
       );
     }
     const { ownerId, credits, sourceId, description } = parsed.data;
-    return lanes.run(ownerId, async () => {
-      for (let attempt = 1; ; attempt++) {
-        const balanceRow = await table.get(ownerId, BALANCE_ROW);
-        const now = clock.now();
-        const at = now.toISOString();
-        const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
-        try {
-          await table.transact(ownerId, [
-            // First: if it fails as a duplicate, the failing index says so.
-            {
-              kind: 'create',
-              rowKey: grantMarkerKey(sourceId),
-              props: { credits, description, balanceAfter, at },
-            },
-            balanceAction(balanceRow?.etag, balanceAfter, at),
-            {
-              kind: 'create',
-              rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
-              props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
-            },
-          ]);
-          return { kind: 'granted', ownerId, sourceId, credits, creditBalance: balanceAfter, grantedAt: at };
-        } catch (error) {
-          if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
-          if (error.reason === 'exists') {
-            const duplicate = await duplicateOf(ownerId, sourceId);
-            if (duplicate) return duplicate;
-          }
-          if (attempt >= maxAttempts) {
-            throw new CreditsContentionError(
-              `Gave up granting credits from ${sourceId} to ${ownerId} after ${attempt} conflicting writes; nothing was granted. Retry.`,
-              table.name,
+    return lanes
+      .run(ownerId, () =>
+        commit<GrantOutcome>(
+          table,
+          ownerId,
+          async () => {
+            const balanceRow = await table.get(ownerId, BALANCE_ROW);
+            const now = clock.now();
+            const at = now.toISOString();
+            const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
+            return write(
+              [
+                // First: if it fails as a duplicate, the failing index says so.
+                {
+                  kind: 'create',
+                  rowKey: grantMarkerKey(sourceId),
+                  props: { credits, description, balanceAfter, at },
+                },
+                balanceAction(balanceRow?.etag, balanceAfter, at),
+                {
+                  kind: 'create',
+                  rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
+                  props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
+                },
+              ],
+              () => ({
+                kind: 'granted',
+                ownerId,
+                sourceId,
+                credits,
+                creditBalance: balanceAfter,
+                grantedAt: at,
+              }),
+              async (error) =>
+                error.reason === 'exists' ? ((await duplicateOf(ownerId, sourceId)) ?? RETRY) : RETRY,
             );
-          }
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * 8 * attempt));
-        }
-      }
-    });
+          },
+          { what: `granting credits from ${sourceId} to ${ownerId}`, maxAttempts },
+        ),
+      )
+      .catch((error: unknown) => {
+        if (error instanceof ConcurrencyExhaustedError && !(error instanceof CreditsContentionError))
+          throw new CreditsContentionError(
+            `Gave up granting credits from ${sourceId} to ${ownerId} after ${maxAttempts} conflicting writes; nothing was granted. Retry.`,
+            table.name,
+            { cause: error },
+          );
+        throw error;
+      });
   }
 
   return {

@@ -26,10 +26,18 @@ export class BillingError extends Error {
     readonly details?: readonly FieldIssue[],
     /** For transient failures: when a retry may succeed (sent as Retry-After). */
     readonly retryAfterSeconds?: number,
+    options: {
+      /** Extra members of the problem+json body (RFC 9457 §3.2), e.g. the limit that was reached. */
+      readonly extensions?: Readonly<Record<string, unknown>>;
+      readonly cause?: unknown;
+    } = {},
   ) {
-    super(message);
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BillingError';
+    this.extensions = options.extensions ?? {};
   }
+
+  readonly extensions: Readonly<Record<string, unknown>>;
 }
 
 export interface FieldIssue {
@@ -46,5 +54,32 @@ export const conflict = (code: string, message: string) => new BillingError('con
 export const unauthenticated = (code: string, message: string) =>
   new BillingError('unauthenticated', code, message);
 /** A failure on our side; with `retryAfterSeconds` it is transient and worth retrying, without it it needs an operator. */
-export const unavailable = (code: string, message: string, retryAfterSeconds?: number) =>
-  new BillingError('unavailable', code, message, undefined, retryAfterSeconds);
+export const unavailable = (code: string, message: string, retryAfterSeconds?: number, cause?: unknown) =>
+  new BillingError('unavailable', code, message, undefined, retryAfterSeconds, { cause });
+
+/**
+ * A directory write refused because it would exceed a limit (402): `code` is `limit_exceeded`, or
+ * `payment_required` when paying the overdue invoice would allow it; nothing was written.
+ */
+export function limitReached(decision: {
+  readonly feature: string;
+  readonly reason: string;
+  readonly limit: number | null;
+  readonly used: number | null;
+  readonly remaining: number | null;
+  readonly plan: string;
+}): BillingError {
+  const code = decision.reason === 'payment_required' ? 'payment_required' : 'limit_exceeded';
+  const message =
+    code === 'payment_required'
+      ? `Payment is overdue: the account is on free limits (${decision.feature} ${decision.used ?? 0} of ${decision.limit ?? 'unlimited'}) until the invoice is paid. Nothing was written.`
+      : `The ${decision.plan} plan allows ${decision.limit ?? 'unlimited'} ${decision.feature}; ${decision.used ?? 0} in use. Upgrade, or remove some first. Nothing was written.`;
+  return new BillingError('payment_required', code, message, undefined, undefined, {
+    extensions: {
+      feature: decision.feature,
+      limit: decision.limit,
+      used: decision.used,
+      remaining: decision.remaining,
+    },
+  });
+}

@@ -1,22 +1,24 @@
+import { allocationAfter } from './access/allocation.js';
+import { capabilitiesOf } from './access/capabilities.js';
+import { capabilitiesFor } from './access/decide.js';
+import { lockBasis } from './access/locks.js';
 import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { Customers } from './customers.js';
 import { unavailable } from './errors.js';
 import type { OwnerId } from './ids.js';
+import { listOwnedItems } from './owner/items.js';
+import { SUBSCRIPTION_ROW } from './owner/keys.js';
+import type { OwnerAccess } from './owner/owner-access.js';
 import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
+  ConcurrencyExhaustedError,
   type EntityProps,
   type EntityTable,
   type TransactionAction,
-  TransactionFailedError,
 } from './store.js';
-import {
-  SUBSCRIPTION_ROW,
-  type SubscriptionState,
-  type SubscriptionStatus,
-  type Subscriptions,
-  subscriptionProps,
-} from './subscription.js';
+import { type SubscriptionState, type SubscriptionStatus, subscriptionProps } from './subscription.js';
 
 /**
  * Subscription lifecycle: turns the payment processor's view of a customer into our subscription state,
@@ -185,69 +187,86 @@ export interface SubscriptionSync {
 }
 
 export function createSubscriptionSync(deps: {
+  /** The owner-partitioned `billing` table. */
   readonly table: EntityTable;
-  readonly subscriptions: Subscriptions;
+  readonly owners: OwnerAccess;
   readonly customers: Customers;
   readonly payments: PaymentsGateway;
   readonly catalog: Catalog;
   readonly dunning: DunningPolicy;
   readonly clock: Clock;
 }): SubscriptionSync {
-  const { table, subscriptions, customers, payments, catalog, dunning, clock } = deps;
-  const ATTEMPTS = 6;
+  const { table, owners, customers, payments, catalog, dunning, clock } = deps;
 
   return {
     async syncCustomer(customerId, cause, extra) {
       const ownerId = await customers.ownerOf(customerId);
       if (ownerId === undefined) throw new UnknownCustomerError(customerId);
       const marker = markerKey(cause);
+      try {
+        return await commit<SyncOutcome>(
+          table,
+          ownerId,
+          async () => {
+            // A redelivered event is usually caught here, before any Stripe call; a concurrent copy is
+            // caught by the marker's create in the transaction below.
+            if (await table.get(ownerId, marker)) return answer({ kind: 'duplicate', ownerId });
+            // Our rows first, then Stripe: if another event commits a newer read in between, our ETag is
+            // stale and this round is redone from fresh state, so an older read never overwrites a newer one.
+            const snapshot = await owners.read(ownerId);
+            const stored = snapshot.subscription;
+            const current = currentSubscription(await payments.listSubscriptions(customerId));
+            const now = clock.now();
+            const next = current ? stateFromSubscription(current, catalog, dunning, now) : undefined;
+            const changed = next !== undefined && !sameState(stored?.state, next);
+            const at = now.toISOString();
 
-      for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-        // A redelivered event is usually caught here, before any Stripe call; a concurrent copy is caught
-        // by the marker's create in the transaction below.
-        if (await table.get(ownerId, marker)) return { kind: 'duplicate', ownerId };
-        // Our row first, then Stripe: if another event commits a newer read in between, our etag is stale
-        // and this round is redone from fresh state, so an older read never overwrites a newer one.
-        const stored = await subscriptions.getVersioned(ownerId);
-        const current = currentSubscription(await payments.listSubscriptions(customerId));
-        const now = clock.now();
-        const next = current ? stateFromSubscription(current, catalog, dunning, now) : undefined;
-        const changed = next !== undefined && !sameState(stored?.state, next);
-        const at = now.toISOString();
-
-        const actions: TransactionAction[] = [
-          { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
-          ...(extra?.(ownerId) ?? []),
-        ];
-        if (changed && next) {
-          const props = subscriptionProps(next);
-          actions.push(
-            stored
-              ? { kind: 'update', rowKey: SUBSCRIPTION_ROW, props, etag: stored.etag }
-              : { kind: 'create', rowKey: SUBSCRIPTION_ROW, props },
-            {
-              kind: 'create',
-              rowKey: `audit|${at}|${cause.id}`,
-              props: auditProps(cause, stored?.state, next, at),
-            },
-          );
-        }
-        try {
-          await table.transact(ownerId, actions);
-          return changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId };
-        } catch (error) {
-          if (!(error instanceof TransactionFailedError)) throw error;
-          // The marker is action 0: if it exists, a concurrent copy of this event won.
-          if (error.actionIndex === 0 && error.reason === 'exists') return { kind: 'duplicate', ownerId };
-          // Otherwise another event changed the row since we read it: decide again on fresh state.
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
-        }
+            const actions: TransactionAction[] = [
+              { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
+              ...(extra?.(ownerId) ?? []),
+            ];
+            if (changed && next) {
+              const props = subscriptionProps(next);
+              actions.push(
+                stored
+                  ? { kind: 'update', rowKey: SUBSCRIPTION_ROW, props, etag: stored.etag }
+                  : { kind: 'create', rowKey: SUBSCRIPTION_ROW, props },
+                {
+                  kind: 'create',
+                  rowKey: `audit|${at}|${cause.id}`,
+                  props: auditProps(cause, stored?.state, next, at),
+                },
+              );
+              // New limits move the lock set in the same transaction: over-limit items lock, never go.
+              const before = capabilitiesFor(snapshot, catalog).limits;
+              const after = capabilitiesOf(ownerId, next, catalog, now).limits;
+              if (lockBasis(before) !== lockBasis(after)) {
+                const allocation = await allocationAfter(snapshot, before, { limits: after }, () =>
+                  listOwnedItems(table, ownerId),
+                );
+                actions.push(allocation.action);
+              }
+            }
+            return write(
+              actions,
+              () =>
+                changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId },
+              // The marker is action 0: if it exists, a concurrent copy of this event won.
+              (error): SyncOutcome | typeof RETRY =>
+                error.actionIndex === 0 && error.reason === 'exists' ? { kind: 'duplicate', ownerId } : RETRY,
+            );
+          },
+          { what: `applying ${cause.id} to ${ownerId}`, maxAttempts: 6, baseDelayMs: 10 },
+        );
+      } catch (error) {
+        if (!(error instanceof ConcurrencyExhaustedError)) throw error;
+        throw unavailable(
+          'sync_contended',
+          `Owner ${ownerId} kept changing while applying ${cause.id}; retry later`,
+          1,
+          error,
+        );
       }
-      throw unavailable(
-        'sync_contended',
-        `Owner ${ownerId} kept changing while applying ${cause.id}; retry later`,
-        1,
-      );
     },
   };
 }

@@ -1,145 +1,100 @@
-import { z } from 'zod';
-import type { PlanLimits } from './catalog.js';
-import type { Directory, OwnedItem } from './directory.js';
+import { allocationAfter } from './access/allocation.js';
+import { capabilitiesFor, lockSetInForce, StaleLockSetError } from './access/decide.js';
+import { hasLocks, type KeepPreferences, type LockReport, lockReport } from './access/locks.js';
+import type { Catalog } from './catalog.js';
 import { validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
-import type { EntityTable } from './store.js';
+import { listOwnedItems } from './owner/items.js';
+import { KEEP_ROW } from './owner/keys.js';
+import type { OwnerAccess } from './owner/owner-access.js';
+import { chunkedJson } from './owner/rows.js';
+import type { OwnerSnapshot } from './owner/snapshot.js';
+import { commit, write } from './storage/commit.js';
+import { type EntityTable, TABLE_LIMITS, type TransactionAction } from './store.js';
+
+export type { KeepPreferences, LockedItem, LockReport } from './access/locks.js';
 
 /**
- * Over-limit resources are locked, never deleted. After a downgrade (or a lapse to free), the owner keeps
- * the resources they chose to keep, then the oldest, up to each limit; the rest are locked until the owner
- * upgrades, deletes some, or picks others to keep.
+ * Over-limit resources are locked, never deleted (`access/locks.ts` has the rule). The lock set is kept
+ * in the owner's snapshot by every change that can move it; this is the owner's view of it and the
+ * place to choose what to keep.
  */
-export interface LockedItem {
-  readonly id: string;
-  readonly workspace: OwnedItem['workspace'];
-  readonly createdAt: string;
-  /** The limit it is over. */
-  readonly limit: 'workflows' | 'workflows_per_org' | 'credentials';
-}
-
-export interface LockReport {
-  readonly workflows: readonly LockedItem[];
-  readonly credentials: readonly LockedItem[];
-}
-
-export interface KeepPreferences {
-  readonly workflows: readonly string[];
-  readonly credentials: readonly string[];
-}
-
-const KEEP_ROW = 'locks|keep';
-const keepSchema = z.object({ workflows: z.string(), credentials: z.string() });
-
-/** Kept first: the owner's picks (in their order), then oldest first. */
-function keepOrder(items: readonly OwnedItem[], picks: readonly string[]): OwnedItem[] {
-  const rank = new Map(picks.map((id, i) => [id, i]));
-  return [...items].sort((a, b) => {
-    const ra = rank.get(a.id) ?? Number.POSITIVE_INFINITY;
-    const rb = rank.get(b.id) ?? Number.POSITIVE_INFINITY;
-    return ra !== rb ? ra - rb : a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
-  });
-}
-
-export function computeLocks(
-  items: { readonly workflows: readonly OwnedItem[]; readonly credentials: readonly OwnedItem[] },
-  limits: PlanLimits,
-  keep: KeepPreferences,
-): LockReport {
-  const locked = new Map<string, LockedItem>();
-  const lockBeyond = (list: OwnedItem[], limit: number | null, name: LockedItem['limit']) => {
-    if (limit === null) return;
-    for (const item of list.slice(limit))
-      if (!locked.has(item.id)) locked.set(item.id, { ...item, limit: name });
-  };
-  const workflows = keepOrder(items.workflows, keep.workflows);
-  const byOrg = new Map<string, OwnedItem[]>();
-  for (const wf of workflows) {
-    if (wf.workspace.kind === 'org')
-      byOrg.set(wf.workspace.orgId, [...(byOrg.get(wf.workspace.orgId) ?? []), wf]);
-  }
-  for (const list of byOrg.values()) lockBeyond(list, limits.workflows_per_org, 'workflows_per_org');
-  // The total counts what the per-organization rule left unlocked, in the same keep order.
-  lockBeyond(
-    workflows.filter((wf) => !locked.has(wf.id)),
-    limits.workflows,
-    'workflows',
-  );
-  const lockedWorkflows = [...locked.values()];
-  locked.clear();
-  lockBeyond(keepOrder(items.credentials, keep.credentials), limits.credentials, 'credentials');
-  return { workflows: lockedWorkflows, credentials: [...locked.values()] };
-}
-
 export interface Locks {
-  report(ownerId: OwnerId, limits: PlanLimits): Promise<LockReport>;
-  /** Whether one workflow is locked; cheap when the owner is within every workflow limit. */
-  isWorkflowLocked(
-    ownerId: OwnerId,
-    workflow: { readonly workflowId: string; readonly workspace: OwnedItem['workspace'] },
-    limits: PlanLimits,
-  ): Promise<boolean>;
+  /** What is locked, with where it lives (one listing of the owner's items, only when something is). */
+  report(snapshot: OwnerSnapshot): Promise<LockReport>;
   preferences(ownerId: OwnerId): Promise<KeepPreferences>;
+  /** Sets the owner's picks (each list replaces the stored one) and moves the lock set with them. */
   setPreferences(ownerId: OwnerId, keep: Partial<KeepPreferences>): Promise<KeepPreferences>;
 }
 
+/**
+ * The picks live in the snapshot, one string property per list: a list must fit one (Table Storage's
+ * 32,768 characters of JSON, about 1,500 ids of 20 characters). Picks beyond a plan's limits change
+ * nothing, so this bounds only lists no plan can use.
+ */
+export const KEEP_LIST_MAX_CHARS = TABLE_LIMITS.stringLength;
+
+function keepAction(snapshot: OwnerSnapshot, keep: KeepPreferences): TransactionAction {
+  for (const kind of ['workflows', 'credentials'] as const) {
+    const size = JSON.stringify(keep[kind]).length;
+    if (size > KEEP_LIST_MAX_CHARS) {
+      throw validationError(
+        'keep_list_too_large',
+        `The ${kind} to keep take ${size} characters stored; at most ${KEEP_LIST_MAX_CHARS} fit (about ${Math.floor(
+          (KEEP_LIST_MAX_CHARS / size) * keep[kind].length,
+        )} ids of this length). Name only as many as the plan keeps.`,
+        [{ path: kind, message: `at most ${KEEP_LIST_MAX_CHARS} characters of JSON` }],
+      );
+    }
+  }
+  const props = {
+    ...chunkedJson('workflows', keep.workflows),
+    ...chunkedJson('credentials', keep.credentials),
+  };
+  return snapshot.keep.etag === undefined
+    ? { kind: 'create', rowKey: KEEP_ROW, props }
+    : { kind: 'update', rowKey: KEEP_ROW, props, etag: snapshot.keep.etag };
+}
+
 export function createLocks(deps: {
-  readonly directory: Directory;
-  readonly billingTable: EntityTable;
+  readonly owners: OwnerAccess;
+  /** The owner-partitioned `billing` table. */
+  readonly table: EntityTable;
+  readonly catalog: Catalog;
 }): Locks {
-  const { directory, billingTable } = deps;
-
-  async function preferences(ownerId: OwnerId): Promise<KeepPreferences> {
-    const row = await billingTable.get(ownerId, KEEP_ROW);
-    if (!row) return { workflows: [], credentials: [] };
-    const data = keepSchema.parse(row.props);
-    const ids = z.array(z.string());
-    return {
-      workflows: ids.parse(JSON.parse(data.workflows)),
-      credentials: ids.parse(JSON.parse(data.credentials)),
-    };
-  }
-
-  async function report(ownerId: OwnerId, limits: PlanLimits) {
-    const [items, keep] = await Promise.all([directory.items(ownerId), preferences(ownerId)]);
-    return computeLocks(items, limits, keep);
-  }
-
+  const { owners, table, catalog } = deps;
   return {
-    report,
-    preferences,
-    async isWorkflowLocked(ownerId, workflow, limits) {
-      const { workflowId, workspace } = workflow;
-      if (limits.workflows === null && limits.workflows_per_org === null) return false;
-      const counts = directory.counts(ownerId);
-      const perOrg = limits.workflows_per_org;
-      // A workflow can only be locked if its own organization is over the per-org limit or the owner is
-      // over the total; in the common case two counts settle it and nothing more is read.
-      const [inOrg, total] = await Promise.all([
-        workspace.kind === 'org' && perOrg !== null
-          ? counts.workflowsInOrg(workspace.orgId)
-          : Promise.resolve(0),
-        limits.workflows !== null ? counts.workflows() : Promise.resolve(0),
-      ]);
-      const overPerOrg = perOrg !== null && inOrg > perOrg;
-      const overTotal = limits.workflows !== null && total > limits.workflows;
-      if (!overPerOrg && !overTotal) return false;
-      return (await report(ownerId, limits)).workflows.some((wf) => wf.id === workflowId);
+    async report(snapshot) {
+      const set = lockSetInForce(snapshot, capabilitiesFor(snapshot, catalog));
+      if (set === 'stale') throw new StaleLockSetError(snapshot.ownerId);
+      if (!hasLocks(set)) return { workflows: [], credentials: [] };
+      return lockReport(set, await listOwnedItems(table, snapshot.ownerId), snapshot.keep.picks);
     },
-    async setPreferences(ownerId, keep) {
-      const current = await preferences(ownerId);
-      const next = {
-        workflows: keep.workflows ?? current.workflows,
-        credentials: keep.credentials ?? current.credentials,
-      };
-      if (next.workflows.length > 10_000 || next.credentials.length > 10_000) {
-        throw validationError('too_many_ids', 'At most 10,000 ids per list.');
-      }
-      await billingTable.upsert(ownerId, KEEP_ROW, {
-        workflows: JSON.stringify(next.workflows),
-        credentials: JSON.stringify(next.credentials),
-      });
-      return next;
+
+    async preferences(ownerId) {
+      return (await owners.read(ownerId)).keep.picks;
+    },
+
+    setPreferences(ownerId, keep) {
+      return commit(
+        table,
+        ownerId,
+        async () => {
+          const snapshot = await owners.read(ownerId);
+          const current = snapshot.keep.picks;
+          const next: KeepPreferences = {
+            workflows: keep.workflows ?? current.workflows,
+            credentials: keep.credentials ?? current.credentials,
+          };
+          const action = keepAction(snapshot, next);
+          const caps = capabilitiesFor(snapshot, catalog);
+          const allocation = await allocationAfter(snapshot, caps.limits, { keep: next }, () =>
+            listOwnedItems(table, ownerId),
+          );
+          return write([action, allocation.action], () => next);
+        },
+        { what: `setting what ${ownerId} keeps` },
+      );
     },
   };
 }

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { METER_NAMES, type MeterName } from './catalog.js';
 import { ENFORCEMENT_MODES } from './enforcement.js';
 import type { OwnerId } from './ids.js';
+import { BALANCE_ROW } from './owner/keys.js';
+import { parseRow as parseOwnerRow } from './owner/rows.js';
 import { utcDay } from './periods.js';
 import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
 
@@ -9,11 +11,12 @@ import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
  * The row layout of metering, credits and rollover in the `billing` table, in one place.
  *
  * Owner partition (PartitionKey = ownerId), so every change for one owner commits in one entity-group
- * transaction together with the marker that makes it happen once:
- * - `usage|<meter>|<periodKey>`          counter (see `usage.ts`): used, allowanceUsed, creditsUsed,
+ * transaction together with the marker that makes it happen once. The counters and the balance are
+ * part of the owner snapshot (`owner/keys.ts`):
+ * - `s|c|<periodStart>|<meter>|<periodKey>`  counter (see `usage.ts`): used, allowanceUsed, creditsUsed,
  *                                         overage, allowance, periodStart, periodEnd, createdAt, updatedAt
+ * - `s|o|bal`                            credit balance
  * - `consume|<idempotencyKey>`           consume marker: the answer given, and `refundedAt` once refunded
- * - `credits|balance`                    credit balance
  * - `credits|grant|<sourceId>`           grant marker (one per Stripe payment)
  * - `credits|ledger|<newest-first>|<kind>|<ref>`  append-only ledger: grants, draws, refunds
  * - `record|<meter>|<periodKey>`         usage record: the counter's snapshot when the period was closed
@@ -26,7 +29,6 @@ import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
  */
 
 export const consumeMarkerKey = (idempotencyKey: string) => `consume|${idempotencyKey}`;
-export const BALANCE_ROW = 'credits|balance';
 export const grantMarkerKey = (sourceId: string) => `credits|grant|${sourceId}`;
 export const LEDGER_PREFIX = 'credits|ledger|';
 export const recordPrefix = (meter: MeterName) => `record|${meter}|`;
@@ -69,6 +71,8 @@ const count = z.number().int().nonnegative();
 
 export const consumeMarkerSchema = z.object({
   outcome: z.enum(['consumed', 'denied']),
+  /** Why a denial was denied (absent on markers written before the reason was stored: `limit_exceeded`). */
+  reason: z.enum(['limit_exceeded', 'payment_required']).optional(),
   meter: z.enum(METER_NAMES),
   quantity: z.number().int().positive(),
   mode: z.enum(ENFORCEMENT_MODES),
@@ -89,8 +93,6 @@ export const consumeMarkerSchema = z.object({
   refundedAt: z.string().optional(),
 });
 export type ConsumeMarker = z.infer<typeof consumeMarkerSchema>;
-
-export const balanceSchema = z.object({ balance: count, updatedAt: z.string() });
 
 export const grantMarkerSchema = z.object({
   credits: z.number().int().positive(),
@@ -137,24 +139,15 @@ export const rolloverCursorSchema = z.object({ day: z.string().regex(/^\d{4}-\d{
 
 /**
  * Parses a row with its schema.
- * @throws Error naming the row, so corruption is reported where it is found rather than guessed around
+ * @throws CorruptRowError naming the row, so corruption is reported where it is found rather than guessed around
  */
-export function parseRow<T>(schema: z.ZodType<T>, row: StoredEntity, what: string): T {
-  const parsed = schema.safeParse(row.props);
-  if (!parsed.success) {
-    throw new Error(`Corrupt ${what} ${row.partitionKey}/${row.rowKey}: ${z.prettifyError(parsed.error)}`);
-  }
-  return parsed.data;
+export function parseRow<T>(schema: z.ZodType<T>, row: StoredEntity, _what?: string): T {
+  return parseOwnerRow(schema, row);
 }
 
 /** Omits a property whose value is `null` (Table Storage stores no nulls). */
 export function withOptional(name: string, value: number | null): EntityProps {
   return value === null ? {} : { [name]: value };
-}
-
-/** The credit balance a balance row holds. */
-export function readBalance(row: StoredEntity): number {
-  return parseRow(balanceSchema, row, 'credit balance').balance;
 }
 
 /** Writes the balance: create when it was never written, else only if still at the `etag` read. */

@@ -1,12 +1,12 @@
 import { z } from 'zod';
+import type { ConsumeTerms } from './access/decide.js';
 import { METER_NAMES, METERS, type MeterName } from './catalog.js';
 import type { Clock } from './clock.js';
 import { ENFORCEMENT_MODES, type EnforcementMode } from './enforcement.js';
-import { conflict, type FieldIssue, validationError } from './errors.js';
+import { BillingError, conflict, type FieldIssue, validationError } from './errors.js';
 import { idSchema, type OwnerId } from './ids.js';
 import { createOwnerLanes, type OwnerLanes } from './metering-lanes.js';
 import {
-  BALANCE_ROW,
   balanceAction,
   type ConsumeMarker,
   consumeMarkerKey,
@@ -15,21 +15,23 @@ import {
   ledgerRowKey,
   monitorRowKey,
   parseRow,
-  readBalance,
   rolloverPartitionFor,
   rolloverRowKey,
   withOptional,
 } from './metering-rows.js';
-import { PERIOD_KEY_PATTERN, type UsagePeriod } from './periods.js';
+import { BALANCE_ROW } from './owner/keys.js';
+import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
+import { meterStatus, type OwnerSnapshot } from './owner/snapshot.js';
+import { PERIOD_KEY_PATTERN } from './periods.js';
+import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
   ConcurrencyExhaustedError,
   type EntityProps,
   type EntityTable,
-  type StoredEntity,
   type TransactionAction,
-  TransactionFailedError,
+  type TransactionFailedError,
 } from './store.js';
-import { parseUsageCounter, type UsageCounter, usageRowKey } from './usage.js';
+import { EMPTY_COUNTER, parseUsageCounter, type UsageCounter, usageRowKey } from './usage.js';
 
 /**
  * Usage metering: exact, idempotent consumption of a meter's period allowance and then of the owner's
@@ -39,6 +41,10 @@ import { parseUsageCounter, type UsageCounter, usageRowKey } from './usage.js';
  * entity-group transaction as the counter and balance changes, in the owner's partition, with ETag
  * conditions on the counter and balance rows. A duplicate key fails the whole transaction, and the
  * stored answer is returned instead (`replayed: true`).
+ *
+ * One read per batch: the owner's snapshot (`owner/snapshot.ts`) holds the subscription, the period's
+ * counter and the balance, and the terms of each consumption (allowance, window, enforcement) are
+ * decided from it by the one decision path (`access/decide.ts` `consumeTerms`).
  *
  * Fast for hot owners: inside one process, consumptions for one owner queue in that owner's lane and
  * are committed together (group commit: one transaction with the counter, the balance and up to
@@ -64,16 +70,13 @@ export interface ConsumeRequest {
   readonly quantity: number;
   /** The caller's key for this consumption (a workflow run id). Scoped to the owner, across meters. */
   readonly idempotencyKey: string;
-  /** The period allowance in force, `meterAllowance(capabilities.limits, meter)`; `null` is unlimited. */
-  readonly allowance: number | null;
-  /** The window, `capabilities.period` (`currentPeriod()`); the counter is keyed by `period.key`. */
-  readonly period: UsagePeriod;
   /**
-   * `enforce`: deny what allowance and credits cannot cover, consuming nothing.
-   * `monitor` (also for soft limits in a grace period): consume anyway, record the would-be denial.
-   * `off`: consume and count without checking; credits are not drawn.
+   * The allowance, window and enforcement in force: decided from the owner's snapshot, read once per
+   * batch (`consumeTerms`), or fixed (tests). `mode` — `enforce`: deny what allowance and credits cannot
+   * cover, consuming nothing; `monitor` (also for soft limits in a grace period): consume anyway and
+   * record the would-be denial; `off`: consume and count without checking, drawing no credits.
    */
-  readonly mode: EnforcementMode;
+  readonly terms: ConsumeTerms | ((snapshot: OwnerSnapshot) => ConsumeTerms);
 }
 
 interface AnswerBase {
@@ -114,7 +117,8 @@ export type ConsumeOutcome =
     })
   | (AnswerBase & {
       readonly kind: 'denied';
-      readonly reason: 'limit_exceeded';
+      /** `payment_required` when paying the overdue invoice would have allowed it. */
+      readonly reason: 'limit_exceeded' | 'payment_required';
       /** How many units allowance and credits together were short of. */
       readonly shortfall: number;
     });
@@ -154,8 +158,7 @@ export type RefundOutcome =
 export interface StatusRequest {
   readonly ownerId: OwnerId;
   readonly meter: MeterName;
-  readonly allowance: number | null;
-  readonly period: UsagePeriod;
+  readonly terms: ConsumeRequest['terms'];
 }
 
 export interface MeterStatus {
@@ -190,6 +193,8 @@ export interface MeteringOptions {
 export interface MeteringDeps {
   /** The owner-partitioned `billing` table. */
   readonly table: EntityTable;
+  /** Reads owner snapshots (with a current lock set; `owner/owner-access.ts`). */
+  readonly owners: { read(ownerId: OwnerId): Promise<OwnerSnapshot> };
   readonly clock: Clock;
   /** Share one instance with `createCredits`, so grants queue behind consumptions. @default a new one */
   readonly lanes?: OwnerLanes;
@@ -207,19 +212,21 @@ const periodSchema = z
   })
   .refine((p) => p.start.getTime() < p.end.getTime(), { message: 'start must be before end', path: ['end'] });
 
+const termsSchema = z.object({
+  allowance: z.number().int().nonnegative().nullable(),
+  period: periodSchema,
+  mode: z.enum(ENFORCEMENT_MODES),
+});
+
 const consumeSchema = z.object({
   ownerId: idSchema,
   meter: z.enum(METER_NAMES),
   quantity: z.number().int().min(1).max(1_000_000),
   idempotencyKey: externalKeySchema,
-  allowance: z.number().int().nonnegative().nullable(),
-  period: periodSchema,
-  mode: z.enum(ENFORCEMENT_MODES),
 });
-type ValidConsume = z.infer<typeof consumeSchema>;
+type ValidConsume = z.infer<typeof consumeSchema> & { readonly terms: ConsumeRequest['terms'] };
 
 const refundSchema = z.object({ ownerId: idSchema, idempotencyKey: externalKeySchema });
-const statusSchema = consumeSchema.pick({ ownerId: true, meter: true, allowance: true, period: true });
 
 /** Validates a request made in code (the HTTP layer has already parsed the wire format). */
 function parseRequest<T>(schema: z.ZodType<T>, input: unknown, code: string, what: string): T {
@@ -238,9 +245,15 @@ function parseRequest<T>(schema: z.ZodType<T>, input: unknown, code: string, wha
 
 interface Job {
   readonly request: ValidConsume;
-  readonly counterKey: string;
   resolve(outcome: ConsumeOutcome): void;
   reject(error: unknown): void;
+}
+
+/** A job with the terms its batch decided for it. */
+interface Ready {
+  readonly job: Job;
+  readonly terms: ConsumeTerms;
+  readonly counterKey: string;
 }
 
 /** A counter as one batch sees it: the stored row, then the batch's changes. */
@@ -270,14 +283,14 @@ interface Planned {
 
 interface Plan {
   readonly included: readonly Planned[];
-  readonly leftover: readonly Job[];
+  readonly leftover: readonly Ready[];
   readonly actions: readonly TransactionAction[];
   /** Counters this transaction creates: their rollover index rows must exist first. */
   readonly created: readonly CounterState[];
 }
 
 export function createMetering(deps: MeteringDeps): Metering {
-  const { table, clock } = deps;
+  const { table, clock, owners } = deps;
   const lanes = deps.lanes ?? createOwnerLanes();
   const maxBatch = Math.max(1, Math.min(deps.options?.maxBatch ?? 90, MAX_ACTIONS - 2));
   const maxAttempts = deps.options?.maxAttempts ?? 10;
@@ -321,6 +334,14 @@ export function createMetering(deps: MeteringDeps): Metering {
     }
   };
 
+  /** The terms of a job in this batch's snapshot, checked like a request (they may come from a caller). */
+  const termsOf = (job: Job, snapshot: OwnerSnapshot): ConsumeTerms => {
+    const { terms } = job.request;
+    const resolved = typeof terms === 'function' ? terms(snapshot) : terms;
+    parseRequest(termsSchema, resolved, 'invalid_consume_terms', 'consume terms');
+    return resolved;
+  };
+
   function schedule(ownerId: OwnerId) {
     if (scheduled.has(ownerId)) return;
     scheduled.add(ownerId);
@@ -332,10 +353,19 @@ export function createMetering(deps: MeteringDeps): Metering {
     const jobs = (pending.get(ownerId) ?? []).splice(0, maxBatch);
     let leftover: readonly Job[] = [];
     try {
-      if (jobs.length > 0) leftover = await commit(ownerId, jobs);
+      if (jobs.length > 0) leftover = await commitBatch(ownerId, jobs);
     } catch (error) {
       // Settled jobs ignore this; the rest learn that nothing of theirs was committed.
-      for (const job of jobs) job.reject(error);
+      const failure =
+        error instanceof ConcurrencyExhaustedError && !(error instanceof MeteringContentionError)
+          ? new MeteringContentionError(
+              `Gave up consuming for ${ownerId} after ${maxAttempts} conflicting writes by other processes; ` +
+                'nothing was consumed. Retry with the same idempotency keys.',
+              table.name,
+              { cause: error },
+            )
+          : error;
+      for (const job of jobs) job.reject(failure);
     }
     const queue = pending.get(ownerId) ?? [];
     queue.unshift(...leftover);
@@ -344,7 +374,7 @@ export function createMetering(deps: MeteringDeps): Metering {
   }
 
   /** Commits what fits of `jobs` in one transaction; returns the jobs left for the next one. */
-  async function commit(ownerId: OwnerId, jobs: readonly Job[]): Promise<readonly Job[]> {
+  async function commitBatch(ownerId: OwnerId, jobs: readonly Job[]): Promise<readonly Job[]> {
     // One leader per key; later copies in the batch get the leader's answer as a replay.
     const followers = new Map<string, Job[]>();
     let active: Job[] = [];
@@ -357,105 +387,122 @@ export function createMetering(deps: MeteringDeps): Metering {
         active.push(job);
       }
     }
+    const copiesOf = (leader: Job) => followers.get(leader.request.idempotencyKey) ?? [];
     /** The leader gets the answer (as a replay if it was stored before); its copies get it as a replay. */
     const settleAll = (leader: Job, outcome: ConsumeOutcome, stored: boolean) => {
       if (stored) settleReplay(leader, outcome);
       else leader.resolve(outcome);
-      for (const copy of followers.get(leader.request.idempotencyKey) ?? []) settleReplay(copy, outcome);
+      for (const copy of copiesOf(leader)) settleReplay(copy, outcome);
+    };
+    const failAll = (leader: Job, error: unknown) => {
+      leader.reject(error);
+      for (const copy of copiesOf(leader)) copy.reject(error);
+    };
+    const drop = (done: ReadonlySet<Job>) => {
+      active = active.filter((job) => !done.has(job));
     };
 
-    let conflicts = 0;
-    while (active.length > 0) {
-      const plan = decide(ownerId, await readState(ownerId, active), active, clock.now());
-      await ensureIndexed(ownerId, plan.created);
-      try {
-        await table.transact(ownerId, plan.actions);
-      } catch (error) {
-        if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
-        const replays = await findReplays(ownerId, plan.included, error);
-        if (replays.length > 0) {
-          for (const { job, outcome } of replays) {
-            remember(outcome);
-            settleAll(job, outcome, true);
+    let leftover: readonly Ready[] = [];
+    await commit(
+      table,
+      ownerId,
+      async () => {
+        if (active.length === 0) return answer(undefined);
+        const snapshot = await owners.read(ownerId);
+        const ready: Ready[] = [];
+        const settled = new Set<Job>();
+        for (const job of active) {
+          try {
+            const terms = termsOf(job, snapshot);
+            ready.push({ job, terms, counterKey: usageRowKey(job.request.meter, terms.period) });
+          } catch (error) {
+            failAll(job, error);
+            settled.add(job);
           }
-          const done = new Set(replays.map((r) => r.job));
-          active = active.filter((job) => !done.has(job));
-          continue;
         }
-        conflicts++;
-        if (conflicts >= maxAttempts) {
-          throw new MeteringContentionError(
-            `Gave up consuming for ${ownerId} after ${conflicts} conflicting writes by other processes; ` +
-              'nothing was consumed. Retry with the same idempotency keys.',
-            table.name,
-          );
-        }
-        await backoff(conflicts);
-        continue;
-      }
-      for (const { job, outcome } of plan.included) {
-        remember(outcome);
-        settleAll(job, outcome, false);
-      }
-      return plan.leftover.flatMap((job) => [job, ...(followers.get(job.request.idempotencyKey) ?? [])]);
-    }
-    return [];
+        // A subject that may not consume (a locked workflow) is refused, unless the key was answered
+        // before: then that answer stands, whatever changed since.
+        const refused = ready.filter((r) => r.terms.refusal !== undefined);
+        const firstAnswers = await Promise.all(
+          refused.map(({ job }) => table.get(ownerId, consumeMarkerKey(job.request.idempotencyKey))),
+        );
+        refused.forEach(({ job }, i) => {
+          const row = firstAnswers[i];
+          if (row)
+            settleAll(
+              job,
+              answerOf(ownerId, job.request.idempotencyKey, parseRow(consumeMarkerSchema, row), false),
+              true,
+            );
+          else
+            failAll(
+              job,
+              new BillingError(
+                'payment_required',
+                'resource_locked',
+                "The workflow is over the plan's workflow limits and locked; upgrade, delete workflows, or choose which to keep.",
+              ),
+            );
+          settled.add(job);
+        });
+        drop(settled);
+        const planned = ready.filter((r) => !settled.has(r.job));
+        if (planned.length === 0) return answer(undefined);
+        const plan = decide(ownerId, snapshot, planned, clock.now());
+        await ensureIndexed(ownerId, plan.created);
+        return write(
+          plan.actions,
+          () => {
+            for (const { job, outcome } of plan.included) {
+              remember(outcome);
+              settleAll(job, outcome, false);
+            }
+            leftover = plan.leftover;
+            active = [];
+          },
+          async (error): Promise<typeof RETRY> => {
+            const replays = await findReplays(ownerId, plan.included, error);
+            for (const { job, outcome } of replays) {
+              remember(outcome);
+              settleAll(job, outcome, true);
+            }
+            drop(new Set(replays.map((r) => r.job)));
+            return RETRY;
+          },
+        );
+      },
+      { what: `consuming for ${ownerId}`, maxAttempts },
+    );
+    return leftover.flatMap(({ job }) => [job, ...copiesOf(job)]);
   }
 
-  async function readState(ownerId: OwnerId, jobs: readonly Job[]) {
-    const keys = [...new Set(jobs.map((job) => job.counterKey))];
-    const [balanceRow, ...counterRows] = await Promise.all([
-      table.get(ownerId, BALANCE_ROW),
-      ...keys.map((key) => table.get(ownerId, key)),
-    ]);
-    const counters = new Map<string, StoredEntity | undefined>();
-    keys.forEach((key, i) => {
-      counters.set(key, counterRows[i]);
-    });
-    return { balanceRow, counters };
-  }
-
-  /** Pure: what this batch answers and writes, given what was just read. Re-run after every conflict. */
-  function decide(
-    ownerId: OwnerId,
-    state: Awaited<ReturnType<typeof readState>>,
-    jobs: readonly Job[],
-    now: Date,
-  ): Plan {
+  /** Pure: what this batch answers and writes, given the snapshot. Re-run after every conflict. */
+  function decide(ownerId: OwnerId, snapshot: OwnerSnapshot, jobs: readonly Ready[], now: Date): Plan {
     const at = now.toISOString();
     const balance: BalanceState = {
-      etag: state.balanceRow?.etag,
-      balance: state.balanceRow ? readBalance(state.balanceRow) : 0,
+      etag: snapshot.balance.etag,
+      balance: snapshot.balance.credits,
       changed: false,
     };
     const counters = new Map<string, CounterState>();
-    const counterFor = (job: Job): CounterState => {
-      const existing = counters.get(job.counterKey);
+    const counterFor = ({ job, terms, counterKey }: Ready): CounterState => {
+      const existing = counters.get(counterKey);
       if (existing) return existing;
-      const row = state.counters.get(job.counterKey);
-      const { request } = job;
-      const parsed = row ? parseUsageCounter(ownerId, row.rowKey, row.props) : undefined;
+      const stored = snapshot.counters.get(counterKey);
+      const parsed = stored?.counter;
       const created: CounterState = {
-        rowKey: job.counterKey,
-        etag: row?.etag,
-        createdAt: row && typeof row.props.createdAt === 'string' ? row.props.createdAt : undefined,
-        periodStart: parsed?.periodStart ?? request.period.start.toISOString(),
-        periodEnd: parsed?.periodEnd ?? request.period.end.toISOString(),
-        meter: request.meter,
-        periodKey: request.period.key,
-        counter: parsed ?? {
-          used: 0,
-          allowanceUsed: 0,
-          creditsUsed: 0,
-          overage: 0,
-          allowance: null,
-          periodStart: null,
-          periodEnd: null,
-        },
-        allowance: request.allowance,
+        rowKey: counterKey,
+        etag: stored?.etag,
+        createdAt: parsed?.createdAt ?? undefined,
+        periodStart: parsed?.periodStart ?? terms.period.start.toISOString(),
+        periodEnd: parsed?.periodEnd ?? terms.period.end.toISOString(),
+        meter: job.request.meter,
+        periodKey: terms.period.key,
+        counter: parsed ?? EMPTY_COUNTER,
+        allowance: terms.allowance,
         changed: false,
       };
-      counters.set(job.counterKey, created);
+      counters.set(counterKey, created);
       return created;
     };
 
@@ -465,20 +512,21 @@ export function createMetering(deps: MeteringDeps): Metering {
     let fixedRows = 0; // counters and balance that this batch writes
     let leftoverFrom = jobs.length;
 
-    for (const [index, job] of jobs.entries()) {
+    for (const [index, item] of jobs.entries()) {
+      const { job, terms } = item;
       const { request } = job;
-      const c = counterFor(job);
+      const c = counterFor(item);
       const allowanceLeft =
-        request.allowance === null
+        terms.allowance === null
           ? Number.POSITIVE_INFINITY
-          : Math.max(0, request.allowance - c.counter.allowanceUsed);
-      const credits = METERS[request.meter].drawsCredits && request.mode !== 'off' ? balance.balance : 0;
+          : Math.max(0, terms.allowance - c.counter.allowanceUsed);
+      const credits = METERS[request.meter].drawsCredits && terms.mode !== 'off' ? balance.balance : 0;
       const fromAllowance = Math.min(request.quantity, allowanceLeft);
       const beyond = request.quantity - fromAllowance;
       const fromCredits = Math.min(beyond, credits);
-      const shortfall = request.mode === 'off' ? 0 : beyond - fromCredits;
-      const denied = request.mode === 'enforce' && shortfall > 0;
-      const wouldDeny = request.mode === 'monitor' && shortfall > 0;
+      const shortfall = terms.mode === 'off' ? 0 : beyond - fromCredits;
+      const denied = terms.mode === 'enforce' && shortfall > 0;
+      const wouldDeny = terms.mode === 'monitor' && shortfall > 0;
 
       const rows =
         1 +
@@ -492,10 +540,13 @@ export function createMetering(deps: MeteringDeps): Metering {
       }
 
       const usedBefore = c.counter.used;
+      const reason = denied
+        ? (terms.denial?.(c.counter.allowanceUsed, request.quantity, credits) ?? 'limit_exceeded')
+        : undefined;
       if (!denied) {
         if (!c.changed) fixedRows++;
         c.changed = true;
-        c.allowance = request.allowance;
+        c.allowance = terms.allowance;
         c.counter = {
           ...c.counter,
           used: c.counter.used + request.quantity,
@@ -515,10 +566,10 @@ export function createMetering(deps: MeteringDeps): Metering {
               credits: -fromCredits,
               balanceAfter: balance.balance,
               ref: request.idempotencyKey,
-              description: `${fromCredits} ${METERS[request.meter].unit}(s) beyond the allowance of period ${request.period.key}`,
+              description: `${fromCredits} ${METERS[request.meter].unit}(s) beyond the allowance of period ${terms.period.key}`,
               at,
               meter: request.meter,
-              periodKey: request.period.key,
+              periodKey: terms.period.key,
             },
           });
         }
@@ -531,7 +582,7 @@ export function createMetering(deps: MeteringDeps): Metering {
             feature: request.meter,
             reason: 'limit_exceeded',
             why: 'monitor',
-            limit: request.allowance ?? -1,
+            limit: terms.allowance ?? -1,
             used: usedBefore,
             quantity: request.quantity,
             subject: JSON.stringify({ ownerId }),
@@ -544,18 +595,19 @@ export function createMetering(deps: MeteringDeps): Metering {
       }
 
       const allowanceRemaining =
-        request.allowance === null ? null : Math.max(0, request.allowance - c.counter.allowanceUsed);
+        terms.allowance === null ? null : Math.max(0, terms.allowance - c.counter.allowanceUsed);
       const creditsLeft = METERS[request.meter].drawsCredits ? balance.balance : 0;
       const marker: ConsumeMarker = {
         outcome: denied ? 'denied' : 'consumed',
+        ...(reason === undefined ? {} : { reason }),
         meter: request.meter,
         quantity: request.quantity,
-        mode: request.mode,
-        periodKey: request.period.key,
+        mode: terms.mode,
+        periodKey: terms.period.key,
         periodStart: c.periodStart,
         periodEnd: c.periodEnd,
         used: c.counter.used,
-        ...(request.allowance === null ? {} : { allowance: request.allowance }),
+        ...(terms.allowance === null ? {} : { allowance: terms.allowance }),
         ...(allowanceRemaining === null
           ? {}
           : { allowanceRemaining, remaining: allowanceRemaining + creditsLeft }),
@@ -625,17 +677,19 @@ export function createMetering(deps: MeteringDeps): Metering {
     );
   }
 
-  /** After a failed transaction: the consumptions whose marker already exists, with their first answers. */
+  /**
+   * After a failed transaction: the consumptions whose marker already exists, with their first answers.
+   * When a marker exists, every marker of the batch is read, so one round settles all the replays.
+   */
   async function findReplays(ownerId: OwnerId, included: readonly Planned[], error: TransactionFailedError) {
     if (error.reason !== 'exists') return [];
     const index = error.actionIndex;
-    const suspects =
-      index === undefined ? included : index < included.length ? included.slice(index, index + 1) : [];
+    if (index !== undefined && index >= included.length) return [];
     const rows = await Promise.all(
-      suspects.map(({ job }) => table.get(ownerId, consumeMarkerKey(job.request.idempotencyKey))),
+      included.map(({ job }) => table.get(ownerId, consumeMarkerKey(job.request.idempotencyKey))),
     );
     const replays: Array<{ job: Job; outcome: ConsumeOutcome }> = [];
-    suspects.forEach(({ job }, i) => {
+    included.forEach(({ job }, i) => {
       const row = rows[i];
       if (!row) return;
       const marker = parseRow(consumeMarkerSchema, row, 'consume marker');
@@ -645,11 +699,14 @@ export function createMetering(deps: MeteringDeps): Metering {
   }
 
   async function consume(input: ConsumeRequest): Promise<ConsumeOutcome> {
-    const request = parseRequest(consumeSchema, input, 'invalid_consume_request', 'consume request');
+    const parsed = parseRequest(consumeSchema, input, 'invalid_consume_request', 'consume request');
+    if (typeof input.terms !== 'function')
+      parseRequest(termsSchema, input.terms, 'invalid_consume_request', 'consume request');
+    const request: ValidConsume = { ...parsed, terms: input.terms };
     const remembered = memo.get(`${request.ownerId}|${request.idempotencyKey}`);
     if (remembered) return replayOf(remembered, request);
     return new Promise<ConsumeOutcome>((resolve, reject) => {
-      const job: Job = { request, counterKey: usageRowKey(request.meter, request.period), resolve, reject };
+      const job: Job = { request, resolve, reject };
       const queue = pending.get(request.ownerId);
       if (queue) queue.push(job);
       else pending.set(request.ownerId, [job]);
@@ -664,126 +721,132 @@ export function createMetering(deps: MeteringDeps): Metering {
       'invalid_refund_request',
       'refund request',
     );
-    return lanes.run(ownerId, async () => {
-      for (let attempt = 1; ; attempt++) {
-        const markerRow = await table.get(ownerId, consumeMarkerKey(idempotencyKey));
-        if (!markerRow) return { kind: 'not_found', ownerId, idempotencyKey };
-        const marker = parseRow(consumeMarkerSchema, markerRow, 'consume marker');
-        if (marker.outcome === 'denied') return { kind: 'not_consumed', ownerId, idempotencyKey };
-        if (marker.refundedAt !== undefined) {
-          return { kind: 'already_refunded', ownerId, idempotencyKey, refundedAt: marker.refundedAt };
-        }
-        const counterKey = usageRowKey(marker.meter, { key: marker.periodKey });
-        const [counterRow, balanceRow] = await Promise.all([
-          table.get(ownerId, counterKey),
-          table.get(ownerId, BALANCE_ROW),
-        ]);
-        if (!counterRow) {
-          throw new Error(
-            `Corrupt metering state: ${ownerId}/${counterKey} is missing but consumption ${idempotencyKey} counted in it`,
-          );
-        }
-        const counter = parseUsageCounter(ownerId, counterKey, counterRow.props);
-        const refundedAt = clock.now().toISOString();
-        const used = Math.max(0, counter.used - marker.quantity);
-        const actions: TransactionAction[] = [
-          {
-            kind: 'update',
-            rowKey: markerRow.rowKey,
-            props: { ...markerRow.props, refundedAt },
-            etag: markerRow.etag,
-          },
-          {
-            kind: 'update',
-            rowKey: counterKey,
-            props: {
-              ...counterRow.props,
-              used,
-              allowanceUsed: Math.max(0, counter.allowanceUsed - marker.fromAllowance),
-              creditsUsed: Math.max(0, counter.creditsUsed - marker.fromCredits),
-              overage: Math.max(0, counter.overage - marker.overage),
-              updatedAt: refundedAt,
-            },
-            etag: counterRow.etag,
-          },
-        ];
-        let creditBalance = balanceRow ? readBalance(balanceRow) : 0;
-        if (marker.fromCredits > 0) {
-          creditBalance += marker.fromCredits;
-          actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
-            kind: 'create',
-            rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
-            props: {
-              kind: 'refund',
-              credits: marker.fromCredits,
-              balanceAfter: creditBalance,
-              ref: idempotencyKey,
-              description: `Refund of a failed run's ${marker.fromCredits} credit(s), period ${marker.periodKey}`,
-              at: refundedAt,
+    return lanes
+      .run(ownerId, () =>
+        commit<RefundOutcome>(
+          table,
+          ownerId,
+          async () => {
+            const markerRow = await table.get(ownerId, consumeMarkerKey(idempotencyKey));
+            if (!markerRow) return answer({ kind: 'not_found', ownerId, idempotencyKey });
+            const marker = parseRow(consumeMarkerSchema, markerRow, 'consume marker');
+            if (marker.outcome === 'denied') return answer({ kind: 'not_consumed', ownerId, idempotencyKey });
+            if (marker.refundedAt !== undefined) {
+              return answer({
+                kind: 'already_refunded',
+                ownerId,
+                idempotencyKey,
+                refundedAt: marker.refundedAt,
+              });
+            }
+            const counterKey = usageRowKey(marker.meter, {
+              key: marker.periodKey,
+              start: new Date(marker.periodStart),
+            });
+            const [counterRow, balanceRow] = await Promise.all([
+              table.get(ownerId, counterKey),
+              table.get(ownerId, BALANCE_ROW),
+            ]);
+            if (!counterRow) {
+              throw new Error(
+                `Corrupt metering state: ${ownerId}/${counterKey} is missing but consumption ${idempotencyKey} counted in it`,
+              );
+            }
+            const counter = parseUsageCounter(counterRow);
+            const refundedAt = clock.now().toISOString();
+            const used = Math.max(0, counter.used - marker.quantity);
+            const actions: TransactionAction[] = [
+              {
+                kind: 'update',
+                rowKey: markerRow.rowKey,
+                props: { ...markerRow.props, refundedAt },
+                etag: markerRow.etag,
+              },
+              {
+                kind: 'update',
+                rowKey: counterKey,
+                props: {
+                  ...counterRow.props,
+                  used,
+                  allowanceUsed: Math.max(0, counter.allowanceUsed - marker.fromAllowance),
+                  creditsUsed: Math.max(0, counter.creditsUsed - marker.fromCredits),
+                  overage: Math.max(0, counter.overage - marker.overage),
+                  updatedAt: refundedAt,
+                },
+                etag: counterRow.etag,
+              },
+            ];
+            let creditBalance = balanceRow ? parseOwnerRow(balanceSchema, balanceRow).balance : 0;
+            if (marker.fromCredits > 0) {
+              creditBalance += marker.fromCredits;
+              actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
+                kind: 'create',
+                rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
+                props: {
+                  kind: 'refund',
+                  credits: marker.fromCredits,
+                  balanceAfter: creditBalance,
+                  ref: idempotencyKey,
+                  description: `Refund of a failed run's ${marker.fromCredits} credit(s), period ${marker.periodKey}`,
+                  at: refundedAt,
+                  meter: marker.meter,
+                  periodKey: marker.periodKey,
+                },
+              });
+            }
+            return write(actions, () => ({
+              kind: 'refunded',
+              ownerId,
+              idempotencyKey,
               meter: marker.meter,
               periodKey: marker.periodKey,
-            },
-          });
-        }
-        try {
-          await table.transact(ownerId, actions);
-        } catch (error) {
-          if (!(error instanceof TransactionFailedError) || error.reason === 'other') throw error;
-          if (attempt >= maxAttempts) {
-            throw new MeteringContentionError(
-              `Gave up refunding ${idempotencyKey} for ${ownerId} after ${attempt} conflicting writes; nothing was refunded. Retry.`,
-              table.name,
-            );
-          }
-          await backoff(attempt);
-          continue;
-        }
-        return {
-          kind: 'refunded',
-          ownerId,
-          idempotencyKey,
-          meter: marker.meter,
-          periodKey: marker.periodKey,
-          quantity: marker.quantity,
-          toAllowance: marker.fromAllowance,
-          toCredits: marker.fromCredits,
-          overageReversed: marker.overage,
-          used,
-          creditBalance,
-          refundedAt,
-        };
-      }
-    });
+              quantity: marker.quantity,
+              toAllowance: marker.fromAllowance,
+              toCredits: marker.fromCredits,
+              overageReversed: marker.overage,
+              used,
+              creditBalance,
+              refundedAt,
+            }));
+          },
+          { what: `refunding ${idempotencyKey} for ${ownerId}`, maxAttempts },
+        ),
+      )
+      .catch((error: unknown) => {
+        if (error instanceof ConcurrencyExhaustedError && !(error instanceof MeteringContentionError))
+          throw new MeteringContentionError(
+            `Gave up refunding ${idempotencyKey} for ${ownerId} after ${maxAttempts} conflicting writes; nothing was refunded. Retry.`,
+            table.name,
+            { cause: error },
+          );
+        throw error;
+      });
   }
 
   async function status(input: StatusRequest): Promise<MeterStatus> {
-    const request = parseRequest(statusSchema, input, 'invalid_status_request', 'usage status request');
-    const key = usageRowKey(request.meter, request.period);
-    const [row, creditBalance] = await Promise.all([
-      table.get(request.ownerId, key),
-      readBalanceOf(table, request.ownerId),
-    ]);
-    const counter = row ? parseUsageCounter(request.ownerId, key, row.props) : undefined;
-    const allowanceUsed = counter?.allowanceUsed ?? 0;
-    const allowanceRemaining =
-      request.allowance === null ? null : Math.max(0, request.allowance - allowanceUsed);
+    const { ownerId, meter } = parseRequest(
+      consumeSchema.pick({ ownerId: true, meter: true }),
+      input,
+      'invalid_status_request',
+      'usage status request',
+    );
+    const snapshot = await owners.read(ownerId);
+    const terms = typeof input.terms === 'function' ? input.terms(snapshot) : input.terms;
+    const status = meterStatus(snapshot, meter, terms.period, terms.allowance);
     return {
-      ownerId: request.ownerId,
-      meter: request.meter,
-      periodKey: request.period.key,
-      periodStart: counter?.periodStart ?? request.period.start.toISOString(),
-      periodEnd: counter?.periodEnd ?? request.period.end.toISOString(),
-      used: counter?.used ?? 0,
-      allowance: request.allowance,
-      allowanceUsed,
-      allowanceRemaining,
-      creditsUsed: counter?.creditsUsed ?? 0,
-      overage: counter?.overage ?? 0,
-      creditBalance,
-      remaining:
-        allowanceRemaining === null
-          ? null
-          : allowanceRemaining + (METERS[request.meter].drawsCredits ? creditBalance : 0),
+      ownerId,
+      meter,
+      periodKey: status.periodKey,
+      periodStart: status.periodStart,
+      periodEnd: status.periodEnd,
+      used: status.counter.used,
+      allowance: status.allowance,
+      allowanceUsed: status.counter.allowanceUsed,
+      allowanceRemaining: status.allowanceRemaining,
+      creditsUsed: status.counter.creditsUsed,
+      overage: status.counter.overage,
+      creditBalance: snapshot.balance.credits,
+      remaining: status.remaining,
     };
   }
 
@@ -818,16 +881,6 @@ function answerOf(
     at: marker.at,
   };
   return marker.outcome === 'denied'
-    ? { ...base, kind: 'denied', reason: 'limit_exceeded', shortfall: marker.shortfall }
+    ? { ...base, kind: 'denied', reason: marker.reason ?? 'limit_exceeded', shortfall: marker.shortfall }
     : { ...base, kind: 'consumed', wouldDeny: marker.wouldDeny, shortfall: marker.shortfall };
-}
-
-async function readBalanceOf(table: EntityTable, ownerId: OwnerId): Promise<number> {
-  const row = await table.get(ownerId, BALANCE_ROW);
-  return row ? readBalance(row) : 0;
-}
-
-/** Jittered, growing pause before another round against another process's writes. */
-function backoff(attempt: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * 8 * attempt));
 }

@@ -16,7 +16,7 @@ import {
 } from './metering-rows.js';
 import { boundsFromKey, utcDay } from './periods.js';
 import { EntityExistsError, type EntityTable, type StoredEntity, TransactionFailedError } from './store.js';
-import { parseUsageCounter, usagePrefix, usageRowKey } from './usage.js';
+import { counterKeyParts, parseUsageCounter, USAGE_PREFIX, usageRowKey } from './usage.js';
 
 /**
  * Period rollover. Counters are keyed by period, so nothing is ever reset; this daily job only closes
@@ -118,6 +118,8 @@ export interface UsageHistory {
 export interface RolloverDeps {
   /** The owner-partitioned `billing` table (the rollover partitions live beside the owners'). */
   readonly table: EntityTable;
+  /** Runs before an owner's counters are read: brings an owner still in the old layout over. */
+  readonly beforeOwner?: (ownerId: OwnerId) => Promise<void>;
   readonly clock: Clock;
   readonly options?: RolloverOptions;
 }
@@ -172,13 +174,15 @@ export function createRollover(deps: RolloverDeps): Rollover {
         return false;
       }
       const { ownerId, meter, periodKey } = parsed.data;
-      const counterKey = usageRowKey(meter, { key: periodKey });
+      // An owner still in the old layout is brought over first, so its counter is where we look.
+      await deps.beforeOwner?.(ownerId);
+      const counterKey = usageRowKey(meter, { key: periodKey, start: new Date(parsed.data.periodStart) });
       const counterRow = await table.get(ownerId, counterKey);
       if (!counterRow) {
         withoutUsage++;
         return true;
       }
-      const counter = parseUsageCounter(ownerId, counterKey, counterRow.props);
+      const counter = parseUsageCounter(counterRow);
       try {
         await table.create(ownerId, recordRowKey(meter, periodKey), {
           meter,
@@ -304,10 +308,12 @@ export function createRollover(deps: RolloverDeps): Rollover {
       );
     }
     const { ownerId, meter, from, to } = parsed.data;
-    const [counterRows, recordRows] = await Promise.all([
-      table.list(ownerId, { prefix: usagePrefix(meter) }),
+    await deps.beforeOwner?.(ownerId);
+    const [allCounters, recordRows] = await Promise.all([
+      table.list(ownerId, { prefix: USAGE_PREFIX }),
       table.list(ownerId, { prefix: recordPrefix(meter) }),
     ]);
+    const counterRows = allCounters.filter((row) => counterKeyParts(row.rowKey)?.meter === meter);
     const records = new Map(
       recordRows.map((row) => {
         const record = parseRow(recordSchema, row, 'usage record');
@@ -317,8 +323,8 @@ export function createRollover(deps: RolloverDeps): Rollover {
     const now = clock.now().getTime();
     const periods: PeriodUsage[] = [];
     for (const row of counterRows) {
-      const periodKey = row.rowKey.slice(usagePrefix(meter).length);
-      const counter = parseUsageCounter(ownerId, row.rowKey, row.props);
+      const periodKey = counterKeyParts(row.rowKey)?.periodKey ?? '';
+      const counter = parseUsageCounter(row);
       const record = records.get(periodKey);
       const fromKey = boundsFromKey(periodKey);
       const start = counter.periodStart ?? record?.periodStart ?? fromKey?.start.toISOString();

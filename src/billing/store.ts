@@ -106,6 +106,7 @@ export const TABLE_LIMITS = {
 } as const;
 
 /** Characters Table Storage forbids in keys: `/ \ # ?` and control characters. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these control characters are exactly what the service refuses
 export const FORBIDDEN_KEY_CHARACTERS = /[\u0000-\u001f\u007f-\u009f/\\#?]/;
 
 /**

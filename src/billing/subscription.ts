@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import { INTERVALS, PLAN_NAMES } from './catalog.js';
 import type { OwnerId } from './ids.js';
-import type { EntityTable } from './store.js';
 
 /**
- * The subscription state used for gating, one row per billing owner (`subscription` in the owner's
- * partition of the `billing` table). Stripe webhooks write it; entitlements only read it.
+ * The subscription state used for gating, one row per billing owner (`s|o|sub` in the owner's snapshot,
+ * `owner/keys.ts`). Stripe webhooks write it (`lifecycle.ts`); decisions only read it.
  */
 export const SUBSCRIPTION_STATUSES = [
   'trialing',
@@ -22,27 +21,8 @@ export const SUBSCRIPTION_STATUSES = [
 ] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
-/** What a payment state means for access (ARCHITECTURE.md, Entitlements). */
-export type AccessLevel = 'full' | 'grace' | 'locked' | 'free';
-
-export function accessLevelOf(status: SubscriptionStatus | 'none'): AccessLevel {
-  switch (status) {
-    case 'trialing':
-    case 'active':
-    case 'retrying':
-      return 'full';
-    case 'grace':
-      return 'grace';
-    case 'past_due':
-    case 'unpaid':
-    case 'paused':
-      return 'locked';
-    case 'incomplete':
-    case 'canceled':
-    case 'none':
-      return 'free';
-  }
-}
+/** What a payment state means for access: `access/capabilities.ts` (`accessLevelOf`), the one place. */
+export type { AccessLevel } from './access/capabilities.js';
 
 const isoDate = z.iso.datetime({ offset: true });
 
@@ -70,15 +50,6 @@ export const subscriptionStateSchema = z.object({
 });
 export type SubscriptionState = z.infer<typeof subscriptionStateSchema>;
 
-export const SUBSCRIPTION_ROW = 'subscription';
-
-export interface Subscriptions {
-  /** `undefined` when the owner never subscribed: they are on the free plan. */
-  get(ownerId: OwnerId): Promise<SubscriptionState | undefined>;
-  /** The state with the row's etag, for conditional writes. */
-  getVersioned(ownerId: OwnerId): Promise<{ state: SubscriptionState; etag: string } | undefined>;
-}
-
 export function parseSubscriptionRow(ownerId: OwnerId, props: unknown): SubscriptionState {
   const parsed = subscriptionStateSchema.safeParse(props);
   if (!parsed.success) {
@@ -92,17 +63,4 @@ export function subscriptionProps(state: SubscriptionState): Record<string, stri
   const props: Record<string, string | number | boolean> = {};
   for (const [key, value] of Object.entries(state)) if (value !== undefined) props[key] = value;
   return props;
-}
-
-export function createSubscriptions(table: EntityTable): Subscriptions {
-  const getVersioned = async (ownerId: OwnerId) => {
-    const row = await table.get(ownerId, SUBSCRIPTION_ROW);
-    return row ? { state: parseSubscriptionRow(ownerId, row.props), etag: row.etag } : undefined;
-  };
-  return {
-    getVersioned,
-    async get(ownerId) {
-      return (await getVersioned(ownerId))?.state;
-    },
-  };
 }

@@ -1,11 +1,12 @@
+import type { AccessLevel } from './access/capabilities.js';
+import { capabilitiesFor } from './access/decide.js';
 import type { Catalog, PlanFlags, PlanName } from './catalog.js';
-import type { Credits } from './credits.js';
-import type { Directory } from './directory.js';
-import type { Entitlements } from './entitlements.js';
+import { forbidden } from './errors.js';
 import type { OwnerId, UserId, Workspace } from './ids.js';
 import type { LockReport, Locks } from './locks.js';
-import type { Metering } from './metering.js';
-import type { AccessLevel, SubscriptionState, SubscriptionStatus } from './subscription.js';
+import type { OwnerAccess } from './owner/owner-access.js';
+import { liveOrg, meterStatus, seatsInUse } from './owner/snapshot.js';
+import type { SubscriptionState, SubscriptionStatus } from './subscription.js';
 
 export interface Allocation {
   readonly used: number;
@@ -73,37 +74,30 @@ const allocation = (used: number, limit: number | null): Allocation => ({
   remaining: limit === null ? null : Math.max(0, limit - used),
 });
 
+/**
+ * The billing page, from the owner's snapshot (one range query) and, only when something is locked,
+ * one listing of the owner's items to say what.
+ */
 export function createSummaries(deps: {
   readonly catalog: Catalog;
-  readonly directory: Directory;
-  readonly entitlements: Entitlements;
-  readonly meters: Pick<Metering, 'status'>;
-  readonly credits: Pick<Credits, 'balance'>;
+  readonly owners: OwnerAccess;
   readonly locks: Pick<Locks, 'report'>;
 }) {
-  const { catalog, directory, entitlements, meters, credits, locks } = deps;
+  const { catalog, owners, locks } = deps;
   return {
     /**
      * @param viewer who asks: a member who is not the owner sees the owner's totals (they bound what the
      *   member may create) but, of the owner's organizations, only the one they are in.
      */
     async forWorkspace(ownerId: OwnerId, workspace: Workspace, viewer: UserId): Promise<BillingSummary> {
-      const caps = await entitlements.capabilities(ownerId);
-      const counts = directory.counts(ownerId);
-      const [executions, workflows, credentials, seats, orgs, creditBalance, locked] = await Promise.all([
-        meters.status({
-          ownerId,
-          meter: 'executions',
-          allowance: caps.limits.executions,
-          period: caps.period,
-        }),
-        counts.workflows(),
-        counts.credentials(),
-        counts.seats(),
-        counts.orgs(),
-        credits.balance(ownerId),
-        locks.report(ownerId, caps.limits),
-      ]);
+      const snapshot = await owners.read(ownerId);
+      if (workspace.kind === 'org' && !liveOrg(snapshot, workspace.orgId)) {
+        // The organization was deleted after the token's membership was looked up.
+        throw forbidden('not_a_member', `You are not a member of organization ${workspace.orgId}.`);
+      }
+      const caps = capabilitiesFor(snapshot, catalog);
+      const executions = meterStatus(snapshot, 'executions', caps.period, caps.limits.executions);
+      const locked = await locks.report(snapshot);
       // A member sees the locks of their own organization only, like its allocations.
       const visibleLocks =
         viewer === ownerId
@@ -113,10 +107,13 @@ export function createSummaries(deps: {
               credentials: locked.credentials.filter((c) => sameWorkspace(c.workspace, workspace)),
             };
       const plan = catalog[caps.plan];
-      const visibleOrgs =
-        viewer === ownerId
-          ? orgs
-          : orgs.filter((org) => workspace.kind === 'org' && org.orgId === workspace.orgId);
+      const orgs = [...snapshot.orgs]
+        .filter(
+          ([orgId, org]) =>
+            org.row.deleting !== true &&
+            (viewer === ownerId || (workspace.kind === 'org' && orgId === workspace.orgId)),
+        )
+        .sort(([, a], [, b]) => a.row.createdAt.localeCompare(b.row.createdAt));
       return {
         owner: ownerId,
         workspace,
@@ -136,29 +133,29 @@ export function createSummaries(deps: {
         flags: caps.flags,
         usage: {
           executions: {
-            used: executions.used,
+            used: executions.counter.used,
             limit: executions.allowance,
             remaining: executions.remaining,
             allowance: executions.allowance,
             allowanceRemaining: executions.allowanceRemaining,
-            creditsUsed: executions.creditsUsed,
-            overage: executions.overage,
+            creditsUsed: executions.counter.creditsUsed,
+            overage: executions.counter.overage,
             periodStart: executions.periodStart,
             periodEnd: executions.periodEnd,
           },
         },
-        credits: { balance: creditBalance },
+        credits: { balance: snapshot.balance.credits },
         locked: visibleLocks,
         allocations: {
-          workflows: allocation(workflows, caps.limits.workflows),
-          credentials: allocation(credentials, caps.limits.credentials),
-          seats: allocation(seats, caps.limits.seats),
+          workflows: allocation(snapshot.allocation.workflows, caps.limits.workflows),
+          credentials: allocation(snapshot.allocation.credentials, caps.limits.credentials),
+          seats: allocation(seatsInUse(snapshot), caps.limits.seats),
           workflowsPerOrg: {
             limit: caps.limits.workflows_per_org,
-            orgs: visibleOrgs.map((org) => ({
-              orgId: org.orgId,
-              name: org.name,
-              ...allocation(org.workflows, caps.limits.workflows_per_org),
+            orgs: orgs.map(([orgId, org]) => ({
+              orgId,
+              name: org.row.name,
+              ...allocation(org.row.workflows, caps.limits.workflows_per_org),
             })),
           },
         },

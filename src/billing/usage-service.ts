@@ -1,15 +1,16 @@
-import { type MeterName, meterAllowance } from './catalog.js';
-import { type EnforcementMode, type EnforcementPolicy, modeFor } from './enforcement.js';
-import type { Entitlements, Subject } from './entitlements.js';
-import { BillingError, conflict, notFound } from './errors.js';
-import type { Locks } from './locks.js';
+import { consumeTerms, type ResolvedSubject } from './access/decide.js';
+import type { Catalog, MeterName } from './catalog.js';
+import type { Directory } from './directory/index.js';
+import type { EnforcementPolicy } from './enforcement.js';
+import type { Subject } from './entitlements.js';
+import { BillingError, conflict, notFound, validationError } from './errors.js';
 import type { ConsumeOutcome, Metering, RefundOutcome } from './metering.js';
-import { consumeMarkerKey } from './metering-rows.js';
-import type { EntityTable } from './store.js';
+import { liveOrg, type OwnerSnapshot } from './owner/snapshot.js';
 
 /**
  * The execution runtime's entry points: consume and refund, for a subject resolved to its billing owner
- * exactly like an entitlement check, with the allowance and window of the owner's effective plan.
+ * like an entitlement check. The terms (allowance, window, enforcement, whether a workflow is locked)
+ * are decided by the same decision path, from the owner snapshot the consumption's batch reads.
  */
 export interface UsageService {
   consume(input: {
@@ -34,53 +35,93 @@ export type ConsumeAnswer =
     };
 
 export function createUsageService(deps: {
-  readonly entitlements: Entitlements;
+  readonly catalog: Catalog;
+  readonly directory: Directory;
   readonly metering: Metering;
-  readonly locks: Pick<Locks, 'isWorkflowLocked'>;
   readonly enforcement: EnforcementPolicy;
-  /** To tell a replay (answered before, whatever is locked now) from a new consumption. */
-  readonly billingTable: EntityTable;
 }): UsageService {
-  const { entitlements, metering, locks, enforcement, billingTable } = deps;
-  return {
-    async consume({ subject, meter, quantity, idempotencyKey }) {
-      const resolved = await entitlements.resolveSubject(subject);
-      const caps = await entitlements.capabilities(resolved.ownerId);
-      const configured = modeFor(enforcement, meter);
-      // During a payment grace period limits are soft: allowed, and the would-be denial recorded.
-      const mode: EnforcementMode =
-        configured === 'enforce' && caps.accessLevel === 'grace' ? 'monitor' : configured;
-      // A key answered before keeps its answer, even if the workflow has been locked since.
-      const answeredBefore = async () =>
-        (await billingTable.get(caps.ownerId, consumeMarkerKey(idempotencyKey))) !== undefined;
-      if (mode === 'enforce' && resolved.workflow && !(await answeredBefore())) {
-        if (await locks.isWorkflowLocked(caps.ownerId, resolved.workflow, caps.limits)) {
-          throw new BillingError(
-            'payment_required',
-            'resource_locked',
-            `Workflow ${resolved.workflow.workflowId} is over the plan's workflow limits and locked; upgrade, delete workflows, or choose which to keep.`,
-          );
-        }
+  const { catalog, directory, metering, enforcement } = deps;
+
+  /** The subject's owner and workspace, without reading the owner (the consumption's batch does). */
+  async function resolve(subject: Subject, fresh: boolean): Promise<ResolvedSubject> {
+    if (subject.workflowId !== undefined) {
+      const workflow = await directory.getWorkflow(subject.workflowId);
+      if (!workflow)
+        throw notFound('workflow_not_found', `Workflow ${subject.workflowId} is not in the directory.`);
+      if (
+        subject.orgId !== undefined &&
+        (workflow.workspace.kind !== 'org' || workflow.workspace.orgId !== subject.orgId)
+      ) {
+        throw validationError(
+          'subject_inconsistent',
+          `Workflow ${subject.workflowId} does not belong to organization ${subject.orgId}.`,
+        );
       }
-      const outcome = await metering.consume({
-        ownerId: caps.ownerId,
-        meter,
-        quantity,
-        idempotencyKey,
-        allowance: meterAllowance(caps.limits, meter),
-        period: caps.period,
-        mode,
-      });
+      return {
+        ownerId: workflow.ownerId,
+        workspace: workflow.workspace,
+        workflow: {
+          workflowId: workflow.workflowId,
+          workspace: workflow.workspace,
+          nodeCount: workflow.nodeCount,
+        },
+      };
+    }
+    if (subject.orgId !== undefined) {
+      const ownerId = await directory.ownerOfOrg(subject.orgId, { fresh });
+      if (ownerId === undefined)
+        throw notFound('org_not_found', `Organization ${subject.orgId} is not in the directory.`);
+      return { ownerId, workspace: { kind: 'org', orgId: subject.orgId } };
+    }
+    if (subject.userId !== undefined)
+      return { ownerId: subject.userId, workspace: { kind: 'personal', userId: subject.userId } };
+    throw validationError('subject_required', 'subject needs one of userId, orgId or workflowId.');
+  }
+
+  /** The subject's organization must still be the owner's (it may have been deleted meanwhile). */
+  function confirm(resolved: ResolvedSubject, snapshot: OwnerSnapshot) {
+    if (resolved.workspace.kind === 'org' && !liveOrg(snapshot, resolved.workspace.orgId)) {
+      throw resolved.workflow
+        ? notFound('workflow_not_found', `Workflow ${resolved.workflow.workflowId} is not in the directory.`)
+        : notFound('org_not_found', `Organization ${resolved.workspace.orgId} is not in the directory.`);
+    }
+  }
+
+  async function consumeOnce(input: Parameters<UsageService['consume']>[0], fresh: boolean) {
+    const resolved = await resolve(input.subject, fresh);
+    return metering.consume({
+      ownerId: resolved.ownerId,
+      meter: input.meter,
+      quantity: input.quantity,
+      idempotencyKey: input.idempotencyKey,
+      terms: (snapshot) => {
+        confirm(resolved, snapshot);
+        return consumeTerms(snapshot, catalog, enforcement, input.meter, resolved.workflow);
+      },
+    });
+  }
+
+  return {
+    async consume(input) {
+      let outcome: ConsumeOutcome;
+      try {
+        outcome = await consumeOnce(input, false);
+      } catch (error) {
+        // An organization remembered with a creator it no longer has: look it up afresh, once.
+        if (
+          !(error instanceof BillingError) ||
+          error.code !== 'org_not_found' ||
+          input.subject.orgId === undefined
+        )
+          throw error;
+        outcome = await consumeOnce(input, true);
+      }
       if (outcome.kind === 'consumed') return { kind: 'consumed', outcome };
-      const planAllowance = meterAllowance(caps.planLimits, meter);
-      const paymentWouldFix =
-        caps.accessLevel === 'locked' &&
-        (planAllowance === null || outcome.used + quantity <= planAllowance + outcome.creditBalance);
-      return { kind: 'denied', code: paymentWouldFix ? 'payment_required' : 'limit_exceeded', outcome };
+      return { kind: 'denied', code: outcome.reason, outcome };
     },
 
     async refund({ subject, idempotencyKey }) {
-      const { ownerId } = await entitlements.resolveSubject(subject);
+      const { ownerId } = await resolve(subject, false);
       const outcome = await metering.refund({ ownerId, idempotencyKey });
       switch (outcome.kind) {
         case 'refunded':

@@ -25,15 +25,12 @@ export const billingLocks = defineRoute({
   access: 'user',
   async handle({ request, services, principal }) {
     const { ownerId } = await requireBillingOwner(principal, services.directory);
-    const keep =
-      request.method === 'PUT'
-        ? await services.locks.setPreferences(
-            ownerId,
-            await readJson(request, keepBody, services.config.maxBodyBytes),
-          )
-        : await services.locks.preferences(ownerId);
-    const caps = await services.entitlements.capabilities(ownerId);
-    return json(200, { keep, locked: await services.locks.report(ownerId, caps.limits) });
+    if (request.method === 'PUT') {
+      const body = await readJson(request, keepBody, services.config.maxBodyBytes);
+      await services.locks.setPreferences(ownerId, body);
+    }
+    const snapshot = await services.owners.read(ownerId);
+    return json(200, { keep: snapshot.keep.picks, locked: await services.locks.report(snapshot) });
   },
 });
 

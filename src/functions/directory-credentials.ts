@@ -6,7 +6,11 @@ import { registerHttp } from '../http/register.js';
 import { defineRoute } from '../http/route.js';
 import { workspaceBody } from '../http/workspace-body.js';
 
-const credentialBody = z.strictObject({ workspace: workspaceBody });
+const credentialBody = z.strictObject({
+  workspace: workspaceBody,
+  /** `false` records the credential without enforcing limits (a backfill); it may then be locked. */
+  enforce: z.boolean().optional(),
+});
 
 /** Credentials count toward their workspace's owner. */
 export const directoryCredential = defineRoute({

@@ -5,7 +5,11 @@ import { idParams } from '../http/params.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute } from '../http/route.js';
 
-const memberBody = z.strictObject({ role: z.string().trim().min(1).max(50).optional() });
+const memberBody = z.strictObject({
+  role: z.string().trim().min(1).max(50).optional(),
+  /** `false` records the member without enforcing the seat limit (a backfill). */
+  enforce: z.boolean().optional(),
+});
 
 /** Membership drives seats and who may read an organization's billing. */
 export const directoryMember = defineRoute({

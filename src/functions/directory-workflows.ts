@@ -9,9 +9,15 @@ import { workspaceBody } from '../http/workspace-body.js';
 const workflowBody = z.strictObject({
   workspace: workspaceBody,
   nodeCount: z.number().int().min(0).max(100_000),
+  /** `false` records the workflow without enforcing limits (a backfill); it may then be locked. */
+  enforce: z.boolean().optional(),
 });
 
-/** Workflows count toward their workspace's owner; PUT with another workspace moves one. */
+/**
+ * Workflows count toward their workspace's owner; PUT with another workspace moves one. A PUT that
+ * creates (or moves into a full workspace, or raises the node count over the plan's) is refused with
+ * 402 and writes nothing, under `enforce`.
+ */
 export const directoryWorkflow = defineRoute({
   name: 'directoryWorkflow',
   methods: ['PUT', 'DELETE'],

@@ -1,4 +1,4 @@
-import type { Directory } from '../billing/directory.js';
+import type { Directory } from '../billing/directory/index.js';
 import { forbidden } from '../billing/errors.js';
 import type { OwnerId, Workspace } from '../billing/ids.js';
 import type { Principal } from './auth.js';

@@ -1,5 +1,5 @@
 import type { HttpResponseInit } from '@azure/functions';
-import type { DeleteOutcome, PutOutcome } from '../billing/directory.js';
+import type { DeleteOutcome, PutOutcome } from '../billing/directory/index.js';
 import { json } from './route.js';
 
 /** Idempotent PUT: 201 when this call created the resource, 200 when it already existed. */

@@ -1,7 +1,7 @@
 import type { HttpResponseInit, InvocationContext } from '@azure/functions';
 import { BillingError, type BillingErrorKind, type FieldIssue, unavailable } from '../billing/errors.js';
 import { PaymentsError } from '../billing/payments.js';
-import { StoreError } from '../billing/store.js';
+import { ConcurrencyExhaustedError, StoreError, StoreRejectedError } from '../billing/store.js';
 
 /** RFC 9457 problem details, with our stable `code` as an extension member. */
 export interface Problem {
@@ -99,6 +99,39 @@ export function errorResponse(thrown: unknown, context: InvocationContext): Http
         : error.retryAfterSeconds !== undefined
           ? { 'retry-after': String(error.retryAfterSeconds) }
           : {},
+      error.extensions,
+    );
+  }
+  if (error instanceof StoreRejectedError) {
+    // What the caller sent cannot be stored (too large, say): retrying the same request cannot help.
+    context.warn(`storage refused the request: ${error.limit}: ${error.message}`);
+    const tooLarge = error.limit === 'entity_too_large' || error.limit === 'transaction_too_large';
+    return problemResponse(
+      {
+        type: '/problems/too_large_to_store',
+        title: tooLarge ? 'Payload Too Large' : 'Bad Request',
+        status: tooLarge ? 413 : 400,
+        detail: `The request holds more than storage accepts (${error.limit.replaceAll('_', ' ')}); nothing was changed. Send less.`,
+        code: 'too_large_to_store',
+        instance,
+      },
+      {},
+      { limit: error.limit },
+    );
+  }
+  if (error instanceof ConcurrencyExhaustedError) {
+    context.warn(`storage contended: ${error.message}`);
+    return problemResponse(
+      {
+        type: '/problems/contended',
+        title: 'Service Unavailable',
+        status: 503,
+        detail:
+          'Too many concurrent changes to the same account; retry the same request shortly (retries are safe).',
+        code: 'contended',
+        instance,
+      },
+      { 'retry-after': '1' },
     );
   }
   if (error instanceof StoreError) {
@@ -108,7 +141,8 @@ export function errorResponse(thrown: unknown, context: InvocationContext): Http
         type: '/problems/storage_unavailable',
         title: 'Service Unavailable',
         status: 503,
-        detail: 'Storage did not answer; nothing was changed. Retry with the same request.',
+        detail:
+          'Storage did not answer, so the request may not have completed. Retry the same request: retries are safe and finish or undo what was started.',
         code: 'storage_unavailable',
         instance,
       },

@@ -1,4 +1,4 @@
-import type { Directory } from '../billing/directory.js';
+import type { Directory } from '../billing/directory/index.js';
 import { forbidden } from '../billing/errors.js';
 import type { OwnerId, Workspace } from '../billing/ids.js';
 import type { Principal } from './auth.js';
@@ -6,6 +6,7 @@ import type { Principal } from './auth.js';
 /**
  * The workspace a user's token speaks for, and who pays for it. The tenant comes from the verified
  * token and the directory only, never from the request: a user outside the token's organization gets 403.
+ * (The owner's snapshot, read next by the caller, confirms the organization still exists.)
  */
 export async function tenantOf(
   principal: Principal,
@@ -14,11 +15,11 @@ export async function tenantOf(
   if (principal.orgId === undefined) {
     return { ownerId: principal.userId, workspace: { kind: 'personal', userId: principal.userId } };
   }
-  const org = await directory.getOrg(principal.orgId);
+  const ownerId = await directory.ownerOfOrg(principal.orgId);
   // Unknown organization and non-member answer alike, so the answer does not reveal which orgs exist.
-  const member = org !== undefined && (await directory.isMember(principal.orgId, principal.userId));
-  if (!org || !member) {
+  const member = ownerId !== undefined && (await directory.isMember(principal.orgId, principal.userId));
+  if (ownerId === undefined || !member) {
     throw forbidden('not_a_member', `You are not a member of organization ${principal.orgId}.`);
   }
-  return { ownerId: org.ownerId, workspace: { kind: 'org', orgId: principal.orgId } };
+  return { ownerId, workspace: { kind: 'org', orgId: principal.orgId } };
 }

@@ -16,6 +16,7 @@ silenceFunctionsTestModeWarnings();
 const { routes } = await import('../functions/routes.js');
 const { refreshPricing } = await import('../functions/pricing-refresh.js');
 const { rollUsageOver } = await import('../functions/usage-rollover.js');
+const { migrateOwners } = await import('../functions/owner-migration.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
     const timers = startTimers(
       services,
       [
+        { name: 'ownerMigration', everyMs: 10 * 60 * 1000, run: migrateOwners },
         { name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing },
         { name: 'usageRollover', everyMs: 60 * 60 * 1000, run: rollUsageOver },
       ],

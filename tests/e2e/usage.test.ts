@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREDIT_PACKS, catalog } from '../../src/billing/catalog.js';
 import type { Clock } from '../../src/billing/clock.js';
-import { SUBSCRIPTION_ROW } from '../../src/billing/subscription.js';
+import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { usageRowKey } from '../../src/billing/usage.js';
 import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
 
@@ -218,14 +218,6 @@ describe('usage metering over HTTP', () => {
     const proPerOrg = catalog.pro.limits.workflows_per_org ?? 0;
     expect(proPerOrg).toBeGreaterThan(perOrg);
     await host.call('PUT', '/api/directory/orgs/o-lock', { token: service, body: { creatorId: 'u-lock' } });
-    // Paid Pro, created perOrg + 2 workflows, then the subscription ended: back on free.
-    for (let i = 0; i < perOrg + 2; i++) {
-      clock.set(new Date(Date.parse('2026-12-03T01:00:00.000Z') + i * 1000).toISOString());
-      await host.call('PUT', `/api/directory/workflows/lock-${i}`, {
-        token: service,
-        body: { workspace: { orgId: 'o-lock' }, nodeCount: 1 },
-      });
-    }
     const subscription = (status: 'active' | 'canceled') =>
       host.services.tables.billing.upsert('u-lock', SUBSCRIPTION_ROW, {
         plan: 'pro',
@@ -237,8 +229,18 @@ describe('usage metering over HTTP', () => {
         cancelAtPeriodEnd: false,
         updatedAt: '2026-12-01T00:00:00.000Z',
       });
-    // While on Pro, a run of the newest workflow is consumed; its key keeps that answer after the lock.
+    // Paid Pro, created perOrg + 2 workflows (more than free allows, so only on Pro), then the
+    // subscription ended: back on free.
     await subscription('active');
+    for (let i = 0; i < perOrg + 2; i++) {
+      clock.set(new Date(Date.parse('2026-12-03T01:00:00.000Z') + i * 1000).toISOString());
+      const created = await host.call('PUT', `/api/directory/workflows/lock-${i}`, {
+        token: service,
+        body: { workspace: { orgId: 'o-lock' }, nodeCount: 1 },
+      });
+      expect(created.status, created.text).toBe(201);
+    }
+    // While on Pro, a run of the newest workflow is consumed; its key keeps that answer after the lock.
     const before = await consume({
       subject: { workflowId: `lock-${perOrg + 1}` },
       meter: 'executions',
@@ -294,7 +296,7 @@ describe('usage metering over HTTP', () => {
     });
     expect(picked.status, picked.text).toBe(200);
     expect(await locked()).toEqual([`lock-${perOrg - 1}`, `lock-${perOrg}`]);
-    expect(await host.services.directory.counts('u-lock').workflows()).toBe(perOrg + 2);
+    expect((await host.services.directory.counts('u-lock')).workflows).toBe(perOrg + 2);
     const member = await token({ sub: 'u-use', org: 'o-lock' });
     expectProblem(
       await host.call('PUT', '/api/billing/locks', { token: member, body: { workflows: [] } }),

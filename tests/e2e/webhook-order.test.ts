@@ -1,7 +1,7 @@
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxEvent } from '../../src/adapters/stripe/sandbox/index.js';
-import { SUBSCRIPTION_ROW } from '../../src/billing/subscription.js';
+import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
 import { startTestHost, type TestHost } from '../support/harness.js';
 
@@ -120,8 +120,8 @@ describe('webhook delivery order does not matter', () => {
     const { updatedAt: _ignored, ...state } = row?.props ?? {};
     return {
       state,
-      audit: await table.count(OWNER, 'audit|'),
-      markers: await table.count(OWNER, 'event|'),
+      audit: (await table.list(OWNER, { prefix: 'audit|', select: [] })).length,
+      markers: (await table.list(OWNER, { prefix: 'event|', select: [] })).length,
       invoices: (await table.list(OWNER, { prefix: 'invoice|' })).map((r) => [r.rowKey, r.props.status]),
       poisoned: host.worker?.poisoned().length ?? 0,
     };

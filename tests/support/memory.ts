@@ -1,7 +1,8 @@
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import type { Clock } from '../../src/billing/clock.js';
+import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import type { EventQueue } from '../../src/billing/queue.js';
-import { SUBSCRIPTION_ROW, type SubscriptionState } from '../../src/billing/subscription.js';
+import type { SubscriptionState } from '../../src/billing/subscription.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from './env.js';

@@ -154,9 +154,17 @@ describe('entitlements', () => {
       quantity: limit + 1,
     });
     expect(over).toMatchObject({ allowed: false, reason: 'limit_exceeded' });
+    // Too big to be created under enforce (402), so recorded as a backfill would be.
+    await expect(
+      services.directory.putWorkflow('big', {
+        workspace: { kind: 'org', orgId: 'acme' },
+        nodeCount: limit + 5,
+      }),
+    ).rejects.toMatchObject({ code: 'limit_exceeded', extensions: { feature: 'nodes_per_workflow', limit } });
     await services.directory.putWorkflow('big', {
       workspace: { kind: 'org', orgId: 'acme' },
       nodeCount: limit + 5,
+      enforce: false,
     });
     expect(
       (await services.entitlements.check({ subject: { workflowId: 'big' }, feature: 'nodes_per_workflow' }))

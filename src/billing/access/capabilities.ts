@@ -1,0 +1,125 @@
+import type { Catalog, FeatureName, LimitName, PlanFlags, PlanLimits, PlanName } from '../catalog.js';
+import type { EnforcementMode } from '../enforcement.js';
+import type { OwnerId } from '../ids.js';
+import { currentPeriod, type UsagePeriod } from '../periods.js';
+import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
+
+/**
+ * Payment state -> access level -> what is in force, for one owner at one instant. The one place where
+ * these rules live (ARCHITECTURE.md, Entitlements): checks, consumption, directory creates, locks and
+ * the summary all ask here.
+ */
+
+/** What a payment state means for access. */
+export type AccessLevel = 'full' | 'grace' | 'locked' | 'free';
+
+export function accessLevelOf(status: SubscriptionStatus | 'none'): AccessLevel {
+  switch (status) {
+    case 'trialing':
+    case 'active':
+    case 'retrying':
+      return 'full';
+    case 'grace':
+      return 'grace';
+    case 'past_due':
+    case 'unpaid':
+    case 'paused':
+      return 'locked';
+    case 'incomplete':
+    case 'canceled':
+    case 'none':
+      return 'free';
+  }
+}
+
+export interface Capabilities {
+  readonly ownerId: OwnerId;
+  /** The plan subscribed to (free without a subscription or after cancellation). */
+  readonly plan: PlanName;
+  readonly status: SubscriptionStatus | 'none';
+  readonly accessLevel: AccessLevel;
+  readonly subscription: SubscriptionState | undefined;
+  /** What is in force now: the plan's, or the free plan's while payment is locked. */
+  readonly limits: PlanLimits;
+  readonly flags: PlanFlags;
+  /** What the subscribed plan would give with payment in order. */
+  readonly planLimits: PlanLimits;
+  readonly planFlags: PlanFlags;
+  readonly period: UsagePeriod;
+}
+
+export function capabilitiesOf(
+  ownerId: OwnerId,
+  subscription: SubscriptionState | undefined,
+  catalog: Catalog,
+  now: Date,
+): Capabilities {
+  const status = subscription?.status ?? 'none';
+  const accessLevel = accessLevelOf(status);
+  const free = catalog.free;
+  const subscribed = subscription && accessLevel !== 'free' ? catalog[subscription.plan] : free;
+  const planLimits: PlanLimits = {
+    ...subscribed.limits,
+    // Per-seat plans include some seats and sell more; the subscription quantity is what was bought.
+    seats:
+      subscribed.perSeat && subscribed.limits.seats !== null && subscription
+        ? Math.max(subscribed.limits.seats, subscription.seats)
+        : subscribed.limits.seats,
+  };
+  const locked = accessLevel === 'locked';
+  return {
+    ownerId,
+    plan: subscribed.name,
+    status,
+    accessLevel,
+    subscription,
+    // Locked accounts keep their data but fall back to what the free plan allows.
+    limits: locked ? free.limits : planLimits,
+    flags: locked ? free.flags : subscribed.flags,
+    planLimits,
+    planFlags: subscribed.flags,
+    period: currentPeriod(now, subscription),
+  };
+}
+
+/**
+ * How a denial is applied: as configured, except that limits are soft during a payment grace period
+ * (allowed, and the would-be denial recorded, as under `monitor`).
+ */
+export function modeInForce(
+  configured: EnforcementMode,
+  caps: Pick<Capabilities, 'accessLevel'>,
+  isLimit: boolean,
+): { readonly mode: EnforcementMode; readonly softenedBy: 'monitor' | 'grace' | undefined } {
+  if (configured === 'monitor') return { mode: 'monitor', softenedBy: 'monitor' };
+  if (configured === 'enforce' && isLimit && caps.accessLevel === 'grace')
+    return { mode: 'monitor', softenedBy: 'grace' };
+  return { mode: configured, softenedBy: undefined };
+}
+
+/**
+ * Why a request over a limit is denied: `payment_required` when the account is locked for payment and
+ * the subscribed plan (with `extra`, the credits that also cover a meter) would allow it, otherwise
+ * `limit_exceeded`. `used` is what the limit has covered so far (for a meter, what its allowance covered).
+ */
+export function denialReason(
+  caps: Pick<Capabilities, 'accessLevel' | 'planLimits'>,
+  feature: LimitName,
+  used: number,
+  adding: number,
+  extra = 0,
+): 'payment_required' | 'limit_exceeded' {
+  if (caps.accessLevel !== 'locked') return 'limit_exceeded';
+  const planLimit = caps.planLimits[feature];
+  return planLimit === null || used + adding <= planLimit + extra ? 'payment_required' : 'limit_exceeded';
+}
+
+/** A flag off now: paying would turn it on, or the plan does not have it. */
+export function flagDenialReason(
+  caps: Pick<Capabilities, 'accessLevel' | 'planFlags'>,
+  feature: Exclude<FeatureName, LimitName>,
+): 'payment_required' | 'feature_not_in_plan' {
+  return caps.accessLevel === 'locked' && caps.planFlags[feature]
+    ? 'payment_required'
+    : 'feature_not_in_plan';
+}

@@ -1,0 +1,230 @@
+import { z } from 'zod';
+import type { KeepPreferences, LockSet } from '../access/locks.js';
+import { METERS, type MeterName } from '../catalog.js';
+import type { Clock } from '../clock.js';
+import type { OrgId, OwnerId } from '../ids.js';
+import type { UsagePeriod } from '../periods.js';
+import type { EntityTable, StoredEntity } from '../store.js';
+import { parseSubscriptionRow, type SubscriptionState } from '../subscription.js';
+import { EMPTY_COUNTER, parseUsageCounter, type UsageCounter, usageRowKey } from '../usage.js';
+import {
+  ALLOCATION_ROW,
+  BALANCE_ROW,
+  COUNTER_PREFIX,
+  KEEP_ROW,
+  META_ROW,
+  ORG_PREFIX,
+  SEATS_ROW,
+  SUBSCRIPTION_ROW,
+  snapshotRange,
+} from './keys.js';
+import {
+  balanceSchema,
+  CorruptRowError,
+  metaSchema,
+  type OrgRow,
+  orgRowSchema,
+  parseRow,
+  readChunkedJson,
+  seatsSchema,
+} from './rows.js';
+
+/**
+ * Everything a decision needs about one billing owner, from one range query in the owner's partition
+ * (`keys.ts`). Each part carries the ETag it was read at (`undefined`: the row does not exist yet), so a
+ * change decided from it can be written on condition that nothing changed meanwhile.
+ */
+export interface OwnerSnapshot {
+  readonly ownerId: OwnerId;
+  /** The instant the snapshot was read for; decisions about time use it. */
+  readonly readAt: Date;
+  /** The owner's rows were migrated from the old layout (`s|o|meta` exists). */
+  readonly migrated: boolean;
+  readonly subscription: { readonly state: SubscriptionState; readonly etag: string } | undefined;
+  /** Per-owner overrides: a slot for the admin work, always empty for now. */
+  readonly overrides: undefined;
+  readonly balance: { readonly credits: number; readonly etag: string | undefined };
+  readonly allocation: Allocation;
+  /** People across the owner's organizations other than the owner. */
+  readonly otherPeople: { readonly count: number; readonly etag: string | undefined };
+  readonly orgs: ReadonlyMap<OrgId, { readonly row: OrgRow; readonly etag: string }>;
+  readonly keep: { readonly picks: KeepPreferences; readonly etag: string | undefined };
+  /** Counters of the periods that may still be current, by row key. */
+  readonly counters: ReadonlyMap<string, { readonly counter: UsageCounter; readonly etag: string }>;
+}
+
+export interface Allocation {
+  readonly workflows: number;
+  readonly credentials: number;
+  /** `undefined` until first computed (then the owner has never been over a limit). */
+  readonly locks: LockSet | undefined;
+  readonly etag: string | undefined;
+}
+
+/** Distinct people across the owner's organizations, the owner included: what `seats` limits. */
+export const seatsInUse = (snapshot: OwnerSnapshot) => 1 + snapshot.otherPeople.count;
+
+/** An organization of this owner that is not being deleted. */
+export function liveOrg(snapshot: OwnerSnapshot, orgId: OrgId) {
+  const org = snapshot.orgs.get(orgId);
+  return org && org.row.deleting !== true ? org : undefined;
+}
+
+const keptScopeSchema = z.object({
+  kept: z.array(z.string()),
+  boundary: z.object({ createdAt: z.string(), id: z.string() }).nullable(),
+});
+export const lockSetSchema = z.object({
+  basis: z.string(),
+  orgs: z.record(z.string(), keptScopeSchema),
+  lockedInOrgs: z.number().int().nonnegative(),
+  workflows: keptScopeSchema.nullable(),
+  credentials: keptScopeSchema.nullable(),
+});
+
+const allocationSchema = z.object({
+  workflows: z.number().int().nonnegative(),
+  credentials: z.number().int().nonnegative(),
+});
+
+const idList = z.array(z.string());
+
+function parseJsonProp<T>(row: StoredEntity, name: string, schema: z.ZodType<T>): T | undefined {
+  let value: unknown;
+  try {
+    value = readChunkedJson(row.props, name);
+  } catch (error) {
+    throw new CorruptRowError(row.partitionKey, row.rowKey, `${name} is not JSON (${String(error)})`);
+  }
+  if (value === undefined) return undefined;
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CorruptRowError(row.partitionKey, row.rowKey, z.prettifyError(parsed.error));
+  return parsed.data;
+}
+
+/** Turns the rows of the snapshot range into a snapshot. @throws CorruptRowError */
+export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], readAt: Date): OwnerSnapshot {
+  let subscription: OwnerSnapshot['subscription'];
+  let balance: OwnerSnapshot['balance'] = { credits: 0, etag: undefined };
+  let allocation: Allocation = { workflows: 0, credentials: 0, locks: undefined, etag: undefined };
+  let otherPeople: OwnerSnapshot['otherPeople'] = { count: 0, etag: undefined };
+  let keep: OwnerSnapshot['keep'] = { picks: { workflows: [], credentials: [] }, etag: undefined };
+  let migrated = false;
+  const orgs = new Map<OrgId, { row: OrgRow; etag: string }>();
+  const counters = new Map<string, { counter: UsageCounter; etag: string }>();
+  for (const row of rows) {
+    const key = row.rowKey;
+    if (key.startsWith(COUNTER_PREFIX))
+      counters.set(key, { counter: parseUsageCounter(row), etag: row.etag });
+    else if (key.startsWith(ORG_PREFIX))
+      orgs.set(key.slice(ORG_PREFIX.length), { row: parseRow(orgRowSchema, row), etag: row.etag });
+    else if (key === SUBSCRIPTION_ROW)
+      subscription = { state: parseSubscriptionRow(ownerId, row.props), etag: row.etag };
+    else if (key === BALANCE_ROW) balance = { credits: parseRow(balanceSchema, row).balance, etag: row.etag };
+    else if (key === ALLOCATION_ROW) {
+      const counts = parseRow(allocationSchema, row);
+      allocation = { ...counts, locks: parseJsonProp(row, 'locks', lockSetSchema), etag: row.etag };
+    } else if (key === SEATS_ROW) otherPeople = { count: parseRow(seatsSchema, row).seats, etag: row.etag };
+    else if (key === KEEP_ROW)
+      keep = {
+        picks: {
+          workflows: parseJsonProp(row, 'workflows', idList) ?? [],
+          credentials: parseJsonProp(row, 'credentials', idList) ?? [],
+        },
+        etag: row.etag,
+      };
+    else if (key === META_ROW) {
+      parseRow(metaSchema, row);
+      migrated = true;
+    }
+    // Other rows in the range (a future slot such as overrides) are not read yet.
+  }
+  return {
+    ownerId,
+    readAt,
+    migrated,
+    subscription,
+    overrides: undefined,
+    balance,
+    allocation,
+    otherPeople,
+    orgs,
+    keep,
+    counters,
+  };
+}
+
+/** A meter in one period, as the snapshot has it: what is used, and what is left. */
+export interface MeterStatus {
+  readonly meter: MeterName;
+  readonly periodKey: string;
+  readonly periodStart: string;
+  /** Exclusive. */
+  readonly periodEnd: string;
+  readonly counterKey: string;
+  readonly counterEtag: string | undefined;
+  readonly counter: UsageCounter;
+  readonly allowance: number | null;
+  readonly allowanceRemaining: number | null;
+  /** Credits that can cover this meter (0 for a meter that draws none). */
+  readonly credits: number;
+  /** What `enforce` would allow now: allowance left plus credits; `null` unlimited. */
+  readonly remaining: number | null;
+}
+
+export function meterStatus(
+  snapshot: OwnerSnapshot,
+  meter: MeterName,
+  period: UsagePeriod,
+  allowance: number | null,
+): MeterStatus {
+  const counterKey = usageRowKey(meter, period);
+  const stored = snapshot.counters.get(counterKey);
+  const counter = stored?.counter ?? EMPTY_COUNTER;
+  const allowanceRemaining = allowance === null ? null : Math.max(0, allowance - counter.allowanceUsed);
+  const credits = METERS[meter].drawsCredits ? snapshot.balance.credits : 0;
+  return {
+    meter,
+    periodKey: period.key,
+    periodStart: counter.periodStart ?? period.start.toISOString(),
+    periodEnd: counter.periodEnd ?? period.end.toISOString(),
+    counterKey,
+    counterEtag: stored?.etag,
+    counter,
+    allowance,
+    allowanceRemaining,
+    credits,
+    remaining: allowanceRemaining === null ? null : allowanceRemaining + credits,
+  };
+}
+
+/** Reads owner snapshots: one range query, with a first-read migration of owners in the old layout. */
+export interface OwnerStore {
+  read(ownerId: OwnerId): Promise<OwnerSnapshot>;
+}
+
+/** Brings an owner's rows from the old layout, once (`owner/legacy-migration.ts`). */
+export interface OwnerMigration {
+  /** True when it wrote rows, so the snapshot must be read again. */
+  migrateIfNeeded(ownerId: OwnerId, snapshot: OwnerSnapshot): Promise<boolean>;
+}
+
+export function createOwnerStore(deps: {
+  /** The owner-partitioned `billing` table. */
+  readonly table: EntityTable;
+  readonly clock: Clock;
+  readonly migration?: OwnerMigration;
+}): OwnerStore {
+  const { table, clock, migration } = deps;
+  const load = async (ownerId: OwnerId) => {
+    const readAt = clock.now();
+    return parseSnapshot(ownerId, await table.list(ownerId, { range: snapshotRange(readAt) }), readAt);
+  };
+  return {
+    async read(ownerId) {
+      const snapshot = await load(ownerId);
+      if (migration && (await migration.migrateIfNeeded(ownerId, snapshot))) return load(ownerId);
+      return snapshot;
+    },
+  };
+}
