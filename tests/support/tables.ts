@@ -1,0 +1,145 @@
+import type { EntityTable } from '../../src/billing/store.js';
+import { StoreError } from '../../src/billing/store.js';
+
+/** The storage calls of the port, by name. */
+export const TABLE_METHODS = [
+  'get',
+  'create',
+  'upsert',
+  'update',
+  'delete',
+  'list',
+  'transact',
+  'scan',
+  'ping',
+] as const;
+export type TableMethod = (typeof TABLE_METHODS)[number];
+
+export interface CallLog {
+  /** Every call, in order: table, method, partition. */
+  readonly calls: Array<{ readonly table: string; readonly method: TableMethod; readonly partition: string }>;
+  reset(): void;
+  count(filter?: { readonly table?: string; readonly method?: TableMethod }): number;
+}
+
+/** Wraps tables so every storage call is recorded (round trips, as the issue counts them). */
+export function countingTables<T extends Record<string, EntityTable>>(
+  tables: T,
+): { tables: T; log: CallLog } {
+  const calls: CallLog['calls'] = [];
+  const log: CallLog = {
+    calls,
+    reset: () => {
+      calls.length = 0;
+    },
+    count: (filter = {}) =>
+      calls.filter(
+        (c) =>
+          (filter.table === undefined || c.table === filter.table) &&
+          (filter.method === undefined || c.method === filter.method),
+      ).length,
+  };
+  const wrapped = Object.fromEntries(
+    Object.entries(tables).map(([key, table]) => [
+      key,
+      intercept(table, (method, partition) => calls.push({ table: key, method, partition })),
+    ]),
+  ) as T;
+  return { tables: wrapped, log };
+}
+
+/** How an injected failure behaves: the call never reaches storage, or it does and its answer is lost. */
+export type FailureMode = 'before' | 'after';
+
+/** The injected failure: what a timeout or a crash looks like to the caller. */
+export class InjectedFailure extends StoreError {
+  constructor(call: number, mode: FailureMode) {
+    super(
+      `injected failure of storage call ${call} (${mode === 'before' ? 'not applied' : 'applied, answer lost'})`,
+      'injected',
+    );
+  }
+}
+
+export interface Faults {
+  /** Fail the `n`-th storage call from now (1-based) in this mode; 0 turns failures off. */
+  failCall(n: number, mode: FailureMode): void;
+  /** Storage calls made since the last `failCall`. */
+  readonly calls: number;
+}
+
+/**
+ * Wraps tables (sharing one call counter) so that one chosen call fails: before it reaches storage, or
+ * after it took effect with its answer lost. Scans fail on their first page.
+ */
+export function faultyTables<T extends Record<string, EntityTable>>(
+  tables: T,
+): { tables: T; faults: Faults } {
+  let calls = 0;
+  let failAt = 0;
+  let mode: FailureMode = 'before';
+  const faults: Faults = {
+    failCall(n, m) {
+      calls = 0;
+      failAt = n;
+      mode = m;
+    },
+    get calls() {
+      return calls;
+    },
+  };
+  const wrapped = Object.fromEntries(
+    Object.entries(tables).map(([key, table]) => [
+      key,
+      wrapEach(table, async (run) => {
+        const call = ++calls;
+        if (call !== failAt) return run();
+        if (mode === 'before') throw new InjectedFailure(call, mode);
+        await run();
+        throw new InjectedFailure(call, mode);
+      }),
+    ]),
+  ) as T;
+  return { tables: wrapped, faults };
+}
+
+function intercept(
+  table: EntityTable,
+  record: (method: TableMethod, partition: string) => void,
+): EntityTable {
+  return {
+    name: table.name,
+    get: (pk, rk) => (record('get', pk), table.get(pk, rk)),
+    create: (pk, rk, props) => (record('create', pk), table.create(pk, rk, props)),
+    upsert: (pk, rk, props) => (record('upsert', pk), table.upsert(pk, rk, props)),
+    update: (pk, rk, props, etag) => (record('update', pk), table.update(pk, rk, props, etag)),
+    delete: (pk, rk, etag) => (record('delete', pk), table.delete(pk, rk, etag)),
+    list: (pk, options) => (record('list', pk), table.list(pk, options)),
+    transact: (pk, actions) => (record('transact', pk), table.transact(pk, actions)),
+    scan: (options) => (record('scan', options.partitionPrefix ?? ''), table.scan(options)),
+    ping: () => (record('ping', ''), table.ping()),
+  };
+}
+
+/** Runs every call of `table` through `around`, which decides whether and how it reaches storage. */
+function wrapEach(table: EntityTable, around: <R>(run: () => Promise<R>) => Promise<R>): EntityTable {
+  return {
+    name: table.name,
+    get: (pk, rk) => around(() => table.get(pk, rk)),
+    create: (pk, rk, props) => around(() => table.create(pk, rk, props)),
+    upsert: (pk, rk, props) => around(() => table.upsert(pk, rk, props)),
+    update: (pk, rk, props, etag) => around(() => table.update(pk, rk, props, etag)),
+    delete: (pk, rk, etag) => around(() => table.delete(pk, rk, etag)),
+    list: (pk, options) => around(() => table.list(pk, options)),
+    transact: (pk, actions) => around(() => table.transact(pk, actions)),
+    async *scan(options) {
+      const rows = await around(async () => {
+        const all = [];
+        for await (const row of table.scan(options)) all.push(row);
+        return all;
+      });
+      yield* rows;
+    },
+    ping: () => around(() => table.ping()),
+  };
+}
