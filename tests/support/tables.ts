@@ -42,7 +42,10 @@ export function countingTables<T extends Record<string, EntityTable>>(
   const wrapped = Object.fromEntries(
     Object.entries(tables).map(([key, table]) => [
       key,
-      intercept(table, (method, partition) => calls.push({ table: key, method, partition })),
+      wrapEach(table, (method, partition, run) => {
+        calls.push({ table: key, method, partition });
+        return run();
+      }),
     ]),
   ) as T;
   return { tables: wrapped, log };
@@ -91,7 +94,7 @@ export function faultyTables<T extends Record<string, EntityTable>>(
   const wrapped = Object.fromEntries(
     Object.entries(tables).map(([key, table]) => [
       key,
-      wrapEach(table, async (run) => {
+      wrapEach(table, async (_method, _partition, run) => {
         const call = ++calls;
         if (call !== failAt) return run();
         if (mode === 'before') throw new InjectedFailure(call, mode);
@@ -103,43 +106,28 @@ export function faultyTables<T extends Record<string, EntityTable>>(
   return { tables: wrapped, faults };
 }
 
-function intercept(
+/** Runs every call of `table` through `around`, which decides whether and how it reaches storage. */
+function wrapEach(
   table: EntityTable,
-  record: (method: TableMethod, partition: string) => void,
+  around: <R>(method: TableMethod, partition: string, run: () => Promise<R>) => Promise<R>,
 ): EntityTable {
   return {
     name: table.name,
-    get: (pk, rk) => (record('get', pk), table.get(pk, rk)),
-    create: (pk, rk, props) => (record('create', pk), table.create(pk, rk, props)),
-    upsert: (pk, rk, props) => (record('upsert', pk), table.upsert(pk, rk, props)),
-    update: (pk, rk, props, etag) => (record('update', pk), table.update(pk, rk, props, etag)),
-    delete: (pk, rk, etag) => (record('delete', pk), table.delete(pk, rk, etag)),
-    list: (pk, options) => (record('list', pk), table.list(pk, options)),
-    transact: (pk, actions) => (record('transact', pk), table.transact(pk, actions)),
-    scan: (options) => (record('scan', options.partitionPrefix ?? ''), table.scan(options)),
-    ping: () => (record('ping', ''), table.ping()),
-  };
-}
-
-/** Runs every call of `table` through `around`, which decides whether and how it reaches storage. */
-function wrapEach(table: EntityTable, around: <R>(run: () => Promise<R>) => Promise<R>): EntityTable {
-  return {
-    name: table.name,
-    get: (pk, rk) => around(() => table.get(pk, rk)),
-    create: (pk, rk, props) => around(() => table.create(pk, rk, props)),
-    upsert: (pk, rk, props) => around(() => table.upsert(pk, rk, props)),
-    update: (pk, rk, props, etag) => around(() => table.update(pk, rk, props, etag)),
-    delete: (pk, rk, etag) => around(() => table.delete(pk, rk, etag)),
-    list: (pk, options) => around(() => table.list(pk, options)),
-    transact: (pk, actions) => around(() => table.transact(pk, actions)),
+    get: (pk, rk) => around('get', pk, () => table.get(pk, rk)),
+    create: (pk, rk, props) => around('create', pk, () => table.create(pk, rk, props)),
+    upsert: (pk, rk, props) => around('upsert', pk, () => table.upsert(pk, rk, props)),
+    update: (pk, rk, props, etag) => around('update', pk, () => table.update(pk, rk, props, etag)),
+    delete: (pk, rk, etag) => around('delete', pk, () => table.delete(pk, rk, etag)),
+    list: (pk, options) => around('list', pk, () => table.list(pk, options)),
+    transact: (pk, actions) => around('transact', pk, () => table.transact(pk, actions)),
     async *scan(options) {
-      const rows = await around(async () => {
+      const rows = await around('scan', options.partitionPrefix ?? '', async () => {
         const all = [];
         for await (const row of table.scan(options)) all.push(row);
         return all;
       });
       yield* rows;
     },
-    ping: () => around(() => table.ping()),
+    ping: () => around('ping', '', () => table.ping()),
   };
 }
