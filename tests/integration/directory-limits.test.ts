@@ -55,8 +55,11 @@ async function outcomes(calls: ReadonlyArray<() => Promise<unknown>>): Promise<s
   );
 }
 
-const tally = (results: readonly string[]) =>
-  results.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r]: (acc[r] ?? 0) + 1 }), {});
+function tally(results: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of results) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
 
 const limit = (value: number | null) => {
   if (value === null) throw new Error('the test needs a finite limit');
