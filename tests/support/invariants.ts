@@ -14,6 +14,9 @@ import { parseItemRow } from '../../src/billing/owner/items.js';
 import { parseSnapshot } from '../../src/billing/owner/snapshot.js';
 import type { EntityTable } from '../../src/billing/store.js';
 
+const parseOrgIndexRow = (row: Awaited<ReturnType<EntityTable['get']>>) =>
+  row ? parseOrgIndex(row) : undefined;
+
 /**
  * What must hold for the directory after every operation has finished (retried to completion), read
  * straight from storage: counts equal what they count, every counted row is named by its index, and
@@ -158,7 +161,14 @@ export async function directoryViolations(
           problems.push(`${kind} ${id}: deleted, yet counted at ${JSON.stringify(counted)}`);
         continue;
       }
-      const expected = { owner: at.ownerId, workspace: workspaceKey(at.workspace) };
+      // Index rows from the first layout name no owner: it is the workspace's.
+      const ownerOfIndex =
+        at.ownerId ??
+        (at.workspace.kind === 'personal'
+          ? at.workspace.userId
+          : parseOrgIndexRow(await tables.directory.get(orgIndexPartition(at.workspace.orgId), REF))
+              ?.ownerId);
+      const expected = { owner: ownerOfIndex, workspace: workspaceKey(at.workspace) };
       const where = counted.filter((c) => c.owner === expected.owner && c.workspace === expected.workspace);
       if (where.length !== 1 || counted.length !== 1)
         problems.push(

@@ -5,12 +5,21 @@ import { computeLockSet, emptyLockSet, type KeepPreferences, type OwnedItem } fr
 import type { Catalog } from '../catalog.js';
 import { isMeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
+import {
+  itemIndexProps,
+  orgIndexPartition,
+  parseItemIndex,
+  parseOrgIndex,
+  REF,
+} from '../directory/index-rows.js';
 import { type OwnerId, parseWorkspaceKey } from '../ids.js';
 import { boundsFromKey } from '../periods.js';
 import {
   EntityExistsError,
+  EntityNotFoundError,
   type EntityProps,
   type EntityTable,
+  EtagMismatchError,
   type StoredEntity,
   TransactionFailedError,
 } from '../store.js';
@@ -285,6 +294,43 @@ export function createLegacyMigration(deps: {
     return removed;
   }
 
+  /**
+   * Item index rows of the first layout name a workspace but not its owner: written again with the
+   * owner (claim 0, as the migrated item rows), so a workflow subject needs no organization look-up.
+   * Conditional on the row read: one changed meanwhile was rewritten by the new code already.
+   */
+  async function upgradeItemIndexes(started: number, budgetMs: number): Promise<boolean> {
+    for (const kind of ['workflow', 'credential'] as const) {
+      for await (const row of directoryTable.scan({ partitionPrefix: `${kind}:`, rowKeys: [REF] })) {
+        if (Date.now() - started >= budgetMs) return false;
+        if (row.props.gen !== undefined) continue;
+        const index = parseItemIndex(row);
+        const at = index.committed;
+        if (!at) continue;
+        const ownerId =
+          at.workspace.kind === 'personal'
+            ? at.workspace.userId
+            : (
+                await directoryTable
+                  .get(orgIndexPartition(at.workspace.orgId), REF)
+                  .then((r) => (r ? parseOrgIndex(r) : undefined))
+              )?.ownerId;
+        if (ownerId === undefined) continue; // its organization is gone: the next PUT or DELETE settles it
+        try {
+          await directoryTable.update(
+            row.partitionKey,
+            REF,
+            itemIndexProps({ ...index, committed: { ...at, ownerId } }),
+            row.etag,
+          );
+        } catch (error) {
+          if (!(error instanceof EtagMismatchError) && !(error instanceof EntityNotFoundError)) throw error;
+        }
+      }
+    }
+    return true;
+  }
+
   async function legacyOwners(): Promise<Set<OwnerId>> {
     const owners = new Set<OwnerId>();
     for await (const row of directoryTable.scan({ partitionPrefix: LEGACY_DIRECTORY_PREFIX, select: [] })) {
@@ -329,6 +375,7 @@ export function createLegacyMigration(deps: {
         if ((await migrateOwner(ownerId)) === 'migrated') migrated++;
         removed += await removeLegacy(ownerId);
       }
+      if (finished) finished = await upgradeItemIndexes(started, budgetMs);
       if (finished) {
         await billingTable.upsert(SCHEMA_PARTITION, OWNERS_ROW, {
           version: OWNER_SCHEMA_VERSION,
