@@ -5,24 +5,38 @@ import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
 import { systemClock } from '../../src/billing/clock.js';
-import { type ConsumeOutcome, createMetering, type Metering } from '../../src/billing/metering.js';
+import {
+  type ConsumeOutcome,
+  type ConsumeRequest,
+  createMetering,
+  type Metering,
+  type MeteringOptions,
+} from '../../src/billing/metering.js';
+import { createOwnerStore } from '../../src/billing/owner/snapshot.js';
 import { currentPeriod } from '../../src/billing/periods.js';
 import type { EntityTable } from '../../src/billing/store.js';
+import { usageRowKey } from '../../src/billing/usage.js';
 import { freePort, type RunningAzurite, startAzurite } from '../../src/local/azurite.js';
 import { uniquePrefix } from '../support/harness.js';
 
 const OWNERS = ['runner0', 'runner1', 'runner2', 'runner3'];
 const period = currentPeriod(new Date(), undefined);
-const request = (key: string) =>
-  ({
-    ownerId: OWNERS[Number(key.split('-')[1]) % OWNERS.length] ?? 'runner0',
-    meter: 'executions',
-    quantity: 1,
-    idempotencyKey: key,
-    allowance: null,
-    period,
-    mode: 'enforce',
-  }) as const;
+const request = (key: string): ConsumeRequest => ({
+  ownerId: OWNERS[Number(key.split('-')[1]) % OWNERS.length] ?? 'runner0',
+  meter: 'executions',
+  quantity: 1,
+  idempotencyKey: key,
+  terms: { allowance: null, period, mode: 'enforce' },
+});
+
+/** One process's metering over `table`, reading owner snapshots from it. */
+const meteringOn = (table: EntityTable, options?: MeteringOptions) =>
+  createMetering({
+    table,
+    owners: createOwnerStore({ table, clock: systemClock }),
+    clock: systemClock,
+    ...(options ? { options } : {}),
+  });
 
 /**
  * Sends every key twice, each copy retried with the same key until it succeeds (as the execution
@@ -75,11 +89,11 @@ async function expectEachKeyCountedOnce(
   const total = async () => {
     let sum = 0;
     for (const owner of OWNERS)
-      sum += Number((await table.get(owner, `usage|executions|${period.key}`))?.props.used);
+      sum += Number((await table.get(owner, usageRowKey('executions', period)))?.props.used);
     return sum;
   };
   expect(await total()).toBe(keys.length);
-  const fresh = createMetering({ table, clock: systemClock });
+  const fresh = meteringOn(table);
   const replays = await Promise.all(keys.map((key) => fresh.consume(request(key))));
   expect(replays.every((o) => o.replayed)).toBe(true);
   expect(await total()).toBe(keys.length);
@@ -99,7 +113,7 @@ describe('metering when the storage fails mid-run', () => {
     const connection = { kind: 'connectionString', connectionString: azurite.connectionString } as const;
     // No retries inside the SDK: the callers retry, so every failure reaches them.
     const table = createAzureTable(connection, 'outagebilling', { maxRetries: 0 });
-    const metering = createMetering({ table, clock: systemClock, options: { maxAttempts: 30 } });
+    const metering = meteringOn(table, { maxAttempts: 30 });
     const keys = Array.from({ length: 300 }, (_, i) => `run-${i}`);
 
     const { results, failures } = await burst(metering, keys, async () => {
@@ -124,7 +138,7 @@ describe('metering when the storage fails mid-run', () => {
         `${uniquePrefix()}lost`,
         { maxRetries: 0 },
       );
-      const metering = createMetering({ table, clock: systemClock, options: { maxAttempts: 30 } });
+      const metering = meteringOn(table, { maxAttempts: 30 });
       const keys = Array.from({ length: 300 }, (_, i) => `run-${i}`);
       const { results, failures } = await burst(metering, keys, async () => {
         // Drop transaction responses until a few commits have gone unanswered.

@@ -4,6 +4,7 @@ import { systemClock } from '../../src/billing/clock.js';
 import { createCredits } from '../../src/billing/credits.js';
 import { type ConsumeOutcome, type ConsumeRequest, createMetering } from '../../src/billing/metering.js';
 import { createOwnerLanes } from '../../src/billing/metering-lanes.js';
+import { createOwnerStore } from '../../src/billing/owner/snapshot.js';
 import { currentPeriod } from '../../src/billing/periods.js';
 import type { EntityTable, TransactionAction } from '../../src/billing/store.js';
 import { usageRowKey } from '../../src/billing/usage.js';
@@ -21,7 +22,7 @@ function billingTable() {
     async transact(partitionKey: string, actions: readonly TransactionAction[]) {
       stats.transactions++;
       try {
-        await inner.transact(partitionKey, actions);
+        return await inner.transact(partitionKey, actions);
       } catch (error) {
         stats.failed++;
         throw error;
@@ -34,8 +35,9 @@ function billingTable() {
 /** One process's metering and credits (shared lanes, as the composition root should wire them). */
 function processOn(table: EntityTable) {
   const lanes = createOwnerLanes();
+  const owners = createOwnerStore({ table, clock: systemClock });
   return {
-    metering: createMetering({ table, clock: systemClock, lanes, options: { maxAttempts: 30 } }),
+    metering: createMetering({ table, owners, clock: systemClock, lanes, options: { maxAttempts: 30 } }),
     credits: createCredits({ table, clock: systemClock, lanes }),
   };
 }
@@ -46,9 +48,7 @@ const consumeOf = (ownerId: string, idempotencyKey: string, allowance: number | 
   meter: 'executions',
   quantity: 1,
   idempotencyKey,
-  allowance,
-  period,
-  mode: 'enforce',
+  terms: { allowance, period, mode: 'enforce' },
 });
 const usedBy = async (table: EntityTable, ownerId: string) =>
   (await table.get(ownerId, usageRowKey('executions', period)))?.props.used;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
+import type { ConsumeTerms } from '../../src/billing/access/decide.js';
 import {
   CREDIT_PACKS,
   catalog,
@@ -18,6 +19,7 @@ import {
   type MeteringOptions,
 } from '../../src/billing/metering.js';
 import { createOwnerLanes } from '../../src/billing/metering-lanes.js';
+import { createOwnerStore } from '../../src/billing/owner/snapshot.js';
 import { calendarMonth, currentPeriod, type UsagePeriod } from '../../src/billing/periods.js';
 import {
   type EntityTable,
@@ -25,7 +27,7 @@ import {
   type TransactionAction,
   TransactionFailedError,
 } from '../../src/billing/store.js';
-import { createUsageReader, usageRowKey } from '../../src/billing/usage.js';
+import { parseUsageCounter, usageRowKey } from '../../src/billing/usage.js';
 
 /** A clock tests move by hand. (Local, so these tests do not load the composition root.) */
 function testClock(start = '2026-11-15T12:00:00.000Z'): Clock & { set(iso: string): void } {
@@ -45,7 +47,7 @@ function countingTable(inner: EntityTable) {
       stats.transactions++;
       stats.largest = Math.max(stats.largest, actions.length);
       try {
-        await inner.transact(partitionKey, actions);
+        return await inner.transact(partitionKey, actions);
       } catch (error) {
         stats.failed++;
         throw error;
@@ -59,25 +61,30 @@ function countingTable(inner: EntityTable) {
 function setup(table: EntityTable = createMemoryTable('billing'), options?: MeteringOptions) {
   const clock = testClock();
   const lanes = createOwnerLanes();
+  const owners = createOwnerStore({ table, clock });
   return {
     table,
     clock,
-    metering: createMetering({ table, clock, lanes, ...(options ? { options } : {}) }),
+    metering: createMetering({ table, owners, clock, lanes, ...(options ? { options } : {}) }),
     credits: createCredits({ table, clock, lanes }),
   };
 }
 
-const request = (
-  overrides: Partial<ConsumeRequest> & Pick<ConsumeRequest, 'idempotencyKey'>,
-): ConsumeRequest => ({
-  ownerId: 'alice',
-  meter: 'executions',
-  quantity: 1,
-  allowance: 10,
-  period: november,
-  mode: 'enforce',
-  ...overrides,
-});
+/** A request with its terms fixed beside it, flat, as these tests write them. */
+type FlatRequest = Omit<ConsumeRequest, 'terms'> & Pick<ConsumeTerms, 'allowance' | 'period' | 'mode'>;
+
+const request = (overrides: Partial<FlatRequest> & Pick<FlatRequest, 'idempotencyKey'>): ConsumeRequest => {
+  const { allowance, period, mode, ...rest }: FlatRequest = {
+    ownerId: 'alice',
+    meter: 'executions',
+    quantity: 1,
+    allowance: 10,
+    period: november,
+    mode: 'enforce',
+    ...overrides,
+  };
+  return { ...rest, terms: { allowance, period, mode } };
+};
 
 function consumed(outcome: ConsumeOutcome) {
   if (outcome.kind !== 'consumed') throw new Error(`expected consumed, got ${JSON.stringify(outcome)}`);
@@ -321,9 +328,12 @@ describe('metering: consume', () => {
       await metering.consume(request({ idempotencyKey: 'dec', allowance: 10, period: december })),
     );
     expect(dec).toMatchObject({ used: 1, allowanceRemaining: 9, periodKey: '2026-12' });
-    const reader = createUsageReader(table);
-    expect(await reader.used('alice', 'executions', november)).toBe(10);
-    expect(await reader.used('alice', 'executions', december)).toBe(1);
+    const usedIn = async (period: UsagePeriod) => {
+      const row = await table.get('alice', usageRowKey('executions', period));
+      return row ? parseUsageCounter(row).used : 0;
+    };
+    expect(await usedIn(november)).toBe(10);
+    expect(await usedIn(december)).toBe(1);
   });
 
   it("uses the subscription's billing period as the window for a paid plan", async () => {
@@ -388,8 +398,7 @@ describe('metering: consume', () => {
     const status = await metering.status({
       ownerId: 'alice',
       meter: 'executions',
-      allowance: 10,
-      period: november,
+      terms: { allowance: 10, period: november, mode: 'enforce' },
     });
     expect(status).toMatchObject({
       used: 4,
@@ -401,8 +410,7 @@ describe('metering: consume', () => {
     const empty = await metering.status({
       ownerId: 'bob',
       meter: 'executions',
-      allowance: null,
-      period: november,
+      terms: { allowance: null, period: november, mode: 'enforce' },
     });
     expect(empty).toMatchObject({ used: 0, remaining: null, periodEnd: '2026-12-01T00:00:00.000Z' });
   });
@@ -445,8 +453,8 @@ describe('metering: hot owners', () => {
     expect(stats.failed).toBe(0);
     expect(await credits.balance('alice')).toBe(0);
     expect(await counterOf(table)).toMatchObject({ used: 150, creditsUsed: 100, overage: 50 });
-    expect(await table.count('alice', 'monitor|')).toBe(50);
-    expect(await table.count('alice', 'credits|ledger|')).toBe(101);
+    expect(await table.list('alice', { prefix: 'monitor|' })).toHaveLength(50);
+    expect(await table.list('alice', { prefix: 'credits|ledger|' })).toHaveLength(101);
   });
 
   it('stays exact when two processes consume for one owner at once (ETag retries between them)', async () => {

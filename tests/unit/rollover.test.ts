@@ -4,6 +4,7 @@ import type { Clock } from '../../src/billing/clock.js';
 import { createCredits } from '../../src/billing/credits.js';
 import { type ConsumeRequest, createMetering } from '../../src/billing/metering.js';
 import { createOwnerLanes } from '../../src/billing/metering-lanes.js';
+import { createOwnerStore } from '../../src/billing/owner/snapshot.js';
 import { calendarMonth, type UsagePeriod } from '../../src/billing/periods.js';
 import { createRollover, type RolloverOptions } from '../../src/billing/rollover.js';
 import { type EntityTable, StoreError } from '../../src/billing/store.js';
@@ -15,6 +16,7 @@ function testClock(start = '2026-11-15T12:00:00.000Z'): Clock & { set(iso: strin
   return { now: () => new Date(now), set: (iso) => (now = new Date(iso)) };
 }
 
+const september: UsagePeriod = calendarMonth(new Date('2026-09-15T00:00:00Z'));
 const october: UsagePeriod = calendarMonth(new Date('2026-10-15T00:00:00Z'));
 const november: UsagePeriod = calendarMonth(new Date('2026-11-15T00:00:00Z'));
 const december: UsagePeriod = calendarMonth(new Date('2026-12-15T00:00:00Z'));
@@ -65,7 +67,8 @@ function setup(options: RolloverOptions = {}) {
   const table = createMemoryTable('billing');
   const clock = testClock();
   const lanes = createOwnerLanes();
-  const metering = createMetering({ table, clock, lanes });
+  const owners = createOwnerStore({ table, clock });
+  const metering = createMetering({ table, owners, clock, lanes });
   const credits = createCredits({ table, clock, lanes });
   const rolloverOn = (on: EntityTable) => createRollover({ table: on, clock, options });
   const consume = (ownerId: string, key: string, quantity: number, period = november, allowance = 100) =>
@@ -74,9 +77,7 @@ function setup(options: RolloverOptions = {}) {
       meter: 'executions',
       quantity,
       idempotencyKey: key,
-      allowance,
-      period,
-      mode: 'enforce',
+      terms: { allowance, period, mode: 'enforce' },
     } satisfies ConsumeRequest);
   return { table, clock, metering, credits, rollover: rolloverOn(table), rolloverOn, consume };
 }
@@ -280,7 +281,7 @@ describe('rollover: history', () => {
     const { table, rollover, consume } = setup();
     await consume('alice', 'oct', 1, october);
     await consume('alice', 'nov', 2);
-    await table.upsert('alice', 'usage|executions|2026-09', { used: 9 }); // a bare legacy counter
+    await table.upsert('alice', usageRowKey('executions', september), { used: 9 }); // a bare counter: only `used`
     const nov = await rollover.history({
       ownerId: 'alice',
       meter: 'executions',
