@@ -1,22 +1,31 @@
 /**
- * `npm run bench`: entitlement checks over HTTP against the local host, beside a baseline measured in the
- * same run on the same Azurite: raw Table Storage point reads through the SDK. Writes JSON to
- * bench/results/. Numbers are only comparable within one file (same machine, same moment).
+ * `npm run bench` (first script): entitlement checks over HTTP against the local host in its own
+ * process, by subject (user, organization, workflow) and feature (a flag, an allocation limit,
+ * executions), for an owner with 10 items and one with 10,000, beside a baseline measured in the same
+ * run on the same Azurite: a raw Table Storage point read through the SDK. Both owners are on the free
+ * plan and over its limits (recorded with `enforce: false`), the case that once cost 8 round trips and
+ * grew with the owner. Then, in this process, the storage calls each operation makes, counted at the
+ * port. Writes JSON to bench/results/; numbers compare only within one file (same machine, same moment).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { TableClient } from '@azure/data-tables';
+import { createAzureTable } from '../src/adapters/tables/azure-table.js';
+import { observeTable } from '../src/adapters/tables/observed-table.js';
 import { catalog } from '../src/billing/catalog.js';
+import { createServices } from '../src/composition.js';
+import { loadConfig } from '../src/config.js';
+import { tenantOf } from '../src/http/tenant.js';
 import { freePort, startAzurite } from '../src/local/azurite.js';
-import { LOCAL_DEFAULTS } from '../src/local/defaults.js';
+import { LOCAL_DEFAULTS, withLocalDefaults } from '../src/local/defaults.js';
 import { mintToken } from '../src/local/token.js';
-import { type Measured, measure, projectRoot, writeReport } from './measure.js';
+import { type Measured, measure, median, projectRoot, round2, writeReport } from './measure.js';
 
-const OWNERS = 200;
-const WORKFLOWS_PER_OWNER = 4;
+const SIZES = { small: 10, big: 10_000 } as const;
 const CONCURRENCY = 16;
-const OPS_PER_ROUND = 3_000;
+const OPS_PER_ROUND = 2_000;
 const ROUNDS = 3;
+const SEED_CONCURRENCY = 32;
 
 const run = (name: string, description: string, op: (i: number) => Promise<void>) =>
   measure(name, description, OPS_PER_ROUND, CONCURRENCY, ROUNDS, op);
@@ -34,13 +43,22 @@ async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
   throw new Error('local host did not become healthy within 30 s');
 }
 
+/** Runs `work(i)` for i < count, `concurrency` at a time. */
+async function inParallel(count: number, concurrency: number, work: (i: number) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await work(next++);
+    }),
+  );
+}
+
 async function main(): Promise<void> {
-  const root = projectRoot;
   const azurite = await startAzurite();
   const port = await freePort();
   const prefix = `bench${Date.now().toString(36)}`;
   // The host runs in its own process, as it would in production; this process only generates load.
-  const host = spawn(process.execPath, [path.join(root, 'dist/src/local/main.js')], {
+  const host = spawn(process.execPath, [path.join(projectRoot, 'dist/src/local/main.js')], {
     env: {
       ...process.env,
       BILLING_STORAGE_CONNECTION: azurite.connectionString,
@@ -71,67 +89,148 @@ async function main(): Promise<void> {
       return text;
     };
 
-    console.log(
-      `Seeding ${OWNERS} owners, each with an organization and ${WORKFLOWS_PER_OWNER} workflows ...`,
-    );
-    for (let o = 0; o < OWNERS; o++) {
-      await call('PUT', `directory/orgs/org${o}`, { creatorId: `user${o}` });
-      await Promise.all(
-        Array.from({ length: WORKFLOWS_PER_OWNER }, (_, w) =>
-          call('PUT', `directory/workflows/wf${o}-${w}`, { workspace: { orgId: `org${o}` }, nodeCount: 5 }),
-        ),
+    const seedStarted = Date.now();
+    for (const [size, items] of Object.entries(SIZES)) {
+      console.log(
+        `Seeding owner ${size}: an organization with ${items} workflows (free plan, recorded as a backfill) ...`,
+      );
+      await call('PUT', `directory/orgs/${size}-org`, { creatorId: size });
+      await inParallel(items, SEED_CONCURRENCY, (w) =>
+        call('PUT', `directory/workflows/${size}-${w}`, {
+          workspace: { orgId: `${size}-org` },
+          nodeCount: 5,
+          enforce: false,
+        }),
       );
     }
+    const seedSeconds = round2((Date.now() - seedStarted) / 1000);
+    console.log(`Seeded in ${seedSeconds} s`);
 
-    const baselineClient = TableClient.fromConnectionString(azurite.connectionString, `${prefix}directory`, {
+    const baselineClient = TableClient.fromConnectionString(azurite.connectionString, `${prefix}billing`, {
       allowInsecureConnection: true,
     });
     const results: Measured[] = [];
     results.push(
       await run(
         'baseline: table point read',
-        'TableClient.getEntity of one org index row, no HTTP',
+        "TableClient.getEntity of one owner's subscription-sized row, no HTTP",
         async (i) => {
-          await baselineClient.getEntity(`org:org${i % OWNERS}`, 'ref');
+          await baselineClient.getEntity(i % 2 ? 'small' : 'big', 's|o|alloc');
         },
       ),
     );
     const check = (subject: object, feature: string) =>
       call('POST', 'entitlements/check', { subject, feature });
-    results.push(
-      await run('check: flag (ai_nodes) by org', 'org index read + subscription read', async (i) => {
-        await check({ orgId: `org${i % OWNERS}` }, 'ai_nodes');
+    const subjects = {
+      user: (size: string) => () => ({ userId: size }),
+      org: (size: string) => () => ({ orgId: `${size}-org` }),
+      workflow: (size: string, items: number) => (i: number) => ({
+        workflowId: `${size}-${(i * 7919) % items}`,
       }),
-    );
-    results.push(
-      await run(
-        'check: workflows_per_org by org',
-        'org index + subscription + partition range count',
-        async (i) => {
-          await check({ orgId: `org${i % OWNERS}` }, 'workflows_per_org');
+    } as const;
+    const features = { flag: 'ai_nodes', allocation: 'workflows', executions: 'executions' } as const;
+    for (const [size, items] of Object.entries(SIZES)) {
+      for (const [subjectName, make] of Object.entries(subjects)) {
+        const subject = make(size, items);
+        for (const [featureName, feature] of Object.entries(features)) {
+          results.push(
+            await run(
+              `check: ${featureName} by ${subjectName}, ${items} items`,
+              `POST /api/entitlements/check { subject: ${subjectName}, feature: ${feature} } for an owner over free limits with ${items} workflows`,
+              async (i) => {
+                await check(subject(i), feature);
+              },
+            ),
+          );
+        }
+      }
+    }
+
+    // In this process, over the same tables: the storage calls each operation makes.
+    const counted = { calls: 0 };
+    const countingTable = (name: string) =>
+      observeTable(
+        createAzureTable(
+          { kind: 'connectionString', connectionString: azurite.connectionString },
+          `${prefix}${name}`,
+        ),
+        (_method, _partition, run) => {
+          counted.calls++;
+          return run();
         },
+      );
+    const services = createServices(
+      loadConfig(
+        withLocalDefaults({
+          ...process.env,
+          BILLING_STORAGE_CONNECTION: azurite.connectionString,
+          BILLING_TABLE_PREFIX: prefix,
+        }),
       ),
+      { tables: { directory: countingTable('directory'), billing: countingTable('billing') } },
     );
-    results.push(
-      await run(
-        'check: executions by workflow',
-        'workflow index + org index + subscription + counter',
-        async (i) => {
-          await check({ workflowId: `wf${i % OWNERS}-${i % WORKFLOWS_PER_OWNER}` }, 'executions');
-        },
-      ),
-    );
+    const callsOf = async (work: () => Promise<unknown>) => {
+      await work(); // warm: the organization's creator is remembered after the first look-up
+      const samples: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        counted.calls = 0;
+        await work();
+        samples.push(counted.calls);
+      }
+      return median(samples);
+    };
+    const calls: Record<string, number> = {};
+    for (const [size, items] of Object.entries(SIZES)) {
+      for (const [subjectName, make] of Object.entries(subjects)) {
+        for (const [featureName, feature] of Object.entries(features)) {
+          calls[`check ${featureName} by ${subjectName}, ${items} items`] = await callsOf(() =>
+            services.entitlements.check({ subject: make(size, items)(1), feature }),
+          );
+        }
+      }
+      calls[`summary, ${items} items`] = await callsOf(async () => {
+        const { ownerId, workspace } = await tenantOf(
+          { userId: size, orgId: `${size}-org`, roles: new Set() },
+          services.directory,
+        );
+        return services.summaries.forWorkspace(ownerId, workspace, size);
+      });
+      let run = 0;
+      calls[`consume by workflow, ${items} items`] = await callsOf(() =>
+        services.usage.consume({
+          subject: { workflowId: `${size}-0` },
+          meter: 'executions',
+          quantity: 1,
+          idempotencyKey: `calls-${size}-${run++}`,
+        }),
+      );
+    }
+    console.log('Storage calls per operation:', calls);
+
+    const byName = new Map(results.map((r) => [r.name, r]));
+    const sizeRatios: Record<string, number> = {};
+    for (const subjectName of Object.keys(subjects)) {
+      for (const featureName of Object.keys(features)) {
+        const small = byName.get(`check: ${featureName} by ${subjectName}, ${SIZES.small} items`);
+        const big = byName.get(`check: ${featureName} by ${subjectName}, ${SIZES.big} items`);
+        if (small && big) sizeRatios[`${featureName} by ${subjectName}`] = round2(big.p50Ms / small.p50Ms);
+      }
+    }
+    console.log(`p50 with ${SIZES.big} items / p50 with ${SIZES.small}:`, sizeRatios);
 
     writeReport('entitlements', {
       parameters: {
-        owners: OWNERS,
-        workflowsPerOwner: WORKFLOWS_PER_OWNER,
+        sizes: SIZES,
         concurrency: CONCURRENCY,
         opsPerRound: OPS_PER_ROUND,
         rounds: ROUNDS,
-        catalogFreeWorkflowsPerOrg: catalog.free.limits.workflows_per_org,
+        plan: 'free (over its limits)',
+        freeWorkflowsPerOrg: catalog.free.limits.workflows_per_org,
+        seedSeconds,
       },
       results,
+      p50BigOverSmall: sizeRatios,
+      storageCallsPerOperation: calls,
     });
   } finally {
     host.kill('SIGINT');

@@ -1,19 +1,6 @@
+import { observeTable, type TableMethod } from '../../src/adapters/tables/observed-table.js';
 import type { EntityTable } from '../../src/billing/store.js';
 import { StoreError } from '../../src/billing/store.js';
-
-/** The storage calls of the port, by name. */
-export const TABLE_METHODS = [
-  'get',
-  'create',
-  'upsert',
-  'update',
-  'delete',
-  'list',
-  'transact',
-  'scan',
-  'ping',
-] as const;
-export type TableMethod = (typeof TABLE_METHODS)[number];
 
 export interface CallLog {
   /** Every call, in order: table, method, partition. */
@@ -42,7 +29,7 @@ export function countingTables<T extends Record<string, EntityTable>>(
   const wrapped = Object.fromEntries(
     Object.entries(tables).map(([key, table]) => [
       key,
-      wrapEach(table, (method, partition, run) => {
+      observeTable(table, (method, partition, run) => {
         calls.push({ table: key, method, partition });
         return run();
       }),
@@ -94,7 +81,7 @@ export function faultyTables<T extends Record<string, EntityTable>>(
   const wrapped = Object.fromEntries(
     Object.entries(tables).map(([key, table]) => [
       key,
-      wrapEach(table, async (_method, _partition, run) => {
+      observeTable(table, async (_method, _partition, run) => {
         const call = ++calls;
         if (call !== failAt) return run();
         if (mode === 'before') throw new InjectedFailure(call, mode);
@@ -104,30 +91,4 @@ export function faultyTables<T extends Record<string, EntityTable>>(
     ]),
   ) as T;
   return { tables: wrapped, faults };
-}
-
-/** Runs every call of `table` through `around`, which decides whether and how it reaches storage. */
-function wrapEach(
-  table: EntityTable,
-  around: <R>(method: TableMethod, partition: string, run: () => Promise<R>) => Promise<R>,
-): EntityTable {
-  return {
-    name: table.name,
-    get: (pk, rk) => around('get', pk, () => table.get(pk, rk)),
-    create: (pk, rk, props) => around('create', pk, () => table.create(pk, rk, props)),
-    upsert: (pk, rk, props) => around('upsert', pk, () => table.upsert(pk, rk, props)),
-    update: (pk, rk, props, etag) => around('update', pk, () => table.update(pk, rk, props, etag)),
-    delete: (pk, rk, etag) => around('delete', pk, () => table.delete(pk, rk, etag)),
-    list: (pk, options) => around('list', pk, () => table.list(pk, options)),
-    transact: (pk, actions) => around('transact', pk, () => table.transact(pk, actions)),
-    async *scan(options) {
-      const rows = await around('scan', options.partitionPrefix ?? '', async () => {
-        const all = [];
-        for await (const row of table.scan(options)) all.push(row);
-        return all;
-      });
-      yield* rows;
-    },
-    ping: () => around('ping', '', () => table.ping()),
-  };
 }
