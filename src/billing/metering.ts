@@ -19,7 +19,7 @@ import {
   rolloverRowKey,
   withOptional,
 } from './metering-rows.js';
-import { BALANCE_ROW } from './owner/keys.js';
+import { BALANCE_ROW, LONGEST_PERIOD_MS } from './owner/keys.js';
 import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
 import { meterStatus, type OwnerSnapshot } from './owner/snapshot.js';
 import { PERIOD_KEY_PATTERN } from './periods.js';
@@ -335,11 +335,21 @@ export function createMetering(deps: MeteringDeps): Metering {
   };
 
   /** The terms of a job in this batch's snapshot, checked like a request (they may come from a caller). */
-  const termsOf = (job: Job, snapshot: OwnerSnapshot): ConsumeTerms => {
-    const { terms } = job.request;
-    const resolved = typeof terms === 'function' ? terms(snapshot) : terms;
-    parseRequest(termsSchema, resolved, 'invalid_consume_terms', 'consume terms');
-    return resolved;
+  const termsOf = (source: ConsumeRequest['terms'], snapshot: OwnerSnapshot, code: string): ConsumeTerms => {
+    const terms = typeof source === 'function' ? source(snapshot) : source;
+    if (typeof source === 'function' && !termsSchema.safeParse(terms).success) {
+      // Decided by our own code from the snapshot: a bug here, not a bad request.
+      throw new Error(`Consume terms decided for ${snapshot.ownerId} are invalid: ${JSON.stringify(terms)}`);
+    }
+    parseRequest(termsSchema, terms, code, 'consume terms');
+    // Counters of periods that can no longer be current are not in the snapshot: nothing consumes there.
+    if (terms.period.start.getTime() < snapshot.readAt.getTime() - LONGEST_PERIOD_MS) {
+      throw validationError(
+        'period_out_of_range',
+        `Period ${terms.period.key} started before any period that can still be current; consume in the current period.`,
+      );
+    }
+    return terms;
   };
 
   function schedule(ownerId: OwnerId) {
@@ -413,7 +423,7 @@ export function createMetering(deps: MeteringDeps): Metering {
         const settled = new Set<Job>();
         for (const job of active) {
           try {
-            const terms = termsOf(job, snapshot);
+            const terms = termsOf(job.request.terms, snapshot, 'invalid_consume_terms');
             ready.push({ job, terms, counterKey: usageRowKey(job.request.meter, terms.period) });
           } catch (error) {
             failAll(job, error);
@@ -831,7 +841,7 @@ export function createMetering(deps: MeteringDeps): Metering {
       'usage status request',
     );
     const snapshot = await owners.read(ownerId);
-    const terms = typeof input.terms === 'function' ? input.terms(snapshot) : input.terms;
+    const terms = termsOf(input.terms, snapshot, 'invalid_status_request');
     const status = meterStatus(snapshot, meter, terms.period, terms.allowance);
     return {
       ownerId,

@@ -391,6 +391,31 @@ describe('metering: consume', () => {
     }
   });
 
+  it('refuses a period that can no longer be current, and bad terms for a status, consuming nothing', async () => {
+    const { metering, table } = setup();
+    const longAgo = calendarMonth(new Date('2025-09-15T00:00:00Z'));
+    for (const key of ['old-1', 'old-2']) {
+      await expect(metering.consume(request({ idempotencyKey: key, period: longAgo }))).rejects.toMatchObject(
+        {
+          kind: 'validation',
+          code: 'period_out_of_range',
+        },
+      );
+    }
+    expect(await table.get('alice', usageRowKey('executions', longAgo))).toBeUndefined();
+    await expect(
+      metering.status({
+        ownerId: 'alice',
+        meter: 'executions',
+        terms: {
+          allowance: -5,
+          period: { key: 'nope', start: new Date(2), end: new Date(1) },
+          mode: 'enforce',
+        },
+      }),
+    ).rejects.toMatchObject({ kind: 'validation', code: 'invalid_status_request' });
+  });
+
   it('reports status without consuming: allowance left plus credits', async () => {
     const { metering, credits } = setup();
     await credits.grantCredits({ ownerId: 'alice', credits: 7, sourceId: 'cs_1', description: '7 credits' });
