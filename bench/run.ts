@@ -195,10 +195,21 @@ async function main(): Promise<void> {
         );
         return services.summaries.forWorkspace(ownerId, workspace, size);
       });
+      // A consumption needs a workflow the owner keeps (the rest are locked over the free limits).
+      let kept = 0;
+      while (
+        (
+          await services.entitlements.check({
+            subject: { workflowId: `${size}-${kept}` },
+            feature: 'executions',
+          })
+        ).reason === 'resource_locked'
+      )
+        kept++;
       let run = 0;
       calls[`consume by workflow, ${items} items`] = await callsOf(() =>
         services.usage.consume({
-          subject: { workflowId: `${size}-0` },
+          subject: { workflowId: `${size}-${kept}` },
           meter: 'executions',
           quantity: 1,
           idempotencyKey: `calls-${size}-${run++}`,

@@ -14,11 +14,18 @@ export interface Principal {
 
 const claimsSchema = z.object({
   sub: idSchema,
+  /** Seconds since the epoch; required (a token without it would never expire). */
+  exp: z.number(),
   org: idSchema.optional(),
   roles: z.array(z.string()).optional(),
 });
 
 export type Authenticator = (authorization: string | null) => Promise<Principal>;
+
+/** Verified tokens remembered, so a service calling with the same token is not verified on every call. */
+const REMEMBERED_TOKENS = 10_000;
+/** However long a token is valid, it is verified again after this long. */
+const REMEMBER_MS = 5 * 60_000;
 
 /**
  * Bearer JWT verification with `jose`: against the identity provider's JWKS in production, or a shared
@@ -29,11 +36,18 @@ export function createAuthenticator(auth: Config['auth']): Authenticator {
     auth.kind === 'jwks' ? createRemoteJWKSet(auth.jwksUrl) : auth.secret;
   const algorithms = auth.kind === 'jwks' ? ['RS256', 'ES256', 'PS256', 'EdDSA'] : ['HS256'];
 
+  // The platform's services send the same token on every call until it expires; verifying a signature
+  // (a key import and an HMAC or RSA operation) is most of what an entitlement check costs the CPU.
+  const remembered = new Map<string, { readonly principal: Principal; readonly until: number }>();
+
   return async (authorization) => {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     if (!token) {
       throw unauthenticated('token_missing', 'Send "Authorization: Bearer <access token>".');
     }
+    const known = remembered.get(token);
+    if (known && Date.now() < known.until) return known.principal;
+    if (known) remembered.delete(token); // expired: verified again below, which says so
     let payload: unknown;
     try {
       // jwtVerify's key argument is overloaded; the two branches keep the types exact.
@@ -77,7 +91,17 @@ export function createAuthenticator(auth: Config['auth']): Authenticator {
         `The access token's claims are invalid: ${z.prettifyError(claims.error)}`,
       );
     }
-    return { userId: claims.data.sub, orgId: claims.data.org, roles: new Set(claims.data.roles ?? []) };
+    const principal = {
+      userId: claims.data.sub,
+      orgId: claims.data.org,
+      roles: new Set(claims.data.roles ?? []),
+    };
+    remembered.set(token, { principal, until: Math.min(claims.data.exp * 1000, Date.now() + REMEMBER_MS) });
+    if (remembered.size > REMEMBERED_TOKENS) {
+      const oldest = remembered.keys().next();
+      if (!oldest.done) remembered.delete(oldest.value);
+    }
+    return principal;
   };
 }
 

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAuthenticator } from '../../src/http/auth.js';
 import { freePort } from '../../src/local/azurite.js';
 
@@ -45,6 +45,18 @@ describe('JWT verification', () => {
     expect(principal.userId).toBe('user_1');
     expect(principal.orgId).toBe('org_1');
     expect([...principal.roles]).toEqual(['service']);
+  });
+
+  it('remembers a verified token only until it expires', async () => {
+    const authenticate = createAuthenticator({ kind: 'jwks', jwksUrl, issuer, audience });
+    const token = `Bearer ${await sign({}, (j) => j.setExpirationTime('2m'))}`;
+    expect((await authenticate(token)).userId).toBe('user_1');
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 3 * 60_000 });
+    try {
+      await expect(authenticate(token)).rejects.toMatchObject({ code: 'token_expired' });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses a token without an expiry', async () => {

@@ -1,10 +1,11 @@
 import type { OrgId, OwnerId } from '../ids.js';
+import { LruMap } from '../lru.js';
 
 /**
  * Organization -> creator, remembered in this process. An organization's creator never changes, so
  * the mapping only goes stale when the organization is deleted (and perhaps created again by someone
  * else); every reader confirms it against the owner's snapshot, which lists the owner's organizations,
- * and forgets it when the snapshot does not (`OwnerAccess.resolve`).
+ * and forgets it when the snapshot does not.
  */
 export interface OrgOwnerCache {
   get(orgId: OrgId): OwnerId | undefined;
@@ -13,27 +14,10 @@ export interface OrgOwnerCache {
 }
 
 export function createOrgOwnerCache(maxEntries = 100_000): OrgOwnerCache {
-  const entries = new Map<OrgId, OwnerId>();
+  const entries = new LruMap<OrgId, OwnerId>(maxEntries);
   return {
-    get(orgId) {
-      const ownerId = entries.get(orgId);
-      if (ownerId !== undefined) {
-        // Most recently used last, so the oldest is evicted first.
-        entries.delete(orgId);
-        entries.set(orgId, ownerId);
-      }
-      return ownerId;
-    },
-    set(orgId, ownerId) {
-      entries.delete(orgId);
-      entries.set(orgId, ownerId);
-      if (entries.size > maxEntries) {
-        const oldest = entries.keys().next();
-        if (!oldest.done) entries.delete(oldest.value);
-      }
-    },
-    forget(orgId) {
-      entries.delete(orgId);
-    },
+    get: (orgId) => entries.get(orgId),
+    set: (orgId, ownerId) => entries.set(orgId, ownerId),
+    forget: (orgId) => entries.delete(orgId),
   };
 }
