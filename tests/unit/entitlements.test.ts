@@ -109,11 +109,23 @@ describe('entitlements', () => {
 
   it('follows a workflow moved to another owner (where it was last seen is only a guess)', async () => {
     await services.directory.putOrg('elsewhere', { creatorId: 'bob' });
-    await services.directory.putWorkflow('mover', { workspace: { kind: 'org', orgId: 'acme' }, nodeCount: 1 });
-    const before = await services.entitlements.check({ subject: { workflowId: 'mover' }, feature: 'executions' });
+    await services.directory.putWorkflow('mover', {
+      workspace: { kind: 'org', orgId: 'acme' },
+      nodeCount: 1,
+    });
+    const before = await services.entitlements.check({
+      subject: { workflowId: 'mover' },
+      feature: 'executions',
+    });
     expect(before.owner).toBe('alice');
-    await services.directory.putWorkflow('mover', { workspace: { kind: 'org', orgId: 'elsewhere' }, nodeCount: 1 });
-    const after = await services.entitlements.check({ subject: { workflowId: 'mover' }, feature: 'executions' });
+    await services.directory.putWorkflow('mover', {
+      workspace: { kind: 'org', orgId: 'elsewhere' },
+      nodeCount: 1,
+    });
+    const after = await services.entitlements.check({
+      subject: { workflowId: 'mover' },
+      feature: 'executions',
+    });
     expect(after.owner).toBe('bob');
     await services.directory.deleteWorkflow('mover');
     await expect(
