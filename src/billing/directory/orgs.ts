@@ -180,7 +180,9 @@ export function createOrgs(
   async function dismantle(orgId: OrgId, ownerId: OwnerId): Promise<void> {
     const workspace = { kind: 'org', orgId } as const;
     if (!(await markDeleting(orgId, ownerId))) return;
-    for (;;) {
+    // Nothing new can be claimed into an organization marked deleting, so rounds only repeat while a
+    // release racing this one leaves a tombstone under it: a few at most.
+    await untilSettled(table.name, { what: `DELETE organization ${orgId}`, maxAttempts: 8 }, async () => {
       // Index rows first: each item's index stops naming the organization, then its rows go.
       for (const kind of ['workflow', 'credential'] as const) {
         const items = kind === 'workflow' ? parts.workflows : parts.credentials;
@@ -193,8 +195,8 @@ export function createOrgs(
       }
       while ((await releaseItemsBatch(orgId, ownerId)) > 0) {}
       while ((await parts.members.removeBatch(orgId, ownerId)) > 0) {}
-      if (await removeOrgRow(orgId, ownerId)) return;
-    }
+      return (await removeOrgRow(orgId, ownerId)) ? undefined : RETRY;
+    });
   }
 
   async function putOrg(orgId: OrgId, input: OrgInput): Promise<OrgPutOutcome> {
