@@ -125,55 +125,49 @@ export function createCredits(deps: CreditsDeps): Credits {
       );
     }
     const { ownerId, credits, sourceId, description } = parsed.data;
-    return lanes
-      .run(ownerId, () =>
-        commit<GrantOutcome>(
-          table,
-          ownerId,
-          async () => {
-            const balanceRow = await table.get(ownerId, BALANCE_ROW);
-            const now = clock.now();
-            const at = now.toISOString();
-            const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
-            return write(
-              [
-                // First: if it fails as a duplicate, the failing index says so.
-                {
-                  kind: 'create',
-                  rowKey: grantMarkerKey(sourceId),
-                  props: { credits, description, balanceAfter, at },
-                },
-                balanceAction(balanceRow?.etag, balanceAfter, at),
-                {
-                  kind: 'create',
-                  rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
-                  props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
-                },
-              ],
-              () => ({
-                kind: 'granted',
-                ownerId,
-                sourceId,
-                credits,
-                creditBalance: balanceAfter,
-                grantedAt: at,
-              }),
-              async (error) =>
-                error.reason === 'exists' ? ((await duplicateOf(ownerId, sourceId)) ?? RETRY) : RETRY,
-            );
-          },
-          { what: `granting credits from ${sourceId} to ${ownerId}`, maxAttempts },
-        ),
-      )
-      .catch((error: unknown) => {
-        if (error instanceof ConcurrencyExhaustedError && !(error instanceof CreditsContentionError))
-          throw new CreditsContentionError(
-            `Gave up granting credits from ${sourceId} to ${ownerId} after ${maxAttempts} conflicting writes; nothing was granted. Retry.`,
-            table.name,
-            { cause: error },
+    return lanes.run(ownerId, () =>
+      commit<GrantOutcome>(
+        table,
+        ownerId,
+        async () => {
+          const balanceRow = await table.get(ownerId, BALANCE_ROW);
+          const now = clock.now();
+          const at = now.toISOString();
+          const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
+          return write(
+            [
+              // First: if it fails as a duplicate, the failing index says so.
+              {
+                kind: 'create',
+                rowKey: grantMarkerKey(sourceId),
+                props: { credits, description, balanceAfter, at },
+              },
+              balanceAction(balanceRow?.etag, balanceAfter, at),
+              {
+                kind: 'create',
+                rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
+                props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
+              },
+            ],
+            () => ({
+              kind: 'granted',
+              ownerId,
+              sourceId,
+              credits,
+              creditBalance: balanceAfter,
+              grantedAt: at,
+            }),
+            async (error) =>
+              error.reason === 'exists' ? ((await duplicateOf(ownerId, sourceId)) ?? RETRY) : RETRY,
           );
-        throw error;
-      });
+        },
+        {
+          what: `granting credits from ${sourceId} to ${ownerId}`,
+          maxAttempts,
+          exhausted: (message, tableName, cause) => new CreditsContentionError(message, tableName, { cause }),
+        },
+      ),
+    );
   }
 
   return {

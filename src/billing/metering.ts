@@ -366,16 +366,7 @@ export function createMetering(deps: MeteringDeps): Metering {
       if (jobs.length > 0) leftover = await commitBatch(ownerId, jobs);
     } catch (error) {
       // Settled jobs ignore this; the rest learn that nothing of theirs was committed.
-      const failure =
-        error instanceof ConcurrencyExhaustedError && !(error instanceof MeteringContentionError)
-          ? new MeteringContentionError(
-              `Gave up consuming for ${ownerId} after ${maxAttempts} conflicting writes by other processes; ` +
-                'nothing was consumed. Retry with the same idempotency keys.',
-              table.name,
-              { cause: error },
-            )
-          : error;
-      for (const job of jobs) job.reject(failure);
+      for (const job of jobs) job.reject(error);
     }
     const queue = pending.get(ownerId) ?? [];
     queue.unshift(...leftover);
@@ -481,7 +472,11 @@ export function createMetering(deps: MeteringDeps): Metering {
           },
         );
       },
-      { what: `consuming for ${ownerId}`, maxAttempts },
+      {
+        what: `consuming for ${ownerId}`,
+        maxAttempts,
+        exhausted: (message, tableName, cause) => new MeteringContentionError(message, tableName, { cause }),
+      },
     );
     return leftover.flatMap(({ job }) => [job, ...copiesOf(job)]);
   }
@@ -731,106 +726,101 @@ export function createMetering(deps: MeteringDeps): Metering {
       'invalid_refund_request',
       'refund request',
     );
-    return lanes
-      .run(ownerId, () =>
-        commit<RefundOutcome>(
-          table,
-          ownerId,
-          async () => {
-            const markerRow = await table.get(ownerId, consumeMarkerKey(idempotencyKey));
-            if (!markerRow) return answer({ kind: 'not_found', ownerId, idempotencyKey });
-            const marker = parseRow(consumeMarkerSchema, markerRow, 'consume marker');
-            if (marker.outcome === 'denied') return answer({ kind: 'not_consumed', ownerId, idempotencyKey });
-            if (marker.refundedAt !== undefined) {
-              return answer({
-                kind: 'already_refunded',
-                ownerId,
-                idempotencyKey,
-                refundedAt: marker.refundedAt,
-              });
-            }
-            const counterKey = usageRowKey(marker.meter, {
-              key: marker.periodKey,
-              start: new Date(marker.periodStart),
-            });
-            const [counterRow, balanceRow] = await Promise.all([
-              table.get(ownerId, counterKey),
-              table.get(ownerId, BALANCE_ROW),
-            ]);
-            if (!counterRow) {
-              throw new Error(
-                `Corrupt metering state: ${ownerId}/${counterKey} is missing but consumption ${idempotencyKey} counted in it`,
-              );
-            }
-            const counter = parseUsageCounter(counterRow);
-            const refundedAt = clock.now().toISOString();
-            const used = Math.max(0, counter.used - marker.quantity);
-            const actions: TransactionAction[] = [
-              {
-                kind: 'update',
-                rowKey: markerRow.rowKey,
-                props: { ...markerRow.props, refundedAt },
-                etag: markerRow.etag,
-              },
-              {
-                kind: 'update',
-                rowKey: counterKey,
-                props: {
-                  ...counterRow.props,
-                  used,
-                  allowanceUsed: Math.max(0, counter.allowanceUsed - marker.fromAllowance),
-                  creditsUsed: Math.max(0, counter.creditsUsed - marker.fromCredits),
-                  overage: Math.max(0, counter.overage - marker.overage),
-                  updatedAt: refundedAt,
-                },
-                etag: counterRow.etag,
-              },
-            ];
-            let creditBalance = balanceRow ? parseOwnerRow(balanceSchema, balanceRow).balance : 0;
-            if (marker.fromCredits > 0) {
-              creditBalance += marker.fromCredits;
-              actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
-                kind: 'create',
-                rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
-                props: {
-                  kind: 'refund',
-                  credits: marker.fromCredits,
-                  balanceAfter: creditBalance,
-                  ref: idempotencyKey,
-                  description: `Refund of a failed run's ${marker.fromCredits} credit(s), period ${marker.periodKey}`,
-                  at: refundedAt,
-                  meter: marker.meter,
-                  periodKey: marker.periodKey,
-                },
-              });
-            }
-            return write(actions, () => ({
-              kind: 'refunded',
+    return lanes.run(ownerId, () =>
+      commit<RefundOutcome>(
+        table,
+        ownerId,
+        async () => {
+          const markerRow = await table.get(ownerId, consumeMarkerKey(idempotencyKey));
+          if (!markerRow) return answer({ kind: 'not_found', ownerId, idempotencyKey });
+          const marker = parseRow(consumeMarkerSchema, markerRow, 'consume marker');
+          if (marker.outcome === 'denied') return answer({ kind: 'not_consumed', ownerId, idempotencyKey });
+          if (marker.refundedAt !== undefined) {
+            return answer({
+              kind: 'already_refunded',
               ownerId,
               idempotencyKey,
-              meter: marker.meter,
-              periodKey: marker.periodKey,
-              quantity: marker.quantity,
-              toAllowance: marker.fromAllowance,
-              toCredits: marker.fromCredits,
-              overageReversed: marker.overage,
-              used,
-              creditBalance,
-              refundedAt,
-            }));
-          },
-          { what: `refunding ${idempotencyKey} for ${ownerId}`, maxAttempts },
-        ),
-      )
-      .catch((error: unknown) => {
-        if (error instanceof ConcurrencyExhaustedError && !(error instanceof MeteringContentionError))
-          throw new MeteringContentionError(
-            `Gave up refunding ${idempotencyKey} for ${ownerId} after ${maxAttempts} conflicting writes; nothing was refunded. Retry.`,
-            table.name,
-            { cause: error },
-          );
-        throw error;
-      });
+              refundedAt: marker.refundedAt,
+            });
+          }
+          const counterKey = usageRowKey(marker.meter, {
+            key: marker.periodKey,
+            start: new Date(marker.periodStart),
+          });
+          const [counterRow, balanceRow] = await Promise.all([
+            table.get(ownerId, counterKey),
+            table.get(ownerId, BALANCE_ROW),
+          ]);
+          if (!counterRow) {
+            throw new Error(
+              `Corrupt metering state: ${ownerId}/${counterKey} is missing but consumption ${idempotencyKey} counted in it`,
+            );
+          }
+          const counter = parseUsageCounter(counterRow);
+          const refundedAt = clock.now().toISOString();
+          const used = Math.max(0, counter.used - marker.quantity);
+          const actions: TransactionAction[] = [
+            {
+              kind: 'update',
+              rowKey: markerRow.rowKey,
+              props: { ...markerRow.props, refundedAt },
+              etag: markerRow.etag,
+            },
+            {
+              kind: 'update',
+              rowKey: counterKey,
+              props: {
+                ...counterRow.props,
+                used,
+                allowanceUsed: Math.max(0, counter.allowanceUsed - marker.fromAllowance),
+                creditsUsed: Math.max(0, counter.creditsUsed - marker.fromCredits),
+                overage: Math.max(0, counter.overage - marker.overage),
+                updatedAt: refundedAt,
+              },
+              etag: counterRow.etag,
+            },
+          ];
+          let creditBalance = balanceRow ? parseOwnerRow(balanceSchema, balanceRow).balance : 0;
+          if (marker.fromCredits > 0) {
+            creditBalance += marker.fromCredits;
+            actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
+              kind: 'create',
+              rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
+              props: {
+                kind: 'refund',
+                credits: marker.fromCredits,
+                balanceAfter: creditBalance,
+                ref: idempotencyKey,
+                description: `Refund of a failed run's ${marker.fromCredits} credit(s), period ${marker.periodKey}`,
+                at: refundedAt,
+                meter: marker.meter,
+                periodKey: marker.periodKey,
+              },
+            });
+          }
+          return write(actions, () => ({
+            kind: 'refunded',
+            ownerId,
+            idempotencyKey,
+            meter: marker.meter,
+            periodKey: marker.periodKey,
+            quantity: marker.quantity,
+            toAllowance: marker.fromAllowance,
+            toCredits: marker.fromCredits,
+            overageReversed: marker.overage,
+            used,
+            creditBalance,
+            refundedAt,
+          }));
+        },
+        {
+          what: `refunding ${idempotencyKey} for ${ownerId}`,
+          maxAttempts,
+          exhausted: (message, tableName, cause) =>
+            new MeteringContentionError(message, tableName, { cause }),
+        },
+      ),
+    );
   }
 
   async function status(input: StatusRequest): Promise<MeterStatus> {

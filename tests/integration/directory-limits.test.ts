@@ -1,14 +1,10 @@
-import { describe, expect, inject, it } from 'vitest';
-import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
+import { describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
 import { BillingError } from '../../src/billing/errors.js';
-import { createServices, type Services } from '../../src/composition.js';
-import { loadConfig } from '../../src/config.js';
-import { memoryTables, type Tables } from '../support/directory-scenarios.js';
-import { baseTestEnv } from '../support/env.js';
-import { uniquePrefix } from '../support/harness.js';
+import type { Services } from '../../src/composition.js';
 import { directoryViolations } from '../support/invariants.js';
-import { givenSubscription, manualClock } from '../support/memory.js';
+import { givenSubscription } from '../support/memory.js';
+import { STORES, servicesOver, type Tables } from '../support/stores.js';
 
 /**
  * Limits are exact at create: a directory PUT that creates is the claim on a slot, so N concurrent
@@ -16,28 +12,12 @@ import { givenSubscription, manualClock } from '../support/memory.js';
  * same tables, each with its own in-process lanes and caches). On the memory twin and on Azurite.
  */
 
-const azureTables = (): Tables => {
-  const connection = { kind: 'connectionString', connectionString: inject('azuriteConnection') } as const;
-  const prefix = uniquePrefix();
-  return {
-    directory: createAzureTable(connection, `${prefix}directory`),
-    billing: createAzureTable(connection, `${prefix}billing`),
-  };
-};
-
 const free = catalog.free.limits;
 const org = (orgId: string) => ({ kind: 'org', orgId }) as const;
 
+/** Two processes over the same tables, each with its own in-process lanes and caches. */
 function processes(tables: Tables, env: Record<string, string> = {}): [Services, Services] {
-  const make = () =>
-    createServices(
-      loadConfig({ BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true', ...baseTestEnv, ...env }),
-      {
-        clock: manualClock(),
-        tables,
-      },
-    );
-  return [make(), make()];
+  return [servicesOver(tables, { env }), servicesOver(tables, { env })];
 }
 
 /** Settles every call: 'ok', or the BillingError code it failed with. */
@@ -66,10 +46,7 @@ const limit = (value: number | null) => {
   return value;
 };
 
-describe.each([
-  ['memory', memoryTables],
-  ['azurite', azureTables],
-] as const)('directory limits (%s)', (_name, makeTables) => {
+describe.each(STORES)('directory limits (%s)', (_name, makeTables) => {
   it('creates exactly the limit of workflows in an organization out of many concurrent creates, from two processes', async () => {
     const tables = makeTables();
     const [a, b] = processes(tables);
@@ -173,6 +150,16 @@ describe.each([
       ['workflows_per_org', 'monitor', perOrg],
       ['workflows_per_org', 'monitor', perOrg + 1],
     ]);
+    // A node count raised over the limit in place is allowed and recorded the same way.
+    const [n] = processes(tables, { ENFORCEMENT_OVERRIDES: 'nodes_per_workflow=monitor' });
+    const nodes = limit(free.nodes_per_workflow);
+    expect((await n.directory.putWorkflow('m0', { workspace: org('acme'), nodeCount: nodes + 3 })).kind).toBe(
+      'updated',
+    );
+    const nodeRecords = await tables.billing.list('alice', { prefix: 'monitor|' });
+    expect(
+      nodeRecords.filter((r) => r.props.feature === 'nodes_per_workflow').map((r) => r.props.used),
+    ).toEqual([nodes + 3]);
   }, 60_000);
 
   it('records a backfill with enforce: false beyond the limits; what is over is locked', async () => {

@@ -1,13 +1,8 @@
-import { describe, expect, inject, it } from 'vitest';
-import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
+import { describe, expect, it } from 'vitest';
 import type { Services } from '../../src/composition.js';
-import { createServices } from '../../src/composition.js';
-import { loadConfig } from '../../src/config.js';
-import { memoryTables, type Tables } from '../support/directory-scenarios.js';
-import { baseTestEnv } from '../support/env.js';
-import { uniquePrefix } from '../support/harness.js';
 import { directoryViolations } from '../support/invariants.js';
 import { manualClock } from '../support/memory.js';
+import { memoryTables, STORES, servicesOver as servicesOn, type Tables } from '../support/stores.js';
 import { faultyTables, InjectedFailure } from '../support/tables.js';
 
 /**
@@ -16,15 +11,6 @@ import { faultyTables, InjectedFailure } from '../support/tables.js';
  * the old rows and records that it is done. A crash at any point of a migration is finished by the
  * next read.
  */
-
-const azureTables = (): Tables => {
-  const connection = { kind: 'connectionString', connectionString: inject('azuriteConnection') } as const;
-  const prefix = uniquePrefix();
-  return {
-    directory: createAzureTable(connection, `${prefix}directory`),
-    billing: createAzureTable(connection, `${prefix}billing`),
-  };
-};
 
 const at = (minute: number) => new Date(Date.UTC(2026, 9, 1, 12, minute)).toISOString();
 
@@ -86,10 +72,7 @@ async function givenFirstLayout(tables: Tables): Promise<void> {
 }
 
 const servicesOver = (tables: Tables): Services =>
-  createServices(loadConfig({ BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true', ...baseTestEnv }), {
-    clock: manualClock('2026-11-15T12:00:00.000Z'),
-    tables,
-  });
+  servicesOn(tables, { clock: manualClock('2026-11-15T12:00:00.000Z') });
 
 /** What alice's owner looks like through the API; the same before and after the sweep. */
 async function aliceAnswers(services: Services) {
@@ -119,10 +102,7 @@ const SCOPE = {
   credentials: ['c1'],
 };
 
-describe.each([
-  ['memory', memoryTables],
-  ['azurite', azureTables],
-] as const)('owners in the first layout (%s)', (_name, makeTables) => {
+describe.each(STORES)('owners in the first layout (%s)', (_name, makeTables) => {
   it('answer as before on their first read, and the same after the sweep removed the old rows', async () => {
     const tables = makeTables();
     await givenFirstLayout(tables);

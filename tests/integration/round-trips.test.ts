@@ -1,14 +1,10 @@
-import { describe, expect, inject, it } from 'vitest';
-import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
+import { describe, expect, it } from 'vitest';
 import type { FeatureName } from '../../src/billing/catalog.js';
 import type { Subject } from '../../src/billing/entitlements.js';
-import { createServices, type Services } from '../../src/composition.js';
-import { loadConfig } from '../../src/config.js';
+import type { Services } from '../../src/composition.js';
 import { tenantOf } from '../../src/http/tenant.js';
-import { memoryTables, type Tables } from '../support/directory-scenarios.js';
-import { baseTestEnv } from '../support/env.js';
-import { uniquePrefix } from '../support/harness.js';
-import { givenSubscription, manualClock } from '../support/memory.js';
+import { givenSubscription } from '../support/memory.js';
+import { azuriteTables, memoryTables, servicesOver, type Tables } from '../support/stores.js';
 import { type CallLog, countingTables } from '../support/tables.js';
 
 /**
@@ -17,15 +13,6 @@ import { type CallLog, countingTables } from '../support/tables.js';
  * owner's size and whether or not it is over a limit.
  */
 
-const azureTables = (): Tables => {
-  const connection = { kind: 'connectionString', connectionString: inject('azuriteConnection') } as const;
-  const prefix = uniquePrefix();
-  return {
-    directory: createAzureTable(connection, `${prefix}directory`),
-    billing: createAzureTable(connection, `${prefix}billing`),
-  };
-};
-
 const org = (orgId: string) => ({ kind: 'org', orgId }) as const;
 
 async function setUp(
@@ -33,10 +20,7 @@ async function setUp(
   bigItems: number,
 ): Promise<{ services: Services; log: CallLog }> {
   const { tables, log } = countingTables(makeTables());
-  const services = createServices(
-    loadConfig({ BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true', ...baseTestEnv }),
-    { clock: manualClock(), tables },
-  );
+  const services = servicesOver(tables);
   // A deployment's sweep has run: reads no longer look for the first layout.
   expect((await services.migration.run()).complete).toBe(true);
   const d = services.directory;
@@ -70,7 +54,7 @@ async function roundTrips(log: CallLog, work: () => Promise<unknown>): Promise<n
 
 describe.each([
   ['memory', memoryTables, 1_000],
-  ['azurite', azureTables, 250],
+  ['azurite', azuriteTables, 250],
 ] as const)('round trips per decision (%s)', (_name, makeTables, bigItems) => {
   it('checks cost 1 for user and organization subjects and 2 for a workflow, for any owner size', async () => {
     const { services, log } = await setUp(makeTables, bigItems);
@@ -107,7 +91,7 @@ describe.each([
 
   it('a first check of an organization costs one more, to learn its creator', async () => {
     const { services, log } = await setUp(makeTables, 10);
-    const fresh = createServices(services.config, { clock: manualClock(), tables: services.tables });
+    const fresh = servicesOver(services.tables);
     await fresh.migration.run();
     expect(
       await roundTrips(log, () =>

@@ -1,11 +1,11 @@
-import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import type { Directory } from '../../src/billing/directory/index.js';
-import type { EntityTable } from '../../src/billing/store.js';
-import { createServices, type Services } from '../../src/composition.js';
-import { loadConfig } from '../../src/config.js';
-import { baseTestEnv } from './env.js';
+import type { Services } from '../../src/composition.js';
 import { directoryViolations } from './invariants.js';
-import { givenSubscription, manualClock } from './memory.js';
+import { memoryTables, servicesOver, type Tables } from './stores.js';
+
+export { memoryTables, servicesOver, type Tables };
+
+import { givenSubscription } from './memory.js';
 import { type FailureMode, faultyTables, InjectedFailure } from './tables.js';
 
 /**
@@ -13,8 +13,6 @@ import { type FailureMode, faultyTables, InjectedFailure } from './tables.js';
  * DELETE of everything), against the invariants of `directoryViolations`: the proof that no crash point
  * leaves a row counted that cannot be deleted, and that a retry finishes the job.
  */
-
-export type Tables = { readonly directory: EntityTable; readonly billing: EntityTable };
 
 export const SCOPE = {
   owners: ['alice', 'bob'],
@@ -83,11 +81,6 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   { name: 'DELETE a credential', run: (d) => d.deleteCredential('cr-a1') },
 ];
-
-export function servicesOver(tables: Tables): Services {
-  const config = loadConfig({ BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true', ...baseTestEnv });
-  return createServices(config, { clock: manualClock(), tables });
-}
 
 /** What the directory says, through its own API: the state a retry must reach. */
 export async function logicalState(directory: Directory) {
@@ -181,8 +174,3 @@ export async function crashEveryCall(
   }
   return { calls, failures };
 }
-
-export const memoryTables = (): Tables => ({
-  directory: createMemoryTable('directory'),
-  billing: createMemoryTable('billing'),
-});

@@ -1,17 +1,11 @@
-import type { Catalog } from '../catalog.js';
-import type { Clock } from '../clock.js';
-import type { EnforcementPolicy } from '../enforcement.js';
 import { BillingError } from '../errors.js';
 import type { CredentialId, OrgId, OwnerId, UserId, WorkflowId, Workspace } from '../ids.js';
 import { createOwnerLanes } from '../metering-lanes.js';
 import { listOwnedItems } from '../owner/items.js';
-import type { OwnerAccess } from '../owner/owner-access.js';
 import { seatsInUse } from '../owner/snapshot.js';
-import type { EntityTable } from '../store.js';
 import { type DirectoryContext, ownerOfOrg, ownerOfWorkspace } from './context.js';
 import { createItems } from './items.js';
 import { createMembers, type MemberRecord } from './members.js';
-import type { OrgOwnerCache } from './org-owners.js';
 import { createOrgs, type OrgInput, type OrgRecord } from './orgs.js';
 
 export type { MemberRecord } from './members.js';
@@ -99,17 +93,8 @@ export interface CredentialRecord {
 export type PutOutcome<T> = { readonly kind: 'created' | 'updated' | 'unchanged'; readonly record: T };
 export type DeleteOutcome = { readonly kind: 'deleted' | 'absent' };
 
-export interface DirectoryDeps {
-  /** The `directory` table (index partitions). */
-  readonly indexTable: EntityTable;
-  /** The owner-partitioned `billing` table. */
-  readonly ownerTable: EntityTable;
-  readonly owners: OwnerAccess;
-  readonly orgOwners: OrgOwnerCache;
-  readonly catalog: Catalog;
-  readonly enforcement: EnforcementPolicy;
-  readonly clock: Clock;
-}
+/** What the directory is built from: its parts' shared context, less the lanes it makes itself. */
+export type DirectoryDeps = Omit<DirectoryContext, 'lanes'>;
 
 export function createDirectory(deps: DirectoryDeps): Directory {
   const ctx: DirectoryContext = { ...deps, lanes: createOwnerLanes() };

@@ -1,4 +1,5 @@
 import { decideCreate } from '../access/decide.js';
+import { wouldDenyAction } from '../access/would-deny.js';
 import { limitReached } from '../errors.js';
 import type { OwnerId, Workspace } from '../ids.js';
 import type { ItemKind } from '../owner/keys.js';
@@ -232,6 +233,14 @@ export function createItems(ctx: DirectoryContext, kind: ItemKind) {
         const location = { ...committed, ownerId, nodeCount: input.nodeCount };
         const written = await writeIndex(ctx, kind, id, index, { ...index, committed: location });
         if (!written) return RETRY;
+        if (verdict.wouldDeny.length > 0) {
+          // Allowed under monitor (or a grace period): the would-be denial is recorded for the owner.
+          const at = ctx.clock.now().toISOString();
+          await ctx.ownerTable.transact(
+            ownerId,
+            verdict.wouldDeny.map((wd) => wouldDenyAction(wd, { subject: subjectOf(id), at })),
+          );
+        }
         return { kind: 'updated', record: recordOf(id, location, ownerId, index.createdAt) };
       }
       // A create or a move. Refuse early, writing nothing, when the target is already full.

@@ -56,6 +56,8 @@ export interface CommitOptions {
   readonly baseDelayMs?: number;
   /** @default 250 */
   readonly maxDelayMs?: number;
+  /** The error to throw after too many conflicts (a caller's own subclass); `ConcurrencyExhaustedError` by default. */
+  readonly exhausted?: (message: string, table: string, cause: ConcurrencyExhaustedError) => Error;
 }
 
 /**
@@ -102,10 +104,9 @@ export async function untilSettled<T>(
     if (settled !== RETRY) return settled;
     if (round < maxAttempts) await pause(round, base, cap);
   }
-  throw new ConcurrencyExhaustedError(
-    `Gave up ${options.what} after ${maxAttempts} conflicting writes by others; nothing more was written. Retry.`,
-    tableName,
-  );
+  const message = `Gave up ${options.what} after ${maxAttempts} conflicting writes by others; nothing more was written. Retry.`;
+  const error = new ConcurrencyExhaustedError(message, tableName);
+  throw options.exhausted ? options.exhausted(message, tableName, error) : error;
 }
 
 /** "Full jitter": a random pause up to an exponentially growing bound, so racing writers spread out. */
