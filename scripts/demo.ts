@@ -220,6 +220,20 @@ async function main(): Promise<void> {
   const denied = await check();
   showDecision(denied);
   if (denied.allowed) throw new DemoError('Expected the free plan to deny another workflow.');
+  // The limit holds at create too: a platform that skips the check cannot race past it.
+  const over = await fetch(`${API}/api/directory/workflows/${orgId}-wf-over`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${service}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ workspace: { orgId }, nodeCount: 3 }),
+  });
+  const refusal = z
+    .object({ code: z.string(), feature: z.string(), used: z.number(), limit: z.number() })
+    .safeParse(await over.json());
+  if (over.status !== 402 || !refusal.success)
+    throw new DemoError(`Expected 402 for a workflow over the free limit, got ${over.status}.`);
+  say(
+    `PUT one more workflow: ${over.status} ${refusal.data.code} (${refusal.data.feature} ${refusal.data.used} of ${refusal.data.limit}); nothing written`,
+  );
 
   heading(3, 'It checks out Pro and pays');
   const checkout = await api(checkoutSchema, 'POST', '/billing/checkout', {
