@@ -210,8 +210,13 @@ export function createItems(ctx: DirectoryContext, kind: ItemKind) {
         nodeCount: input.nodeCount,
       };
       if (index?.pending) {
-        // A change in progress (or crashed): the same one is carried on, another is undone first.
-        if (sameWorkspace(index.pending.workspace, input.workspace))
+        // A change in progress (or crashed): the same one is carried on, another is undone first. (The
+        // same workspace under another owner is another change: its organization was created again.)
+        const pendingOwner = index.pending.ownerId;
+        if (
+          sameWorkspace(index.pending.workspace, input.workspace) &&
+          (pendingOwner === undefined || pendingOwner === targetOwner)
+        )
           return complete(id, index, target, input);
         await rollBack(ctx, kind, id, index);
         return RETRY;
