@@ -128,7 +128,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   // One lane per owner in this process, shared by consumption and credit grants.
   const lanes = createOwnerLanes();
   const metering = createMetering({ table: tables.billing, owners, clock, lanes });
-  const credits = createCredits({ table: tables.billing, clock, lanes });
+  const credits = createCredits({ table: tables.billing, owners, clock, lanes });
   const rollover = createRollover({
     table: tables.billing,
     clock,

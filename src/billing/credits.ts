@@ -17,6 +17,7 @@ import {
 } from './metering-rows.js';
 import { BALANCE_ROW } from './owner/keys.js';
 import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
+import { type OwnerSnapshot, withVersion } from './owner/snapshot.js';
 import { commit, RETRY, write } from './storage/commit.js';
 import { ConcurrencyExhaustedError, type EntityTable, type StoredEntity } from './store.js';
 
@@ -83,6 +84,8 @@ export class CreditsContentionError extends ConcurrencyExhaustedError {}
 export interface CreditsDeps {
   /** The owner-partitioned `billing` table. */
   readonly table: EntityTable;
+  /** Reads owner snapshots (the balance, and the version a grant bumps). */
+  readonly owners: { read(ownerId: OwnerId): Promise<OwnerSnapshot> };
   readonly clock: Clock;
   /** The lanes given to `createMetering`, so a grant queues behind consumptions. @default a new one */
   readonly lanes?: OwnerLanes;
@@ -100,7 +103,7 @@ const grantSchema = z.object({
 const DEFAULT_LEDGER_LIMIT = 50;
 
 export function createCredits(deps: CreditsDeps): Credits {
-  const { table, clock } = deps;
+  const { table, clock, owners } = deps;
   const lanes = deps.lanes ?? createOwnerLanes();
   const maxAttempts = deps.maxAttempts ?? 10;
 
@@ -130,25 +133,25 @@ export function createCredits(deps: CreditsDeps): Credits {
         table,
         ownerId,
         async () => {
-          const balanceRow = await table.get(ownerId, BALANCE_ROW);
+          const snapshot = await owners.read(ownerId);
           const now = clock.now();
           const at = now.toISOString();
-          const balanceAfter = (balanceRow ? readBalance(balanceRow) : 0) + credits;
+          const balanceAfter = snapshot.balance.credits + credits;
           return write(
-            [
+            withVersion(snapshot, [
               // First: if it fails as a duplicate, the failing index says so.
               {
                 kind: 'create',
                 rowKey: grantMarkerKey(sourceId),
                 props: { credits, description, balanceAfter, at },
               },
-              balanceAction(balanceRow?.etag, balanceAfter, at),
+              balanceAction(snapshot.balance.etag, balanceAfter, at),
               {
                 kind: 'create',
                 rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
                 props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
               },
-            ],
+            ]),
             () => ({
               kind: 'granted',
               ownerId,

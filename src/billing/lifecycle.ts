@@ -10,6 +10,7 @@ import type { OwnerId } from './ids.js';
 import { listOwnedItems } from './owner/items.js';
 import { SUBSCRIPTION_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
+import { withVersion } from './owner/snapshot.js';
 import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
@@ -248,7 +249,7 @@ export function createSubscriptionSync(deps: {
               }
             }
             return write(
-              actions,
+              withVersion(snapshot, actions),
               () =>
                 changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId },
               // The marker is action 0: if it exists, a concurrent copy of this event won.

@@ -8,7 +8,7 @@ import { listOwnedItems } from './owner/items.js';
 import { KEEP_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { chunkedJson } from './owner/rows.js';
-import type { OwnerSnapshot } from './owner/snapshot.js';
+import { type OwnerSnapshot, withVersion } from './owner/snapshot.js';
 import { commit, write } from './storage/commit.js';
 import { type EntityTable, TABLE_LIMITS, type TransactionAction } from './store.js';
 
@@ -91,7 +91,7 @@ export function createLocks(deps: {
           const allocation = await allocationAfter(snapshot, caps.limits, { keep: next }, () =>
             listOwnedItems(table, ownerId),
           );
-          return write([action, allocation.action], () => next);
+          return write(withVersion(snapshot, [action, allocation.action]), () => next);
         },
         { what: `setting what ${ownerId} keeps` },
       );

@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import { ENFORCEMENT_MODES, type EnforcementMode } from './enforcement.js';
 import { BillingError, conflict, type FieldIssue, validationError } from './errors.js';
 import { idSchema, type OwnerId } from './ids.js';
+import { LruMap } from './lru.js';
 import { createOwnerLanes, type OwnerLanes } from './metering-lanes.js';
 import {
   balanceAction,
@@ -19,9 +20,8 @@ import {
   rolloverRowKey,
   withOptional,
 } from './metering-rows.js';
-import { BALANCE_ROW, LONGEST_PERIOD_MS } from './owner/keys.js';
-import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
-import { meterStatus, type OwnerSnapshot } from './owner/snapshot.js';
+import { BALANCE_ROW, LONGEST_PERIOD_MS, VERSION_ROW } from './owner/keys.js';
+import { meterStatus, type OwnerSnapshot, versionAction, withVersion } from './owner/snapshot.js';
 import { PERIOD_KEY_PATTERN } from './periods.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
@@ -188,6 +188,8 @@ export interface MeteringOptions {
   readonly maxAttempts?: number;
   /** Answers remembered in this process, so an in-process replay costs no round trip. @default 10000 */
   readonly memoSize?: number;
+  /** Owners whose snapshot this process keeps between batches (see `known`). @default 10000 */
+  readonly snapshotsKept?: number;
 }
 
 export interface MeteringDeps {
@@ -201,8 +203,8 @@ export interface MeteringDeps {
   readonly options?: MeteringOptions;
 }
 
-/** Entity-group transactions take at most 100 actions. */
-const MAX_ACTIONS = 100;
+/** Entity-group transactions take at most 100 actions; one is the snapshot's version. */
+const MAX_ACTIONS = 99;
 
 const periodSchema = z
   .object({
@@ -287,6 +289,11 @@ interface Plan {
   readonly actions: readonly TransactionAction[];
   /** Counters this transaction creates: their rollover index rows must exist first. */
   readonly created: readonly CounterState[];
+  /** The counters and balance as the transaction leaves them (to keep the snapshot current). */
+  readonly after: {
+    readonly counters: ReadonlyArray<{ readonly rowKey: string; readonly counter: UsageCounter }>;
+    readonly balance: number | undefined;
+  };
 }
 
 export function createMetering(deps: MeteringDeps): Metering {
@@ -304,6 +311,31 @@ export function createMetering(deps: MeteringDeps): Metering {
   const memo = new Map<string, ConsumeOutcome>();
   /** Rollover index rows this process has written (they are idempotent; this only saves round trips). */
   const indexed = new Set<string>();
+  /**
+   * Each owner's snapshot as this process's last transaction left it (from the ETags it returned). A
+   * batch decides from it without reading: its transaction is conditional on the snapshot's version,
+   * which every change by anyone bumps, so if anything changed it fails and the batch reads afresh.
+   */
+  const known = new LruMap<OwnerId, OwnerSnapshot>(deps.options?.snapshotsKept ?? 10_000);
+
+  /** The snapshot after this process's own transaction, or `undefined` when an ETag is missing. */
+  const afterCommit = (snapshot: OwnerSnapshot, plan: Plan, etags: ReadonlyMap<string, string>) => {
+    const version = etags.get(VERSION_ROW);
+    if (version === undefined) return undefined;
+    const counters = new Map(snapshot.counters);
+    for (const { rowKey, counter } of plan.after.counters) {
+      const etag = etags.get(rowKey);
+      if (etag === undefined) return undefined;
+      counters.set(rowKey, { counter, etag });
+    }
+    let balance = snapshot.balance;
+    if (plan.after.balance !== undefined) {
+      const etag = etags.get(BALANCE_ROW);
+      if (etag === undefined) return undefined;
+      balance = { credits: plan.after.balance, etag };
+    }
+    return { ...snapshot, counters, balance, version: { value: snapshot.version.value + 1, etag: version } };
+  };
 
   const remember = (outcome: ConsumeOutcome) => {
     memo.set(`${outcome.ownerId}|${outcome.idempotencyKey}`, outcome);
@@ -407,9 +439,11 @@ export function createMetering(deps: MeteringDeps): Metering {
     await commit(
       table,
       ownerId,
-      async () => {
+      async (round) => {
         if (active.length === 0) return answer(undefined);
-        const snapshot = await owners.read(ownerId);
+        // The snapshot this process left, if any (after a conflict: a fresh read).
+        const kept = round === 1 ? known.get(ownerId) : undefined;
+        const snapshot = kept ? { ...kept, readAt: clock.now() } : await owners.read(ownerId);
         const ready: Ready[] = [];
         const settled = new Set<Job>();
         for (const job of active) {
@@ -453,15 +487,19 @@ export function createMetering(deps: MeteringDeps): Metering {
         await ensureIndexed(ownerId, plan.created);
         return write(
           plan.actions,
-          () => {
+          ({ etags }) => {
             for (const { job, outcome } of plan.included) {
               remember(outcome);
               settleAll(job, outcome, false);
             }
             leftover = plan.leftover;
             active = [];
+            const next = afterCommit(snapshot, plan, etags);
+            if (next) known.set(ownerId, next);
+            else known.delete(ownerId);
           },
           async (error): Promise<typeof RETRY> => {
+            known.delete(ownerId);
             const replays = await findReplays(ownerId, plan.included, error);
             for (const { job, outcome } of replays) {
               remember(outcome);
@@ -655,9 +693,26 @@ export function createMetering(deps: MeteringDeps): Metering {
     return {
       included,
       leftover: jobs.slice(leftoverFrom),
-      // Markers first: a failing create at index i < included.length is a replay of included[i].
-      actions: [...markers, ...fixed, ...extras],
+      // Markers first: a failing create at index i < included.length is a replay of included[i]. The
+      // version always: even a batch of denials was decided from the snapshot, which may be one kept
+      // from an earlier batch, and must not commit if anything changed since.
+      actions: [...markers, ...fixed, ...extras, versionAction(snapshot)],
       created,
+      after: {
+        counters: [...counters.values()]
+          .filter((c) => c.changed)
+          .map((c) => ({
+            rowKey: c.rowKey,
+            counter: {
+              ...c.counter,
+              allowance: c.allowance,
+              periodStart: c.periodStart,
+              periodEnd: c.periodEnd,
+              createdAt: c.createdAt ?? at,
+            },
+          })),
+        balance: balance.changed ? balance.balance : undefined,
+      },
     };
   }
 
@@ -747,9 +802,11 @@ export function createMetering(deps: MeteringDeps): Metering {
             key: marker.periodKey,
             start: new Date(marker.periodStart),
           });
-          const [counterRow, balanceRow] = await Promise.all([
+          // The counter by itself (its period may be older than the snapshot's range); the balance and the
+          // version from the snapshot.
+          const [counterRow, snapshot] = await Promise.all([
             table.get(ownerId, counterKey),
-            table.get(ownerId, BALANCE_ROW),
+            owners.read(ownerId),
           ]);
           if (!counterRow) {
             throw new Error(
@@ -780,10 +837,10 @@ export function createMetering(deps: MeteringDeps): Metering {
               etag: counterRow.etag,
             },
           ];
-          let creditBalance = balanceRow ? parseOwnerRow(balanceSchema, balanceRow).balance : 0;
+          let creditBalance = snapshot.balance.credits;
           if (marker.fromCredits > 0) {
             creditBalance += marker.fromCredits;
-            actions.push(balanceAction(balanceRow?.etag, creditBalance, refundedAt), {
+            actions.push(balanceAction(snapshot.balance.etag, creditBalance, refundedAt), {
               kind: 'create',
               rowKey: ledgerRowKey(new Date(refundedAt), 0, 'refund', idempotencyKey),
               props: {
@@ -798,20 +855,23 @@ export function createMetering(deps: MeteringDeps): Metering {
               },
             });
           }
-          return write(actions, () => ({
-            kind: 'refunded',
-            ownerId,
-            idempotencyKey,
-            meter: marker.meter,
-            periodKey: marker.periodKey,
-            quantity: marker.quantity,
-            toAllowance: marker.fromAllowance,
-            toCredits: marker.fromCredits,
-            overageReversed: marker.overage,
-            used,
-            creditBalance,
-            refundedAt,
-          }));
+          return write(withVersion(snapshot, actions), () => {
+            known.delete(ownerId);
+            return {
+              kind: 'refunded',
+              ownerId,
+              idempotencyKey,
+              meter: marker.meter,
+              periodKey: marker.periodKey,
+              quantity: marker.quantity,
+              toAllowance: marker.fromAllowance,
+              toCredits: marker.fromCredits,
+              overageReversed: marker.overage,
+              used,
+              creditBalance,
+              refundedAt,
+            };
+          });
         },
         {
           what: `refunding ${idempotencyKey} for ${ownerId}`,

@@ -4,6 +4,7 @@ import type { Clock } from '../../src/billing/clock.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { usageRowKey } from '../../src/billing/usage.js';
 import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
+import { givenOwnerRows } from '../support/memory.js';
 
 const freeExecutions = catalog.free.limits.executions ?? 0;
 
@@ -100,8 +101,10 @@ describe('usage metering over HTTP', () => {
 
   it('answers 402 with what is left when the allowance runs out, consuming nothing', async () => {
     const period = (await host.services.entitlements.capabilities('u-use')).period;
-    await host.services.tables.billing.upsert('u-use', usageRowKey('executions', period), {
-      used: freeExecutions - 2,
+    await givenOwnerRows(host.services, 'u-use', {
+      [usageRowKey('executions', period)]: {
+        used: freeExecutions - 2,
+      },
     });
     const denied = await consume({
       subject: { orgId: 'o-use' },
@@ -219,15 +222,17 @@ describe('usage metering over HTTP', () => {
     expect(proPerOrg).toBeGreaterThan(perOrg);
     await host.call('PUT', '/api/directory/orgs/o-lock', { token: service, body: { creatorId: 'u-lock' } });
     const subscription = (status: 'active' | 'canceled') =>
-      host.services.tables.billing.upsert('u-lock', SUBSCRIPTION_ROW, {
-        plan: 'pro',
-        interval: 'monthly',
-        status,
-        seats: 1,
-        currentPeriodStart: '2026-12-01T00:00:00.000Z',
-        currentPeriodEnd: '2027-01-01T00:00:00.000Z',
-        cancelAtPeriodEnd: false,
-        updatedAt: '2026-12-01T00:00:00.000Z',
+      givenOwnerRows(host.services, 'u-lock', {
+        [SUBSCRIPTION_ROW]: {
+          plan: 'pro',
+          interval: 'monthly',
+          status,
+          seats: 1,
+          currentPeriodStart: '2026-12-01T00:00:00.000Z',
+          currentPeriodEnd: '2027-01-01T00:00:00.000Z',
+          cancelAtPeriodEnd: false,
+          updatedAt: '2026-12-01T00:00:00.000Z',
+        },
       });
     // Paid Pro, created perOrg + 2 workflows (more than free allows, so only on Pro), then the
     // subscription ended: back on free.
@@ -248,15 +253,17 @@ describe('usage metering over HTTP', () => {
       idempotencyKey: 'pre-lock',
     });
     expect(before.status, before.text).toBe(200);
-    await host.services.tables.billing.upsert('u-lock', SUBSCRIPTION_ROW, {
-      plan: 'pro',
-      interval: 'monthly',
-      status: 'canceled',
-      seats: 1,
-      currentPeriodStart: '2026-11-01T00:00:00.000Z',
-      currentPeriodEnd: '2026-12-01T00:00:00.000Z',
-      cancelAtPeriodEnd: false,
-      updatedAt: '2026-12-01T00:00:00.000Z',
+    await givenOwnerRows(host.services, 'u-lock', {
+      [SUBSCRIPTION_ROW]: {
+        plan: 'pro',
+        interval: 'monthly',
+        status: 'canceled',
+        seats: 1,
+        currentPeriodStart: '2026-11-01T00:00:00.000Z',
+        currentPeriodEnd: '2026-12-01T00:00:00.000Z',
+        cancelAtPeriodEnd: false,
+        updatedAt: '2026-12-01T00:00:00.000Z',
+      },
     });
     const owner = await token({ sub: 'u-lock', org: 'o-lock' });
     const locked = async () =>

@@ -38,7 +38,7 @@ function processOn(table: EntityTable) {
   const owners = createOwnerStore({ table, clock: systemClock });
   return {
     metering: createMetering({ table, owners, clock: systemClock, lanes, options: { maxAttempts: 30 } }),
-    credits: createCredits({ table, clock: systemClock, lanes }),
+    credits: createCredits({ table, owners, clock: systemClock, lanes }),
   };
 }
 

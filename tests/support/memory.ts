@@ -1,7 +1,10 @@
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import type { Clock } from '../../src/billing/clock.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
+import { withVersion } from '../../src/billing/owner/snapshot.js';
 import type { EventQueue } from '../../src/billing/queue.js';
+import { commit, write } from '../../src/billing/storage/commit.js';
+import type { EntityProps } from '../../src/billing/store.js';
 import type { SubscriptionState } from '../../src/billing/subscription.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
@@ -36,9 +39,33 @@ export function memoryServices(env: Record<string, string> = {}, clock: Clock = 
 }
 
 /**
- * Writes a subscription row the way the Stripe processor will. Until that processor exists, tests of
- * access levels place the state directly; the row format is the one `createSubscriptions` parses.
+ * Writes rows of an owner's snapshot directly (a subscription state, a counter), as an operator's repair
+ * would: with the snapshot's version bumped in the same transaction, as every change to the snapshot
+ * must, so that processes keeping the snapshot see it.
  */
+export async function givenOwnerRows(
+  services: Services,
+  ownerId: string,
+  rows: Readonly<Record<string, EntityProps>>,
+): Promise<void> {
+  await commit(
+    services.tables.billing,
+    ownerId,
+    async () => {
+      const snapshot = await services.owners.read(ownerId);
+      return write(
+        withVersion(
+          snapshot,
+          Object.entries(rows).map(([rowKey, props]) => ({ kind: 'upsert' as const, rowKey, props })),
+        ),
+        () => undefined,
+      );
+    },
+    { what: `writing rows of ${ownerId}` },
+  );
+}
+
+/** Places a subscription state directly (tests of access levels), in the row format the processor writes. */
 export async function givenSubscription(
   services: Services,
   ownerId: string,
@@ -53,5 +80,5 @@ export async function givenSubscription(
     updatedAt: '2026-11-01T00:00:00.000Z',
     ...state,
   };
-  await services.tables.billing.upsert(ownerId, SUBSCRIPTION_ROW, row);
+  await givenOwnerRows(services, ownerId, { [SUBSCRIPTION_ROW]: row });
 }

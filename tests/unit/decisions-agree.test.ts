@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { usageRowKey } from '../../src/billing/usage.js';
 import type { Services } from '../../src/composition.js';
-import { givenSubscription, memoryServices } from '../support/memory.js';
+import { givenOwnerRows, givenSubscription, memoryServices } from '../support/memory.js';
 
 /**
  * A check and a consumption for the same owner at the same moment give the same answer: both decide
@@ -10,12 +10,14 @@ import { givenSubscription, memoryServices } from '../support/memory.js';
 
 async function givenUsage(services: Services, ownerId: string, allowanceUsed: number, credits: number) {
   const { period } = await services.entitlements.capabilities(ownerId);
-  await services.tables.billing.upsert(ownerId, usageRowKey('executions', period), {
-    used: allowanceUsed,
-    allowanceUsed,
-    periodKey: period.key,
-    periodStart: period.start.toISOString(),
-    periodEnd: period.end.toISOString(),
+  await givenOwnerRows(services, ownerId, {
+    [usageRowKey('executions', period)]: {
+      used: allowanceUsed,
+      allowanceUsed,
+      periodKey: period.key,
+      periodStart: period.start.toISOString(),
+      periodEnd: period.end.toISOString(),
+    },
   });
   if (credits > 0)
     await services.credits.grantCredits({

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { catalog, FLAG_NAMES } from '../../src/billing/catalog.js';
 import { usageRowKey } from '../../src/billing/usage.js';
 import type { Services } from '../../src/composition.js';
-import { givenSubscription, manualClock, memoryServices } from '../support/memory.js';
+import { givenOwnerRows, givenSubscription, manualClock, memoryServices } from '../support/memory.js';
 
 const free = catalog.free.limits;
 const pro = catalog.pro.limits;
@@ -136,8 +136,10 @@ describe('entitlements', () => {
   it('counts executions of the current period from its counter, and a quantity that would cross the limit is denied', async () => {
     const limit = requireLimit(free.executions);
     const caps = await services.entitlements.capabilities('alice');
-    await services.tables.billing.upsert('alice', usageRowKey('executions', caps.period), {
-      used: limit - 2,
+    await givenOwnerRows(services, 'alice', {
+      [usageRowKey('executions', caps.period)]: {
+        used: limit - 2,
+      },
     });
     expect(
       await services.entitlements.check({ subject: { userId: 'alice' }, feature: 'executions', quantity: 2 }),
@@ -151,8 +153,10 @@ describe('entitlements', () => {
     const clock = manualClock('2026-11-30T23:59:00.000Z');
     services = memoryServices({}, clock);
     const caps = await services.entitlements.capabilities('bob');
-    await services.tables.billing.upsert('bob', usageRowKey('executions', caps.period), {
-      used: requireLimit(free.executions),
+    await givenOwnerRows(services, 'bob', {
+      [usageRowKey('executions', caps.period)]: {
+        used: requireLimit(free.executions),
+      },
     });
     expect(
       (await services.entitlements.check({ subject: { userId: 'bob' }, feature: 'executions' })).allowed,

@@ -19,6 +19,7 @@ import {
   type MeteringOptions,
 } from '../../src/billing/metering.js';
 import { createOwnerLanes } from '../../src/billing/metering-lanes.js';
+import { VERSION_ROW } from '../../src/billing/owner/keys.js';
 import { createOwnerStore } from '../../src/billing/owner/snapshot.js';
 import { calendarMonth, currentPeriod, type UsagePeriod } from '../../src/billing/periods.js';
 import {
@@ -66,7 +67,7 @@ function setup(table: EntityTable = createMemoryTable('billing'), options?: Mete
     table,
     clock,
     metering: createMetering({ table, owners, clock, lanes, ...(options ? { options } : {}) }),
-    credits: createCredits({ table, clock, lanes }),
+    credits: createCredits({ table, owners, clock, lanes }),
   };
 }
 
@@ -194,10 +195,31 @@ describe('metering: consume', () => {
     });
     const after = await table.list('alice');
     // Only the marker that remembers the answer was added; counter, balance and ledger are untouched.
+    // (The snapshot's version moves on: the denial was decided from the snapshot.)
     expect(after.map((r) => r.rowKey).filter((k) => !before.some((b) => b.rowKey === k))).toEqual([
       'consume|run-2',
     ]);
-    for (const row of before) expect(after.find((r) => r.rowKey === row.rowKey)?.etag).toBe(row.etag);
+    for (const row of before.filter((r) => r.rowKey !== VERSION_ROW))
+      expect(after.find((r) => r.rowKey === row.rowKey)?.etag).toBe(row.etag);
+  });
+
+  it('decides from the snapshot it kept only while nobody changed it since', async () => {
+    const { metering, table, clock } = setup();
+    // Another process: its own owner store and credits, no shared memory.
+    const elsewhere = createCredits({ table, owners: createOwnerStore({ table, clock }), clock });
+    consumed(await metering.consume(request({ idempotencyKey: 'k1', allowance: 1 })));
+    expect((await metering.consume(request({ idempotencyKey: 'k2', allowance: 1 }))).kind).toBe('denied');
+    await elsewhere.grantCredits({
+      ownerId: 'alice',
+      credits: 5,
+      sourceId: 'cs_elsewhere',
+      description: '5',
+    });
+    expect(await metering.consume(request({ idempotencyKey: 'k3', allowance: 1 }))).toMatchObject({
+      kind: 'consumed',
+      fromCredits: 1,
+      creditBalance: 4,
+    });
   });
 
   it('remembers a denial: the key keeps its answer even after credits arrive; a new key is a new attempt', async () => {
@@ -610,7 +632,8 @@ describe('credits', () => {
   it('grants once across processes (no shared lanes)', async () => {
     const table = createMemoryTable('billing');
     const clock = testClock();
-    const processes = [createCredits({ table, clock }), createCredits({ table, clock })];
+    const owners = createOwnerStore({ table, clock });
+    const processes = [createCredits({ table, owners, clock }), createCredits({ table, owners, clock })];
     const outcomes = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
         processes[i % 2]?.grantCredits({ ownerId: 'alice', credits: 7, sourceId: 'cs_x', description: '7' }),

@@ -69,7 +69,7 @@ function setup(options: RolloverOptions = {}) {
   const lanes = createOwnerLanes();
   const owners = createOwnerStore({ table, clock });
   const metering = createMetering({ table, owners, clock, lanes });
-  const credits = createCredits({ table, clock, lanes });
+  const credits = createCredits({ table, owners, clock, lanes });
   const rolloverOn = (on: EntityTable) => createRollover({ table: on, clock, options });
   const consume = (ownerId: string, key: string, quantity: number, period = november, allowance = 100) =>
     metering.consume({

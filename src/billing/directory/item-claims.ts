@@ -5,7 +5,7 @@ import type { OwnerId, Workspace } from '../ids.js';
 import { listOwnedItems } from '../owner/items.js';
 import { type ItemKind, itemRowKey, orgRowKey } from '../owner/keys.js';
 import { type ItemRow, itemRowSchema, type OrgRow, parseRow } from '../owner/rows.js';
-import type { OwnerSnapshot } from '../owner/snapshot.js';
+import { type OwnerSnapshot, withVersion } from '../owner/snapshot.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { EntityProps, StoredEntity, TransactionAction } from '../store.js';
 import type { DirectoryContext } from './context.js';
@@ -143,7 +143,7 @@ export function claimItem(ctx: DirectoryContext, request: ClaimRequest): Promise
           const fromOrg = orgCountAction(snapshot, request.releasing, kind, -1);
           if (fromOrg) actions.push(fromOrg);
         }
-        return write(actions, () => ({ kind: 'claimed', releasedOld: releasing }));
+        return write(withVersion(snapshot, actions), () => ({ kind: 'claimed', releasedOld: releasing }));
       },
       { what: `claiming ${kind} ${id} for ${ownerId}` },
     ),
@@ -177,10 +177,13 @@ export function releaseItem(ctx: DirectoryContext, request: ReleaseRequest): Pro
           // that is gone accepts no claims, so it needs none.
           if (workspace.kind === 'org' && org === undefined) return answer(undefined);
           return write(
-            present([
-              { kind: 'create', rowKey: key, props: { createdAt: '', gen, dead: true } },
-              touchOrg(snapshot, workspace),
-            ]),
+            withVersion(
+              snapshot,
+              present([
+                { kind: 'create', rowKey: key, props: { createdAt: '', gen, dead: true } },
+                touchOrg(snapshot, workspace),
+              ]),
+            ),
             () => undefined,
           );
         }
@@ -206,11 +209,14 @@ export function releaseItem(ctx: DirectoryContext, request: ReleaseRequest): Pro
           () => listOwnedItems(table, ownerId),
         );
         return write(
-          present([
-            { kind: 'delete', rowKey: key },
-            allocation.action,
-            orgCountAction(snapshot, workspace, kind, -1),
-          ]),
+          withVersion(
+            snapshot,
+            present([
+              { kind: 'delete', rowKey: key },
+              allocation.action,
+              orgCountAction(snapshot, workspace, kind, -1),
+            ]),
+          ),
           () => undefined,
         );
       },

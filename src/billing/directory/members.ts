@@ -4,7 +4,7 @@ import { limitReached } from '../errors.js';
 import type { OrgId, OwnerId, UserId } from '../ids.js';
 import { memberPrefix, memberRowKey, orgRowKey, SEATS_ROW, seatRowKey } from '../owner/keys.js';
 import { memberRowSchema, type OrgRow, parseRow, seatRowSchema } from '../owner/rows.js';
-import type { OwnerSnapshot } from '../owner/snapshot.js';
+import { type OwnerSnapshot, withVersion } from '../owner/snapshot.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { StoredEntity, TransactionAction } from '../store.js';
 import { type DirectoryContext, orgNotFound, ownerOfOrg } from './context.js';
@@ -159,7 +159,7 @@ export function createMembers(ctx: DirectoryContext) {
             );
             if (newSeat) actions.push(seatsAction(snapshot, snapshot.otherPeople.count + 1));
           }
-          return write(actions, () => ({ kind: 'created', record }));
+          return write(withVersion(snapshot, actions), () => ({ kind: 'created', record }));
         },
         { what: `adding ${userId} to ${orgId}` },
       ),
@@ -180,9 +180,12 @@ export function createMembers(ctx: DirectoryContext) {
             userId === ownerId ? Promise.resolve(undefined) : table.get(ownerId, seatRowKey(userId)),
           ]);
           if (!memberRow) return answer({ kind: 'absent' });
-          return write(leaveActions(snapshot, ownerId, [{ orgId, userId, seat }]), () => ({
-            kind: 'deleted',
-          }));
+          return write(
+            withVersion(snapshot, leaveActions(snapshot, ownerId, [{ orgId, userId, seat }])),
+            () => ({
+              kind: 'deleted',
+            }),
+          );
         },
         { what: `removing ${userId} from ${orgId}` },
       ),
@@ -217,7 +220,10 @@ export function createMembers(ctx: DirectoryContext) {
             ),
           ]);
           const memberships = userIds.map((userId, i) => ({ orgId, userId, seat: seats[i] }));
-          return write(leaveActions(snapshot, ownerId, memberships), () => rows.length);
+          return write(
+            withVersion(snapshot, leaveActions(snapshot, ownerId, memberships)),
+            () => rows.length,
+          );
         },
         { what: `removing the members of ${orgId}` },
       ),

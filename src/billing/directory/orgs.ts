@@ -5,6 +5,7 @@ import type { OrgId, OwnerId, UserId } from '../ids.js';
 import { listItemsUnder, listOwnedItems } from '../owner/items.js';
 import { itemWorkspacePrefix, memberPrefix, orgRowKey } from '../owner/keys.js';
 import type { OrgRow } from '../owner/rows.js';
+import { withVersion } from '../owner/snapshot.js';
 import { answer, commit, RETRY, untilSettled, write } from '../storage/commit.js';
 import { type EntityProps, TransactionFailedError } from '../store.js';
 import { type DirectoryContext, readOrgIndex } from './context.js';
@@ -76,12 +77,13 @@ export function createOrgs(
         table,
         ownerId,
         async () => {
-          const org = (await ctx.owners.read(ownerId)).orgs.get(orgId);
+          const snapshot = await ctx.owners.read(ownerId);
+          const org = snapshot.orgs.get(orgId);
           if (!org) return answer(false);
           if (org.row.deleting === true) return answer(true);
           const row: OrgRow = { ...org.row, deleting: true };
           return write(
-            [{ kind: 'update', rowKey: orgRowKey(orgId), props: row, etag: org.etag }],
+            withVersion(snapshot, [{ kind: 'update', rowKey: orgRowKey(orgId), props: row, etag: org.etag }]),
             () => true,
           );
         },
@@ -122,7 +124,7 @@ export function createOrgs(
           );
           const org = snapshot.orgs.get(orgId);
           return write(
-            [
+            withVersion(snapshot, [
               ...rows.map((item) => ({
                 kind: 'delete' as const,
                 rowKey: `${itemWorkspacePrefix(item.kind, workspace)}${item.id}`,
@@ -142,7 +144,7 @@ export function createOrgs(
                     },
                   ]
                 : []),
-            ],
+            ]),
             () => rows.length,
           );
         },
@@ -168,8 +170,9 @@ export function createOrgs(
           const org = snapshot.orgs.get(orgId);
           if (!org) return answer(true);
           if (workflows.length + credentials.length + members.length > 0) return answer(false);
-          // Conditional on the row read: a release racing this (a tombstone under the org) goes first.
-          return write([{ kind: 'delete', rowKey: orgRowKey(orgId) }], () => true);
+          // Conditional on the snapshot's version: a release racing this (a tombstone under the org, which
+          // touches the org's row) goes first, and this round looks again.
+          return write(withVersion(snapshot, [{ kind: 'delete', rowKey: orgRowKey(orgId) }]), () => true);
         },
         { what: `removing ${orgId}` },
       ),
@@ -231,7 +234,8 @@ export function createOrgs(
             table,
             ownerId,
             async () => {
-              const org = (await ctx.owners.read(ownerId)).orgs.get(orgId);
+              const snapshot = await ctx.owners.read(ownerId);
+              const org = snapshot.orgs.get(orgId);
               if (org?.row.deleting === true) return answer('deleting');
               if (!org) {
                 const row: OrgRow = {
@@ -241,11 +245,16 @@ export function createOrgs(
                   credentials: 0,
                   members: 0,
                 };
-                return write([{ kind: 'create', rowKey: orgRowKey(orgId), props: row }], () => 'created');
+                return write(
+                  withVersion(snapshot, [{ kind: 'create', rowKey: orgRowKey(orgId), props: row }]),
+                  () => 'created',
+                );
               }
               if (org.row.name === name) return answer('unchanged');
               return write(
-                [{ kind: 'update', rowKey: orgRowKey(orgId), props: { ...org.row, name }, etag: org.etag }],
+                withVersion(snapshot, [
+                  { kind: 'update', rowKey: orgRowKey(orgId), props: { ...org.row, name }, etag: org.etag },
+                ]),
                 () => 'renamed',
               );
             },

@@ -17,6 +17,7 @@ import { prefixEnd, type RowKeyRange } from '../store.js';
  * - `s|o|ovr`                                per-owner overrides (a slot for the admin work; empty)
  * - `s|o|seats`                              distinct people across the owner's organizations
  * - `s|o|sub`                                subscription state
+ * - `s|o|ver`                                the snapshot's version: every change to a row above bumps it
  *
  * Counters sort first, by period start, so the range can start at the oldest period that can still be
  * current: old periods stay where history and rollover find them without being read by every decision.
@@ -38,6 +39,7 @@ export const SEATS_ROW = 's|o|seats';
 export const KEEP_ROW = 's|o|keep';
 export const META_ROW = 's|o|meta';
 export const OVERRIDES_ROW = 's|o|ovr';
+export const VERSION_ROW = 's|o|ver';
 export const ORG_PREFIX = 's|o|org|';
 export const orgRowKey = (orgId: OrgId) => `${ORG_PREFIX}${orgId}`;
 

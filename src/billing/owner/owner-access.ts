@@ -5,7 +5,7 @@ import type { OwnerId } from '../ids.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { EntityTable } from '../store.js';
 import { listOwnedItems } from './items.js';
-import type { OwnerSnapshot, OwnerStore } from './snapshot.js';
+import { type OwnerSnapshot, type OwnerStore, withVersion } from './snapshot.js';
 
 /**
  * Owner snapshots ready for decisions: read with one range query, and, in the rare case where the
@@ -36,7 +36,7 @@ export function createOwnerAccess(deps: {
         const after = await allocationAfter(snapshot, caps.limits, { limits: caps.limits }, () =>
           listOwnedItems(table, ownerId),
         );
-        return write([after.action], () => undefined);
+        return write(withVersion(snapshot, [after.action]), () => undefined);
       },
       { what: `repairing the lock set of ${ownerId}` },
     );

@@ -72,6 +72,9 @@ export const orgRowSchema = z.object({
 });
 export type OrgRow = z.infer<typeof orgRowSchema>;
 
+/** `s|o|ver`. */
+export const versionSchema = z.object({ version: z.number().int().nonnegative() });
+
 /** `s|o|meta`. */
 export const metaSchema = z.object({ schema: z.number().int(), migratedAt: z.string() });
 

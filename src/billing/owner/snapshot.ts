@@ -4,7 +4,7 @@ import { METERS, type MeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
 import type { OrgId, OwnerId } from '../ids.js';
 import type { UsagePeriod } from '../periods.js';
-import type { EntityTable, StoredEntity } from '../store.js';
+import type { EntityTable, StoredEntity, TransactionAction } from '../store.js';
 import { parseSubscriptionRow, type SubscriptionState } from '../subscription.js';
 import { EMPTY_COUNTER, parseUsageCounter, type UsageCounter, usageRowKey } from '../usage.js';
 import {
@@ -15,8 +15,10 @@ import {
   META_ROW,
   ORG_PREFIX,
   SEATS_ROW,
+  SNAPSHOT_PREFIX,
   SUBSCRIPTION_ROW,
   snapshotRange,
+  VERSION_ROW,
 } from './keys.js';
 import {
   balanceSchema,
@@ -27,6 +29,7 @@ import {
   parseRow,
   readChunkedJson,
   seatsSchema,
+  versionSchema,
 } from './rows.js';
 
 /**
@@ -40,6 +43,11 @@ export interface OwnerSnapshot {
   readonly readAt: Date;
   /** The owner's rows were migrated from the old layout (`s|o|meta` exists). */
   readonly migrated: boolean;
+  /**
+   * Bumped in the same transaction as every change to a row of the snapshot (`versionAction`), so a
+   * write conditional on its ETag commits only if nothing in the snapshot changed since it was read.
+   */
+  readonly version: { readonly value: number; readonly etag: string | undefined };
   readonly subscription: { readonly state: SubscriptionState; readonly etag: string } | undefined;
   /** Per-owner overrides: a slot for the admin work, always empty for now. */
   readonly overrides: undefined;
@@ -110,6 +118,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
   let otherPeople: OwnerSnapshot['otherPeople'] = { count: 0, etag: undefined };
   let keep: OwnerSnapshot['keep'] = { picks: { workflows: [], credentials: [] }, etag: undefined };
   let migrated = false;
+  let version: OwnerSnapshot['version'] = { value: 0, etag: undefined };
   const orgs = new Map<OrgId, { row: OrgRow; etag: string }>();
   const counters = new Map<string, { counter: UsageCounter; etag: string }>();
   for (const row of rows) {
@@ -133,6 +142,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
         },
         etag: row.etag,
       };
+    else if (key === VERSION_ROW) version = { value: parseRow(versionSchema, row).version, etag: row.etag };
     else if (key === META_ROW) {
       parseRow(metaSchema, row);
       migrated = true;
@@ -143,6 +153,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
     ownerId,
     readAt,
     migrated,
+    version,
     subscription,
     overrides: undefined,
     balance,
@@ -196,6 +207,27 @@ export function meterStatus(
     credits,
     remaining: allowanceRemaining === null ? null : allowanceRemaining + credits,
   };
+}
+
+/**
+ * The write that every transaction changing a row of the snapshot carries: the version, one higher,
+ * on condition that it is still the one this snapshot was read at. `commit()` refuses a change to the
+ * snapshot without it, so no writer can forget it.
+ */
+export function versionAction(snapshot: Pick<OwnerSnapshot, 'version'>): TransactionAction {
+  const props = { version: snapshot.version.value + 1 };
+  return snapshot.version.etag === undefined
+    ? { kind: 'create', rowKey: VERSION_ROW, props }
+    : { kind: 'update', rowKey: VERSION_ROW, props, etag: snapshot.version.etag };
+}
+
+/** `actions`, with the version bump when they change any row of the snapshot. */
+export function withVersion(
+  snapshot: Pick<OwnerSnapshot, 'version'>,
+  actions: readonly TransactionAction[],
+): TransactionAction[] {
+  const touches = actions.some((a) => a.rowKey.startsWith(SNAPSHOT_PREFIX) && a.rowKey !== VERSION_ROW);
+  return touches ? [...actions, versionAction(snapshot)] : [...actions];
 }
 
 /** Reads owner snapshots: one range query, with a first-read migration of owners in the old layout. */

@@ -1,3 +1,4 @@
+import { SNAPSHOT_PREFIX, VERSION_ROW } from '../owner/keys.js';
 import {
   ConcurrencyExhaustedError,
   type EntityTable,
@@ -76,6 +77,7 @@ export function commit<T>(
     const plan = await attempt(round);
     if (plan.kind === 'answer') return plan.value;
     if (plan.actions.length === 0) return plan.committed({ etags: new Map() });
+    assertVersioned(plan.actions);
     try {
       return plan.committed(await table.transact(partitionKey, plan.actions));
     } catch (error) {
@@ -107,6 +109,18 @@ export async function untilSettled<T>(
   const message = `Gave up ${options.what} after ${maxAttempts} conflicting writes by others; nothing more was written. Retry.`;
   const error = new ConcurrencyExhaustedError(message, tableName);
   throw options.exhausted ? options.exhausted(message, tableName, error) : error;
+}
+
+/**
+ * A change to an owner's snapshot must bump its version in the same transaction: readers that keep a
+ * snapshot (metering) rely on the version to know it is still current.
+ */
+function assertVersioned(actions: readonly TransactionAction[]): void {
+  const touches = actions.some((a) => a.rowKey.startsWith(SNAPSHOT_PREFIX) && a.rowKey !== VERSION_ROW);
+  if (touches && !actions.some((a) => a.rowKey === VERSION_ROW))
+    throw new Error(
+      `A change to the owner snapshot (${actions.map((a) => a.rowKey).join(', ')}) without its version; add versionAction(snapshot)`,
+    );
 }
 
 /** "Full jitter": a random pause up to an exponentially growing bound, so racing writers spread out. */
