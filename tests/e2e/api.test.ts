@@ -72,6 +72,28 @@ describe('HTTP API over the local host', () => {
       owner: 'u-full',
       plan: 'free',
     });
+    // The create is the claim on the slot: refused with what is full, and nothing is written.
+    const refused = await put('workflows/full-extra', { workspace: { orgId: 'o-full' }, nodeCount: 3 });
+    expect(refused.status).toBe(402);
+    expect(refused.headers.get('content-type')).toMatch(/problem\+json/);
+    expect(refused.body).toMatchObject({
+      code: 'limit_exceeded',
+      feature: 'workflows_per_org',
+      limit: perOrg,
+      used: perOrg,
+      remaining: 0,
+    });
+    expect(await host.services.directory.getWorkflow('full-extra')).toBeUndefined();
+    // A backfill records it anyway (it is then locked), and a DELETE takes it away again.
+    const backfilled = await put('workflows/full-extra', {
+      workspace: { orgId: 'o-full' },
+      nodeCount: 3,
+      enforce: false,
+    });
+    expect(backfilled.status).toBe(201);
+    expect(
+      (await host.call('DELETE', '/api/directory/workflows/full-extra', { token: service })).status,
+    ).toBe(204);
     expect((await host.call('DELETE', '/api/directory/workflows/full-0', { token: service })).status).toBe(
       204,
     );
