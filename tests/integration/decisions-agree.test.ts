@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { usageRowKey } from '../../src/billing/usage.js';
 import type { Services } from '../../src/composition.js';
-import { givenOwnerRows, givenSubscription, memoryServices } from '../support/memory.js';
+import { givenOwnerRows, givenSubscription } from '../support/memory.js';
+import { STORES, servicesOver } from '../support/stores.js';
 
 /**
  * A check and a consumption for the same owner at the same moment give the same answer: both decide
- * through `access/decide.ts` from the same snapshot.
+ * through `access/decide.ts` from the same snapshot. On the memory twin and on Azurite.
  */
 
 async function givenUsage(services: Services, ownerId: string, allowanceUsed: number, credits: number) {
@@ -49,9 +50,9 @@ async function both(services: Services, ownerId: string, quantity: number) {
   };
 }
 
-describe('check and consume agree', () => {
+describe.each(STORES)('check and consume agree (%s)', (_name, makeTables) => {
   it('for a locked Pro owner with 3 credits asking for 5 runs: payment_required from both', async () => {
-    const services = memoryServices();
+    const services = servicesOver(makeTables());
     await givenSubscription(services, 'alice', { plan: 'pro', status: 'past_due' });
     // 9,998 of Pro's 10,000 were used while paid: paying leaves 2, plus 3 credits, which covers 5.
     await givenUsage(services, 'alice', 9_998, 3);
@@ -68,7 +69,7 @@ describe('check and consume agree', () => {
   );
 
   it(`for every one of ${cases.length} combinations of payment state, usage, credits and quantity`, async () => {
-    const services = memoryServices();
+    const services = servicesOver(makeTables());
     const disagreements: string[] = [];
     for (const [i, c] of cases.entries()) {
       const owner = `owner${i}`;
