@@ -74,7 +74,7 @@ export function detectTier(
   price: PriceInfo,
   catalog: Catalog,
 ): { plan: PlanName; interval: Interval } | undefined {
-  const toInterval = (i: 'month' | 'year' | null): Interval | undefined =>
+  const toInterval = (i: PriceInfo['interval']): Interval | undefined =>
     i === 'month' ? 'monthly' : i === 'year' ? 'yearly' : undefined;
   const paid = PLAN_NAMES.filter((name) => catalog[name].prices !== null);
   if (price.lookupKey) {

@@ -10,7 +10,8 @@ export interface PriceInfo {
   readonly lookupKey: string | null;
   readonly unitAmount: number | null;
   readonly currency: string;
-  readonly interval: 'month' | 'year' | null;
+  /** Day and week prices exist in Stripe but match no plan of ours: subscriptions on them are ignored. */
+  readonly interval: 'day' | 'week' | 'month' | 'year' | null;
   readonly productId: string;
   readonly productMetadata: Readonly<Record<string, string>>;
 }
@@ -47,6 +48,11 @@ export interface SubscriptionInfo {
   readonly items: readonly SubscriptionItemInfo[];
   readonly currentPeriodStart: Date;
   readonly currentPeriodEnd: Date;
+  /**
+   * Where the billing cycle is anchored (Stripe's `billing_cycle_anchor`): monthly usage windows of a
+   * yearly plan, and windows after a period end whose renewal is not yet known, step from it.
+   */
+  readonly billingCycleAnchor: Date;
   readonly cancelAtPeriodEnd: boolean;
   readonly created: Date;
   readonly scheduleId: string | null;
@@ -82,7 +88,67 @@ export interface CheckoutSessionInfo {
   readonly customerId: string | null;
   readonly subscriptionId: string | null;
   readonly paymentIntentId: string | null;
+  /** What the customer paid, in the currency's minor unit (`amount_total`); null for setup mode. */
+  readonly amountTotal: number | null;
+  readonly currency: string | null;
+  /** The price of each line item (payment mode: the pack that was bought). */
+  readonly lineItems: ReadonlyArray<{ readonly priceId: string; readonly quantity: number }>;
+  readonly created: Date;
   readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** A card payment (what a credit pack's checkout produced), with what a refund or dispute took back. */
+export interface ChargeInfo {
+  readonly id: string;
+  readonly customerId: string | null;
+  readonly paymentIntentId: string | null;
+  readonly amount: number;
+  readonly amountRefunded: number;
+  readonly currency: string;
+  /** The charge's dispute, if any: while open or lost its money is gone; a won dispute returns it. */
+  readonly dispute: { readonly id: string; readonly status: DisputeStatus; readonly amount: number } | null;
+}
+
+export type DisputeStatus =
+  | 'warning_needs_response'
+  | 'warning_under_review'
+  | 'warning_closed'
+  | 'needs_response'
+  | 'under_review'
+  | 'won'
+  | 'lost'
+  | 'prevented';
+
+export interface DisputeInfo {
+  readonly id: string;
+  readonly chargeId: string;
+  readonly status: DisputeStatus;
+  readonly amount: number;
+  readonly currency: string;
+}
+
+/** An event as listed by the processor (for the reconciler): the ids it names, nothing else. */
+export interface EventSummary {
+  readonly id: string;
+  readonly type: string;
+  readonly created: Date;
+  /** `data.object.id`. */
+  readonly objectId: string | null;
+  /** `data.object.customer`, when the object has one. */
+  readonly customerId: string | null;
+}
+
+/** One page of a list; `nextCursor` is opaque, null on the last page. */
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly nextCursor: string | null;
+}
+
+/** What was done to a second live subscription (see `lifecycle.ts`, one live subscription per owner). */
+export interface DuplicateCancellation {
+  readonly subscriptionId: string;
+  /** The refund of its first invoice, when there was a payment to refund. */
+  readonly refund: { readonly id: string; readonly amount: number; readonly currency: string } | null;
 }
 
 export interface CheckoutRequest {
@@ -97,21 +163,33 @@ export interface CheckoutRequest {
   readonly idempotencyKey: string;
 }
 
-/** Failures the domain distinguishes; each maps to one HTTP answer. */
+export type PaymentsErrorKind =
+  | 'rate_limited'
+  | 'unavailable'
+  | 'invalid_request'
+  | 'not_found'
+  | 'authentication'
+  | 'declined';
+
+/** Failures the domain distinguishes; each maps to one HTTP answer. `code` is the kind. */
 export class PaymentsError extends Error {
   constructor(
-    readonly kind:
-      | 'rate_limited'
-      | 'unavailable'
-      | 'invalid_request'
-      | 'not_found'
-      | 'authentication'
-      | 'declined',
+    readonly kind: PaymentsErrorKind,
     message: string,
     readonly retryAfterSeconds?: number,
+    options: { readonly cause?: unknown } = {},
   ) {
-    super(message);
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PaymentsError';
+  }
+
+  get code(): PaymentsErrorKind {
+    return this.kind;
+  }
+
+  /** A 429, a 5xx or a network failure: the same call may succeed later. */
+  get transient(): boolean {
+    return this.kind === 'rate_limited' || this.kind === 'unavailable';
   }
 }
 
@@ -124,8 +202,37 @@ export interface PaymentsGateway {
   getCheckoutSession(id: string): Promise<CheckoutSessionInfo>;
   createPortalSession(input: { customerId: string; returnUrl: string }): Promise<{ url: string }>;
   getSubscription(id: string): Promise<SubscriptionInfo>;
-  /** Every subscription of a customer, any status, newest first. */
+  /** Every subscription of a customer, any status, newest first: all pages, not only the first. */
   listSubscriptions(customerId: string): Promise<SubscriptionInfo[]>;
+  /**
+   * Events created at or after `since`, oldest first, of the given types (Stripe keeps 30 days), one page
+   * of at most `limit`. For the reconciler: which customers changed since its last run.
+   */
+  listEvents(input: {
+    since: Date;
+    types: readonly string[];
+    cursor: string | null;
+    limit: number;
+  }): Promise<Page<EventSummary>>;
+  /** Open checkout sessions of a customer (to expire them when a new one is made). */
+  listOpenCheckoutSessions(customerId: string): Promise<CheckoutSessionInfo[]>;
+  /** Expires an open session so it can no longer be paid; an already expired one is not an error. */
+  expireCheckoutSession(id: string, idempotencyKey: string): Promise<void>;
+  /** Completed payment-mode sessions created at or after `since`, one page (reconciler: ungranted packs). */
+  listPaidPaymentSessions(input: {
+    since: Date;
+    cursor: string | null;
+    limit: number;
+  }): Promise<Page<CheckoutSessionInfo>>;
+  /** The payment-mode checkout session that created a payment intent, if one did. */
+  checkoutSessionForPaymentIntent(paymentIntentId: string): Promise<CheckoutSessionInfo | null>;
+  getCharge(id: string): Promise<ChargeInfo>;
+  getDispute(id: string): Promise<DisputeInfo>;
+  /**
+   * Cancels a subscription at once (no proration credit) and refunds its first invoice's payment in full:
+   * for a second live subscription an owner should never have had. Idempotent per key prefix.
+   */
+  cancelDuplicateSubscription(subscriptionId: string, idempotencyKey: string): Promise<DuplicateCancellation>;
   /** Changes the price now, invoicing the prorated difference immediately. */
   changePriceNow(input: {
     subscription: SubscriptionInfo;

@@ -34,6 +34,12 @@ export const subscriptionStateSchema = z.object({
   seats: z.number().int().positive(),
   currentPeriodStart: isoDate,
   currentPeriodEnd: isoDate,
+  /**
+   * Stripe's billing cycle anchor: usage windows are calendar-like months stepped from it (every month of
+   * a yearly plan; and past `currentPeriodEnd` until the renewal is known). Absent on older rows: the
+   * period start stands in for it.
+   */
+  billingCycleAnchor: isoDate.optional(),
   cancelAtPeriodEnd: z.boolean(),
   updatedAt: isoDate,
   /** Where the state came from; absent only for rows written by hand (tests, admin repair). */

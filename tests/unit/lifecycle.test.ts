@@ -30,6 +30,7 @@ const subscription = (overrides: Partial<SubscriptionInfo> = {}): SubscriptionIn
   status: 'active',
   items: [{ id: 'si_1', price: price(), quantity: 1 }],
   currentPeriodStart: new Date('2026-11-01T00:00:00Z'),
+  billingCycleAnchor: new Date('2026-11-01T00:00:00Z'),
   currentPeriodEnd: new Date('2026-12-01T00:00:00Z'),
   cancelAtPeriodEnd: false,
   created: new Date('2026-11-01T00:00:00Z'),

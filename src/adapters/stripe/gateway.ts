@@ -197,6 +197,7 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
       items,
       currentPeriodStart: periodStart,
       currentPeriodEnd: periodEnd,
+      billingCycleAnchor: toDate(sub.billing_cycle_anchor),
       cancelAtPeriodEnd: sub.cancel_at_period_end,
       created: toDate(sub.created),
       scheduleId: idOf(sub.schedule),
@@ -241,12 +242,32 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     customerId: idOf(session.customer),
     subscriptionId: idOf(session.subscription),
     paymentIntentId: idOf(session.payment_intent),
+    amountTotal: session.amount_total,
+    currency: session.currency,
+    // Filled by the gateway methods that expand `line_items` (the credit grant path).
+    lineItems: (session.line_items?.data ?? []).flatMap((line) =>
+      line.price ? [{ priceId: line.price.id, quantity: line.quantity ?? 1 }] : [],
+    ),
+    created: toDate(session.created),
     metadata: session.metadata ?? {},
   });
+
+  // Placeholders while the adapter is written (issue 8): each names what it will do.
+  const pending = (what: string) => async (): Promise<never> => {
+    throw new PaymentsError('invalid_request', `${what} is not implemented in the Stripe gateway yet`);
+  };
 
   const subscriptionExpand = ['latest_invoice', 'schedule'];
 
   return {
+    listEvents: pending('listEvents'),
+    listOpenCheckoutSessions: pending('listOpenCheckoutSessions'),
+    expireCheckoutSession: pending('expireCheckoutSession'),
+    listPaidPaymentSessions: pending('listPaidPaymentSessions'),
+    checkoutSessionForPaymentIntent: pending('checkoutSessionForPaymentIntent'),
+    getCharge: pending('getCharge'),
+    getDispute: pending('getDispute'),
+    cancelDuplicateSubscription: pending('cancelDuplicateSubscription'),
     async createCustomer({ ownerId, idempotencyKey }) {
       const customer = await call('create customer', () =>
         stripe.customers.create({ metadata: { ownerId } }, { idempotencyKey }),
