@@ -13,9 +13,18 @@ export interface QueueMessage {
   readonly body: unknown;
 }
 
+export interface SendOptions {
+  /** Deliver no earlier than this many seconds from now (a redelivery's back-off). @default 0 */
+  readonly delaySeconds?: number;
+}
+
 export interface EventQueue {
   readonly name: string;
-  send(message: QueueMessage): Promise<void>;
+  /**
+   * Service Bus drops a second message with the same `id` inside its duplicate-detection window, so a
+   * redelivery must carry an id of its own.
+   */
+  send(message: QueueMessage, options?: SendOptions): Promise<void>;
   /** Cheap round trip for health checks; throws when the queue cannot be reached. */
   ping(): Promise<void>;
 }

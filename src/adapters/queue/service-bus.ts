@@ -28,12 +28,15 @@ export function createServiceBusQueue(connection: ServiceBusConnection, queueNam
   };
   return {
     name: queueName,
-    async send(message) {
+    async send(message, options = {}) {
+      const delay = Math.max(0, options.delaySeconds ?? 0);
       await getSender().sendMessages({
         messageId: message.id,
         ...(message.orderingKey ? { sessionId: message.orderingKey } : {}),
         contentType: 'application/json',
         body: { id: message.id, orderingKey: message.orderingKey, body: message.body },
+        // Scheduled delivery: the broker holds the message until then.
+        ...(delay > 0 ? { scheduledEnqueueTimeUtc: new Date(Date.now() + delay * 1000) } : {}),
       });
     },
     async ping() {

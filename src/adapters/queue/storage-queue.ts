@@ -25,10 +25,15 @@ export function createStorageQueue(connection: QueueConnection, queueName: strin
   };
   return {
     name: queueName,
-    async send(message) {
+    async send(message, options = {}) {
       await ensureQueue();
       const text = JSON.stringify({ id: message.id, orderingKey: message.orderingKey, body: message.body });
-      await client.sendMessage(Buffer.from(text, 'utf8').toString('base64'));
+      const delay = Math.max(0, Math.ceil(options.delaySeconds ?? 0));
+      // A message sent invisible for `delay` seconds is the queue's own scheduled delivery (up to 7 days).
+      await client.sendMessage(
+        Buffer.from(text, 'utf8').toString('base64'),
+        delay > 0 ? { visibilityTimeout: delay } : {},
+      );
     },
     async ping() {
       await ensureQueue();
