@@ -5,8 +5,9 @@ import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './a
 import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
-import { type Catalog, CREDIT_PACKS, creditPack, catalog as defaultCatalog } from './billing/catalog.js';
+import { type Catalog, CREDIT_PACKS, catalog as defaultCatalog } from './billing/catalog.js';
 import { type Clock, systemClock } from './billing/clock.js';
+import { createCreditPurchases } from './billing/credit-purchases.js';
 import { type Credits, createCredits } from './billing/credits.js';
 import { type Customers, createCustomers } from './billing/customers.js';
 import { createDirectory, type Directory } from './billing/directory/index.js';
@@ -175,18 +176,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const events = createEventProcessor({
     sync,
     payments,
-    // A paid credit-pack checkout grants its credits, once per checkout session.
-    async onPaymentCompleted({ ownerId, sessionId, metadata }) {
-      const pack = creditPack(metadata.pack ?? '');
-      if (!pack)
-        throw new Error(`Checkout ${sessionId} completed without a known credit pack (metadata.pack)`);
-      await credits.grantCredits({
-        ownerId,
-        credits: pack.credits,
-        sourceId: sessionId,
-        description: pack.displayName,
-      });
-    },
+    purchases: createCreditPurchases({ credits }),
   });
   const actions = createBillingActions({
     catalog,

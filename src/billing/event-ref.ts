@@ -107,8 +107,8 @@ export type IngestDecision =
 /**
  * Reads the ids out of a verified event. A type we do not act on is ignored (whatever its body, so a
  * new Stripe object shape cannot fail it); so is a checkout completed without a customer (a Payment
- * Link or guest checkout: not one of ours). A handled type whose body lacks the ids, or another API
- * version than ours, throws `EventShapeError`.
+ * Link or guest checkout: not one of ours). A handled type whose body lacks the ids (a customer, except
+ * on disputes), or another API version than ours, throws `EventShapeError`.
  */
 export function refFromStripeEvent(input: unknown, apiVersion: string): IngestDecision {
   const head = typeOnly.safeParse(input);
@@ -135,13 +135,20 @@ export function refFromStripeEvent(input: unknown, apiVersion: string): IngestDe
   }
   const customerId = event.data.object.customer;
   const subject = subjectOf(type);
-  if (customerId === null && subject !== 'dispute') {
+  if (customerId === null && subject === 'checkout') {
     return {
       kind: 'ignored',
       eventId: event.id,
       type,
-      why: 'its object has no customer (a Payment Link or guest checkout is not one of ours)',
+      why: 'the session has no customer (a Payment Link or guest checkout is not one of ours)',
     };
+  }
+  // Disputes name a charge, not a customer; every other object we act on always has one.
+  if (customerId === null && subject !== 'dispute') {
+    throw new EventShapeError(
+      'event_invalid',
+      `Event ${event.id} (${type}) has an unexpected body: data.object.customer is missing`,
+    );
   }
   return {
     kind: 'enqueue',

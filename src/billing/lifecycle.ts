@@ -40,7 +40,9 @@ export interface DunningPolicy {
 /** What caused a sync, recorded on the marker and the audit row. */
 export type SyncCause =
   | { readonly kind: 'event'; readonly id: string; readonly type: string }
-  | { readonly kind: 'action'; readonly id: string; readonly type: string; readonly actor: string };
+  | { readonly kind: 'action'; readonly id: string; readonly type: string; readonly actor: string }
+  /** A reconciler run (`id` is the run's id) repairing drift it found in Stripe. */
+  | { readonly kind: 'reconcile'; readonly id: string; readonly type: string };
 
 export type SyncOutcome =
   | { readonly kind: 'applied'; readonly ownerId: OwnerId; readonly state: SubscriptionState }
@@ -288,7 +290,7 @@ function auditProps(
     causeKind: cause.kind,
     causeId: cause.id,
     causeType: cause.type,
-    actor: cause.kind === 'action' ? cause.actor : 'stripe',
+    actor: cause.kind === 'action' ? cause.actor : cause.kind === 'reconcile' ? 'reconciler' : 'stripe',
     changed: changes.join(','),
     before: before ? JSON.stringify(before) : '',
     after: JSON.stringify(after),

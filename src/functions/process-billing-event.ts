@@ -1,7 +1,7 @@
 import type { InvocationContext } from '@azure/functions';
 import { z } from 'zod';
+import { type EventRef, EventShapeError, eventRefSchema, refFromLegacy } from '../billing/event-ref.js';
 import { UnknownCustomerError, UnmappedPriceError } from '../billing/lifecycle.js';
-import { EventShapeError, parseStripeEvent } from '../billing/stripe-events.js';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { queueTransportFromEnv } from '../config.js';
 import { app } from '../http/functions-runtime.js';
@@ -22,11 +22,19 @@ export async function processBillingEvent(
 ): Promise<void> {
   const decoded = typeof message === 'string' ? safeJson(message) : message;
   const envelope = messageSchema.safeParse(decoded);
-  if (!envelope.success)
-    throw new EventShapeError(`Queue message is not a billing event: ${z.prettifyError(envelope.error)}`);
+  if (!envelope.success) {
+    throw new EventShapeError(
+      'event_invalid',
+      `Queue message is not a billing event: ${z.prettifyError(envelope.error)}`,
+    );
+  }
   try {
-    const event = parseStripeEvent(envelope.data.body, services.stripeApiVersion);
-    const outcome = await services.events.process(event);
+    const ref = refOf(envelope.data.body, services.stripeApiVersion);
+    if (ref === undefined) {
+      context.log(`event ${envelope.data.id}: ignored`);
+      return;
+    }
+    const outcome = await services.events.process(ref);
     context.log(`event ${envelope.data.id}: ${outcome.kind}`);
   } catch (error) {
     const permanent = PERMANENT.some((kind) => error instanceof kind);
@@ -35,6 +43,14 @@ export async function processBillingEvent(
     );
     throw error;
   }
+}
+
+/** A version-2 body is the reference itself; a version-1 body (before ids-only messages) is the whole event. */
+function refOf(body: unknown, apiVersion: string): EventRef | undefined {
+  const ref = eventRefSchema.safeParse(body);
+  if (ref.success) return ref.data;
+  const legacy = refFromLegacy(body, apiVersion);
+  return legacy.kind === 'enqueue' ? legacy.ref : undefined;
 }
 
 function safeJson(text: string): unknown {

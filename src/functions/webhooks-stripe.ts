@@ -1,5 +1,10 @@
 import { BillingError, unavailable, validationError } from '../billing/errors.js';
-import { EventShapeError, parseStripeEvent } from '../billing/stripe-events.js';
+import {
+  EventShapeError,
+  type IngestDecision,
+  orderingKeyOf,
+  refFromStripeEvent,
+} from '../billing/event-ref.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
 
@@ -23,34 +28,33 @@ export const stripeWebhook = defineRoute({
     if (raw.byteLength > max)
       throw new BillingError('payload_too_large', 'body_too_large', `The body exceeds ${max} bytes.`);
     const verified = services.webhooks.verify(raw.toString('utf8'), request.headers.get('stripe-signature'));
-    let event: ReturnType<typeof parseStripeEvent>;
+    let decision: IngestDecision;
     try {
-      event = parseStripeEvent(verified, services.stripeApiVersion);
+      decision = refFromStripeEvent(verified, services.stripeApiVersion);
     } catch (error) {
-      if (error instanceof EventShapeError) {
-        const code = /API version/.test(error.message) ? 'api_version_unexpected' : 'event_invalid';
-        throw validationError(code, error.message);
-      }
+      if (error instanceof EventShapeError) throw validationError(error.code, error.message);
       throw error;
     }
-    if (event.kind === 'ignored') {
-      invocation.log(`stripe webhook ${event.id} (${event.type}) ignored: not a type we act on`);
+    if (decision.kind === 'ignored') {
+      invocation.log(`stripe webhook ${decision.eventId} (${decision.type}) ignored: ${decision.why}`);
       return json(200, { received: true, ignored: true });
     }
+    const event = decision.ref;
     try {
-      await services.queue.send({ id: event.id, orderingKey: event.customerId, body: verified });
+      // Ids only: the processor reads the rest from Stripe, so the message is small whatever the event's size.
+      await services.queue.send({ id: event.eventId, orderingKey: orderingKeyOf(event), body: event });
     } catch (error) {
       // Stripe retries non-2xx deliveries, so a queue outage loses nothing.
-      invocation.error(`stripe webhook ${event.id} not enqueued`, error);
+      invocation.error(`stripe webhook ${event.eventId} not enqueued`, error);
       throw unavailable(
         'queue_unavailable',
         'The event could not be queued; Stripe will retry the delivery.',
         5,
+        error,
       );
     }
-    invocation.log(`stripe webhook ${event.id} (${event.type}) enqueued`);
+    invocation.log(`stripe webhook ${event.eventId} (${event.type}) enqueued`);
     return json(200, { received: true });
   },
 });
-
 registerHttp(stripeWebhook);

@@ -142,14 +142,12 @@ describe('usage metering over HTTP', () => {
     const completed = host.sandbox?.events().filter((e) => e.type === 'checkout.session.completed') ?? [];
     expect(completed.length).toBe(1);
     await host.services.events.process({
-      kind: 'checkout',
-      id: completed[0]?.id ?? '',
+      v: 2,
+      eventId: completed[0]?.id ?? '',
       type: 'checkout.session.completed',
+      objectId: sessionId,
       customerId: (await host.services.customers.customerOf('u-use')) ?? '',
-      sessionId,
-      mode: 'payment',
-      paid: true,
-      metadata: { pack: pack.id },
+      attempt: 0,
     });
     const credits = await host.call('GET', '/api/billing/credits', { token: owner });
     expect(credits.body).toMatchObject({ balance: pack.credits });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
+import { EventShapeError, refFromStripeEvent } from '../../src/billing/event-ref.js';
 import {
   currentSubscription,
   detectTier,
@@ -8,7 +9,6 @@ import {
   UnmappedPriceError,
 } from '../../src/billing/lifecycle.js';
 import type { PriceInfo, SubscriptionInfo } from '../../src/billing/payments.js';
-import { EventShapeError, parseStripeEvent } from '../../src/billing/stripe-events.js';
 
 const pro = catalog.pro.prices;
 if (!pro) throw new Error('pro must be priced');
@@ -132,22 +132,36 @@ describe('Stripe event parsing', () => {
     ...overrides,
   });
 
-  it('reads the ids it needs from each handled type', () => {
+  it('reads only the ids from each handled type', () => {
     expect(
-      parseStripeEvent(event('invoice.paid', { id: 'in_1', object: 'invoice', customer: 'cus_1' }), version),
-    ).toMatchObject({
-      kind: 'invoice',
-      customerId: 'cus_1',
-      invoiceId: 'in_1',
-    });
-    expect(
-      parseStripeEvent(
-        event('customer.subscription.updated', { id: 'sub_1', object: 'subscription', customer: 'cus_1' }),
+      refFromStripeEvent(
+        event('invoice.paid', { id: 'in_1', object: 'invoice', customer: 'cus_1' }),
         version,
       ),
-    ).toMatchObject({ kind: 'subscription', customerId: 'cus_1' });
+    ).toEqual({
+      kind: 'enqueue',
+      ref: {
+        v: 2,
+        eventId: 'evt_1',
+        type: 'invoice.paid',
+        objectId: 'in_1',
+        customerId: 'cus_1',
+        attempt: 0,
+      },
+    });
     expect(
-      parseStripeEvent(
+      refFromStripeEvent(
+        event('customer.subscription.updated', {
+          id: 'sub_1',
+          object: 'subscription',
+          customer: { id: 'cus_1', object: 'customer' },
+        }),
+        version,
+      ),
+    ).toMatchObject({ kind: 'enqueue', ref: { objectId: 'sub_1', customerId: 'cus_1' } });
+    // The body's claims (paid, pack) are not carried: the processor re-reads the session.
+    expect(
+      refFromStripeEvent(
         event('checkout.session.completed', {
           id: 'cs_1',
           object: 'checkout.session',
@@ -158,33 +172,53 @@ describe('Stripe event parsing', () => {
         }),
         version,
       ),
-    ).toMatchObject({ kind: 'checkout', mode: 'payment', paid: true, metadata: { pack: 'credits_5k' } });
+    ).toEqual({
+      kind: 'enqueue',
+      ref: {
+        v: 2,
+        eventId: 'evt_1',
+        type: 'checkout.session.completed',
+        objectId: 'cs_1',
+        customerId: 'cus_1',
+        attempt: 0,
+      },
+    });
+    // A dispute has no customer: the processor finds it through the charge.
+    expect(
+      refFromStripeEvent(
+        event('charge.dispute.created', { id: 'dp_1', object: 'dispute', charge: 'ch_1' }),
+        version,
+      ),
+    ).toMatchObject({ kind: 'enqueue', ref: { objectId: 'dp_1', customerId: null } });
   });
 
-  it('ignores types it does not act on', () => {
-    expect(parseStripeEvent(event('customer.created', { id: 'cus_1', object: 'customer' }), version)).toEqual(
-      {
-        kind: 'ignored',
-        id: 'evt_1',
-        type: 'customer.created',
-      },
-    );
+  it('ignores types it does not act on, and checkouts without a customer (Payment Links, guests)', () => {
+    expect(
+      refFromStripeEvent(event('customer.created', { id: 'cus_1', object: 'customer' }), version),
+    ).toEqual({ kind: 'ignored', eventId: 'evt_1', type: 'customer.created', why: 'not a type we act on' });
+    expect(
+      refFromStripeEvent(
+        event('checkout.session.completed', { id: 'cs_1', object: 'checkout.session', customer: null }),
+        version,
+      ),
+    ).toMatchObject({ kind: 'ignored', type: 'checkout.session.completed' });
   });
 
   it('refuses another API version, a malformed envelope and a handled type with a bad body', () => {
-    expect(() =>
-      parseStripeEvent(
+    const wrongVersion = () =>
+      refFromStripeEvent(
         event(
           'invoice.paid',
           { id: 'in_1', object: 'invoice', customer: 'cus_1' },
           { api_version: '2020-08-27' },
         ),
         version,
-      ),
-    ).toThrow(/pinned to 2026-10-28.endive/);
-    expect(() => parseStripeEvent({ id: 'nope' }, version)).toThrow(EventShapeError);
-    expect(() => parseStripeEvent(event('invoice.paid', { id: 'in_1', object: 'invoice' }), version)).toThrow(
-      /unexpected body/,
-    );
+      );
+    expect(wrongVersion).toThrow(EventShapeError);
+    expect(wrongVersion).toThrow(expect.objectContaining({ code: 'api_version_unexpected' }));
+    expect(() => refFromStripeEvent({ id: 'nope' }, version)).toThrow(EventShapeError);
+    expect(() =>
+      refFromStripeEvent(event('invoice.paid', { object: 'invoice', customer: 'cus_1' }), version),
+    ).toThrow(expect.objectContaining({ code: 'event_invalid' }));
   });
 });
