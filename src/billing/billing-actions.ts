@@ -6,7 +6,7 @@ import type { Directory } from './directory/index.js';
 import { conflict, unavailable, validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
 import { currentSubscription, detectTier, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
-import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import type { CheckoutSessionInfo, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import type { Pricing } from './pricing.js';
 import type { EntityTable } from './store.js';
 
@@ -149,6 +149,23 @@ export function createBillingActions(deps: {
     return live;
   }
 
+  /**
+   * One open subscription checkout per owner: a new one expires those made before it, so an owner who
+   * opened Pro and then Team can pay only the last. Only earlier ones go, so two checkouts made at once
+   * leave the later one open rather than expiring each other. What still slips through (a session paid
+   * before it was expired) is cancelled and refunded by the sync (`lifecycle.ts`, one live subscription).
+   */
+  async function expireEarlierCheckouts(customerId: string, made: CheckoutSessionInfo): Promise<void> {
+    const earlier = (await payments.listOpenCheckoutSessions(customerId)).filter(
+      (open) =>
+        open.mode === 'subscription' &&
+        open.id !== made.id &&
+        (open.created < made.created ||
+          (open.created.getTime() === made.created.getTime() && open.id < made.id)),
+    );
+    await Promise.all(earlier.map((open) => payments.expireCheckoutSession(open.id, `expire-${open.id}`)));
+  }
+
   const actionCause = (type: string, actor: string) =>
     ({ kind: 'action', id: randomUUID(), type, actor }) as const;
 
@@ -184,6 +201,7 @@ export function createBillingActions(deps: {
       });
       if (!session.url)
         throw unavailable('checkout_unavailable', 'Stripe returned a checkout session without a URL.');
+      await expireEarlierCheckouts(customerId, session);
       return { url: session.url, sessionId: session.id };
     },
 

@@ -11,7 +11,7 @@ import { listOwnedItems } from './owner/items.js';
 import { SUBSCRIPTION_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { withVersion } from './owner/snapshot.js';
-import type { PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import type { DuplicateCancellation, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
   ConcurrencyExhaustedError,
@@ -45,9 +45,17 @@ export type SyncCause =
   | { readonly kind: 'reconcile'; readonly id: string; readonly type: string };
 
 export type SyncOutcome =
-  | { readonly kind: 'applied'; readonly ownerId: OwnerId; readonly state: SubscriptionState }
-  | { readonly kind: 'unchanged'; readonly ownerId: OwnerId }
+  | ({ readonly kind: 'applied'; readonly ownerId: OwnerId; readonly state: SubscriptionState } & SyncNotes)
+  | ({ readonly kind: 'unchanged'; readonly ownerId: OwnerId } & SyncNotes)
   | { readonly kind: 'duplicate'; readonly ownerId: OwnerId };
+
+/** What the processor logs beside the outcome. */
+export interface SyncNotes {
+  /** The customer's subscriptions on prices that are not ours (a day or week price, another product). */
+  readonly foreign?: readonly string[];
+  /** Second live subscriptions cancelled and refunded (one live subscription per owner). */
+  readonly duplicatesCancelled?: readonly string[];
+}
 
 export class UnmappedPriceError extends Error {
   constructor(readonly price: PriceInfo) {
@@ -122,6 +130,26 @@ export function internalStatus(sub: SubscriptionInfo, dunning: DunningPolicy): S
 
 const LIVE = new Set(['active', 'trialing', 'past_due', 'unpaid', 'paused']);
 
+/** Whether every item's price is one of our plans' (a subscription on any other price is not ours). */
+export function isOurs(sub: SubscriptionInfo, catalog: Catalog): boolean {
+  return sub.items.length > 0 && sub.items.every((item) => detectTier(item.price, catalog) !== undefined);
+}
+
+/**
+ * One live subscription per owner: when two checkouts were both paid, the one paid first is kept (its
+ * creation is when its first invoice was paid) and the others go. Ties fall to the smaller id, so every
+ * reader picks the same one.
+ */
+export function duplicateLive(subs: readonly SubscriptionInfo[]): {
+  readonly keep: SubscriptionInfo | undefined;
+  readonly extra: readonly SubscriptionInfo[];
+} {
+  const live = subs
+    .filter((sub) => LIVE.has(sub.status))
+    .sort((a, b) => a.created.getTime() - b.created.getTime() || a.id.localeCompare(b.id));
+  return { keep: live[0], extra: live.slice(1) };
+}
+
 /** The subscription that governs access: a live one before an ended one, then the newest. */
 export function currentSubscription(subs: readonly SubscriptionInfo[]): SubscriptionInfo | undefined {
   return [...subs].sort((a, b) => {
@@ -150,6 +178,7 @@ export function stateFromSubscription(
     seats: item.quantity,
     currentPeriodStart: sub.currentPeriodStart.toISOString(),
     currentPeriodEnd: sub.currentPeriodEnd.toISOString(),
+    billingCycleAnchor: sub.billingCycleAnchor.toISOString(),
     cancelAtPeriodEnd: sub.cancelAtPeriodEnd,
     updatedAt: now.toISOString(),
     stripeSubscriptionId: sub.id,
@@ -164,6 +193,22 @@ export function stateFromSubscription(
           scheduledAt: scheduled.startsAt.toISOString(),
         }
       : {}),
+  };
+}
+
+/**
+ * The state when Stripe has no subscription of ours for the customer any more (deleted, or only foreign
+ * ones left): what we held ends, so access falls to free. Failing closed: a vanished subscription must
+ * not keep a paid plan.
+ */
+export function endedState(stored: SubscriptionState, now: Date): SubscriptionState {
+  const { scheduledPlan: _p, scheduledInterval: _i, scheduledSeats: _s, scheduledAt: _a, ...rest } = stored;
+  return {
+    ...rest,
+    status: 'canceled',
+    stripeStatus: 'canceled',
+    cancelAtPeriodEnd: false,
+    updatedAt: now.toISOString(),
   };
 }
 
@@ -201,6 +246,36 @@ export function createSubscriptionSync(deps: {
 }): SubscriptionSync {
   const { table, owners, customers, payments, catalog, dunning, clock } = deps;
 
+  /**
+   * Cancels and refunds second live subscriptions. The intent is audited before Stripe is called (a
+   * pending row), so a crash between the two leaves a trace; the outcome is written with the sync.
+   * Stripe's side is idempotent per subscription, so a retry cancels and refunds nothing twice.
+   */
+  async function cancelDuplicates(
+    ownerId: OwnerId,
+    keep: SubscriptionInfo | undefined,
+    duplicates: readonly SubscriptionInfo[],
+    cause: SyncCause,
+  ): Promise<DuplicateCancellation[]> {
+    const done: DuplicateCancellation[] = [];
+    for (const sub of duplicates) {
+      const at = clock.now().toISOString();
+      await table.upsert(ownerId, duplicateAuditKey(sub.id), {
+        at,
+        kind: 'duplicate_subscription',
+        state: 'cancelling',
+        causeKind: cause.kind,
+        causeId: cause.id,
+        causeType: cause.type,
+        actor: 'billing',
+        subscriptionId: sub.id,
+        keptSubscriptionId: keep?.id ?? '',
+      });
+      done.push(await payments.cancelDuplicateSubscription(sub.id, `duplicate-${sub.id}`));
+    }
+    return done;
+  }
+
   return {
     async syncCustomer(customerId, cause, extra) {
       const ownerId = await customers.ownerOf(customerId);
@@ -218,15 +293,35 @@ export function createSubscriptionSync(deps: {
             // stale and this round is redone from fresh state, so an older read never overwrites a newer one.
             const snapshot = await owners.read(ownerId);
             const stored = snapshot.subscription;
-            const current = currentSubscription(await payments.listSubscriptions(customerId));
+            const listed = await payments.listSubscriptions(customerId);
+            const foreign = listed.filter((sub) => !isOurs(sub, catalog)).map((sub) => sub.id);
+            const ours = listed.filter((sub) => isOurs(sub, catalog));
+            const { keep, extra: duplicates } = duplicateLive(ours);
+            const cancelled = await cancelDuplicates(ownerId, keep, duplicates, cause);
+            const current = keep ?? currentSubscription(ours);
             const now = clock.now();
-            const next = current ? stateFromSubscription(current, catalog, dunning, now) : undefined;
+            const next = current
+              ? stateFromSubscription(current, catalog, dunning, now)
+              : stored && stored.state.status !== 'canceled'
+                ? endedState(stored.state, now)
+                : undefined;
             const changed = next !== undefined && !sameState(stored?.state, next);
             const at = now.toISOString();
+            const notes: SyncNotes = {
+              ...(foreign.length > 0 ? { foreign } : {}),
+              ...(cancelled.length > 0
+                ? { duplicatesCancelled: cancelled.map((c) => c.subscriptionId) }
+                : {}),
+            };
+            // A reconciler run that finds nothing to repair leaves no trace (no marker row per owner per run).
+            if (!changed && cause.kind === 'reconcile' && cancelled.length === 0 && !extra) {
+              return answer({ kind: 'unchanged', ownerId, ...notes });
+            }
 
             const actions: TransactionAction[] = [
               { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
               ...(extra?.(ownerId) ?? []),
+              ...cancelled.map((c) => duplicateAuditAction(c, cause, at)),
             ];
             if (changed && next) {
               const props = subscriptionProps(next);
@@ -253,7 +348,9 @@ export function createSubscriptionSync(deps: {
             return write(
               withVersion(snapshot, actions),
               () =>
-                changed && next ? { kind: 'applied', ownerId, state: next } : { kind: 'unchanged', ownerId },
+                changed && next
+                  ? { kind: 'applied', ownerId, state: next, ...notes }
+                  : { kind: 'unchanged', ownerId, ...notes },
               // The marker is action 0: if it exists, a concurrent copy of this event won.
               (error): SyncOutcome | typeof RETRY =>
                 error.actionIndex === 0 && error.reason === 'exists' ? { kind: 'duplicate', ownerId } : RETRY,
@@ -270,6 +367,33 @@ export function createSubscriptionSync(deps: {
           error,
         );
       }
+    },
+  };
+}
+
+const duplicateAuditKey = (subscriptionId: string) => `audit|duplicate|${subscriptionId}`;
+
+/** The audit row of a cancelled duplicate, completed with its refund in the sync's transaction. */
+function duplicateAuditAction(
+  cancellation: DuplicateCancellation,
+  cause: SyncCause,
+  at: string,
+): TransactionAction {
+  return {
+    kind: 'upsert',
+    rowKey: duplicateAuditKey(cancellation.subscriptionId),
+    props: {
+      at,
+      kind: 'duplicate_subscription',
+      state: 'cancelled',
+      causeKind: cause.kind,
+      causeId: cause.id,
+      causeType: cause.type,
+      actor: 'billing',
+      subscriptionId: cancellation.subscriptionId,
+      refundId: cancellation.refund?.id ?? '',
+      refundAmount: cancellation.refund?.amount ?? 0,
+      refundCurrency: cancellation.refund?.currency ?? '',
     },
   };
 }

@@ -124,7 +124,8 @@ export function createSummaries(deps: {
         },
         status: caps.status,
         accessLevel: caps.accessLevel,
-        cancelAtPeriodEnd: caps.subscription?.cancelAtPeriodEnd ?? false,
+        // Stripe keeps `cancel_at_period_end: true` on a subscription once it has ended: only a live one cancels.
+        cancelAtPeriodEnd: caps.accessLevel !== 'free' && (caps.subscription?.cancelAtPeriodEnd ?? false),
         currentPeriodEnd: caps.accessLevel === 'free' ? null : (caps.subscription?.currentPeriodEnd ?? null),
         seatsPurchased:
           caps.accessLevel === 'free' || !plan.perSeat ? null : (caps.subscription?.seats ?? null),

@@ -4,7 +4,10 @@ import { EventShapeError, refFromStripeEvent } from '../../src/billing/event-ref
 import {
   currentSubscription,
   detectTier,
+  duplicateLive,
+  endedState,
   internalStatus,
+  isOurs,
   stateFromSubscription,
   UnmappedPriceError,
 } from '../../src/billing/lifecycle.js';
@@ -97,6 +100,49 @@ describe('which subscription governs', () => {
     const newer = subscription({ id: 'sub_new', status: 'canceled', created: new Date('2026-07-01') });
     expect(currentSubscription([ended, newer])?.id).toBe('sub_new');
     expect(currentSubscription([])).toBeUndefined();
+  });
+
+  it('keeps the live subscription paid first when there are two, and names the others', () => {
+    const first = subscription({ id: 'sub_b', status: 'active', created: new Date('2026-05-01T10:00:00Z') });
+    const second = subscription({ id: 'sub_a', status: 'active', created: new Date('2026-05-01T10:05:00Z') });
+    const ended = subscription({ id: 'sub_0', status: 'canceled', created: new Date('2026-01-01') });
+    expect(duplicateLive([second, ended, first])).toEqual({ keep: first, extra: [second] });
+    // Paid in the same second: the smaller id wins, so every reader agrees.
+    const twin = subscription({ id: 'sub_a', status: 'active', created: first.created });
+    expect(duplicateLive([first, twin]).keep?.id).toBe('sub_a');
+    expect(duplicateLive([ended])).toEqual({ keep: undefined, extra: [] });
+  });
+
+  it('treats a subscription on a price that is no plan of ours (a weekly price) as not ours', () => {
+    const weekly = subscription({
+      id: 'sub_w',
+      items: [
+        { id: 'si_w', price: price({ lookupKey: null, interval: 'week', unitAmount: 123 }), quantity: 1 },
+      ],
+    });
+    expect(isOurs(weekly, catalog)).toBe(false);
+    expect(isOurs(subscription(), catalog)).toBe(true);
+    expect(isOurs(subscription({ items: [] }), catalog)).toBe(false);
+  });
+
+  it('ends a held subscription Stripe no longer has: canceled, nothing scheduled', () => {
+    const held = stateFromSubscription(
+      subscription({
+        scheduledPhase: {
+          scheduleId: 'sub_sched_1',
+          startsAt: new Date('2026-12-01T00:00:00Z'),
+          price: price(),
+          quantity: 1,
+        },
+      }),
+      catalog,
+      dunning,
+      new Date('2026-11-10T00:00:00Z'),
+    );
+    const ended = endedState(held, new Date('2026-11-11T00:00:00Z'));
+    expect(ended).toMatchObject({ status: 'canceled', stripeStatus: 'canceled', cancelAtPeriodEnd: false });
+    expect(ended.scheduledPlan).toBeUndefined();
+    expect(ended.plan).toBe(held.plan);
   });
 
   it('shows a scheduled downgrade in the state', () => {
