@@ -67,6 +67,48 @@ describe('Stripe webhook ingest', () => {
     expect(decoded).toMatchObject({ id: JSON.parse(body).id, orderingKey: 'cus_test1' });
   });
 
+  it('queues only the ids of a 200 KB event, so any event up to the body limit fits a queue message', async () => {
+    const big = event('customer.subscription.updated', {
+      id: 'sub_big1',
+      object: 'subscription',
+      customer: 'cus_big1',
+      // Real events grow with items, discounts and metadata; the queue message must not.
+      items: {
+        object: 'list',
+        data: Array.from({ length: 400 }, (_, i) => ({ id: `si_${i}`, pad: 'x'.repeat(480) })),
+      },
+    });
+    const body = JSON.stringify(big);
+    expect(body.length).toBeGreaterThan(200_000);
+    const response = await deliver(body, sign(body));
+    expect(response.status, response.text).toBe(200);
+    const [message] = (await queue.peekMessages({ numberOfMessages: 1 })).peekedMessageItems;
+    expect(message?.messageText.length ?? 0).toBeLessThan(1_000);
+    const decoded = JSON.parse(Buffer.from(message?.messageText ?? '', 'base64').toString('utf8')) as unknown;
+    expect(decoded).toEqual({
+      id: big.id,
+      orderingKey: 'cus_big1',
+      body: {
+        v: 2,
+        eventId: big.id,
+        type: 'customer.subscription.updated',
+        objectId: 'sub_big1',
+        customerId: 'cus_big1',
+        attempt: 0,
+      },
+    });
+  });
+
+  it('acknowledges a checkout completed without a customer (a Payment Link) and queues nothing', async () => {
+    const body = JSON.stringify(
+      event('checkout.session.completed', { id: 'cs_guest1', object: 'checkout.session', customer: null }),
+    );
+    const response = await deliver(body, sign(body));
+    expect(response.status, response.text).toBe(200);
+    expect(response.body).toEqual({ received: true, ignored: true });
+    expect(await queued()).toBe(0);
+  });
+
   it.each([
     ['no signature', (body: string) => deliver(body), 'signature_missing'],
     [
