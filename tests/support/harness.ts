@@ -13,6 +13,7 @@ import { startLocalHost } from '../../src/local/server.js';
 import { sandboxPrices } from '../../src/local/stripe-seed.js';
 import { mintToken } from '../../src/local/token.js';
 import { baseTestEnv } from './env.js';
+import { assertDocumented } from './openapi.js';
 
 silenceFunctionsTestModeWarnings();
 
@@ -64,6 +65,8 @@ export interface CallOptions {
   /** An object is sent as JSON; a string is sent as is (for malformed bodies). */
   readonly body?: unknown;
   readonly headers?: Record<string, string>;
+  /** Skip the OpenAPI check, for a probe of what the document deliberately leaves out. */
+  readonly undocumented?: true;
 }
 
 export interface TestHost {
@@ -151,6 +154,16 @@ export async function startTestHost(
         parsed = text === '' ? undefined : JSON.parse(text);
       } catch {
         // not JSON: keep the text
+      }
+      // Every answer an end-to-end test receives must be one docs/openapi.yaml describes.
+      if (!callOptions.undocumented) {
+        assertDocumented({
+          method,
+          path,
+          status: response.status,
+          contentType: response.headers.get('content-type'),
+          body: parsed,
+        });
       }
       return { status: response.status, headers: response.headers, body: parsed, text };
     },
