@@ -242,8 +242,9 @@ const meterSchema = z.strictObject({
   /** The plan limit that is this meter's allowance per period (`null` in a plan: unlimited). */
   allowanceLimit: z.enum(PERIOD_LIMITS),
   /**
-   * The window the allowance applies to. `billing_period`: the subscription's current billing period
-   * for a paid plan, the calendar month in UTC otherwise; `currentPeriod()` in `periods.ts` computes it.
+   * The window the allowance applies to. `billing_period`: for a paid plan, months stepped from the
+   * billing cycle anchor (a monthly plan's stored period; each month of a yearly plan; on past a late
+   * renewal), the calendar month in UTC otherwise; `currentPeriod()` in `periods.ts` computes it.
    */
   window: z.literal('billing_period'),
   /** Whether purchased credits cover consumption beyond the allowance. */

@@ -263,8 +263,11 @@ interface CounterState {
   readonly rowKey: string;
   readonly etag: string | undefined;
   readonly createdAt: string | undefined;
+  /** The window's bounds as decided now; they replace what the row says (see `moved`). */
   readonly periodStart: string;
   readonly periodEnd: string;
+  /** The stored row names another end: its rollover index row for the new end day is still to write. */
+  readonly moved: boolean;
   readonly meter: MeterName;
   readonly periodKey: string;
   counter: UsageCounter;
@@ -287,8 +290,8 @@ interface Plan {
   readonly included: readonly Planned[];
   readonly leftover: readonly Ready[];
   readonly actions: readonly TransactionAction[];
-  /** Counters this transaction creates: their rollover index rows must exist first. */
-  readonly created: readonly CounterState[];
+  /** Counters this transaction creates or moves to another end: their rollover index rows must exist first. */
+  readonly toIndex: readonly CounterState[];
   /** The counters and balance as the transaction leaves them (to keep the snapshot current). */
   readonly after: {
     readonly counters: ReadonlyArray<{ readonly rowKey: string; readonly counter: UsageCounter }>;
@@ -484,7 +487,7 @@ export function createMetering(deps: MeteringDeps): Metering {
         const planned = ready.filter((r) => !settled.has(r.job));
         if (planned.length === 0) return answer(undefined);
         const plan = decide(ownerId, snapshot, planned, clock.now());
-        await ensureIndexed(ownerId, plan.created);
+        await ensureIndexed(ownerId, plan.toIndex);
         return write(
           plan.actions,
           ({ etags }) => {
@@ -537,8 +540,15 @@ export function createMetering(deps: MeteringDeps): Metering {
         rowKey: counterKey,
         etag: stored?.etag,
         createdAt: parsed?.createdAt ?? undefined,
-        periodStart: parsed?.periodStart ?? terms.period.start.toISOString(),
-        periodEnd: parsed?.periodEnd ?? terms.period.end.toISOString(),
+        // The window decided now is authoritative over the bounds the row was written with: the same key
+        // can end elsewhere once Stripe's renewal replaces the window assumed while it was late, or on a
+        // yearly plan's counter written before its allowance became monthly.
+        periodStart: terms.period.start.toISOString(),
+        periodEnd: terms.period.end.toISOString(),
+        moved:
+          parsed !== undefined &&
+          parsed.periodEnd !== null &&
+          Date.parse(parsed.periodEnd) !== terms.period.end.getTime(),
         meter: job.request.meter,
         periodKey: terms.period.key,
         counter: parsed ?? EMPTY_COUNTER,
@@ -667,7 +677,7 @@ export function createMetering(deps: MeteringDeps): Metering {
     }
 
     const fixed: TransactionAction[] = [];
-    const created: CounterState[] = [];
+    const toIndex: CounterState[] = [];
     for (const c of counters.values()) {
       if (!c.changed) continue;
       const props: EntityProps = {
@@ -683,10 +693,9 @@ export function createMetering(deps: MeteringDeps): Metering {
         createdAt: c.createdAt ?? at,
         updatedAt: at,
       };
-      if (c.etag === undefined) {
-        created.push(c);
-        fixed.push({ kind: 'create', rowKey: c.rowKey, props });
-      } else fixed.push({ kind: 'update', rowKey: c.rowKey, props, etag: c.etag });
+      if (c.etag === undefined || c.moved) toIndex.push(c);
+      if (c.etag === undefined) fixed.push({ kind: 'create', rowKey: c.rowKey, props });
+      else fixed.push({ kind: 'update', rowKey: c.rowKey, props, etag: c.etag });
     }
     if (balance.changed) fixed.push(balanceAction(balance.etag, balance.balance, at));
 
@@ -697,7 +706,7 @@ export function createMetering(deps: MeteringDeps): Metering {
       // version always: even a batch of denials was decided from the snapshot, which may be one kept
       // from an earlier batch, and must not commit if anything changed since.
       actions: [...markers, ...fixed, ...extras, versionAction(snapshot)],
-      created,
+      toIndex,
       after: {
         counters: [...counters.values()]
           .filter((c) => c.changed)
@@ -716,10 +725,13 @@ export function createMetering(deps: MeteringDeps): Metering {
     };
   }
 
-  /** Writes the rollover index rows of counters about to be created, before the transaction creates them. */
-  async function ensureIndexed(ownerId: OwnerId, created: readonly CounterState[]) {
+  /**
+   * Writes the rollover index rows of counters about to be created (or to get another end), before the
+   * transaction writes them: a counter's end day always has its index row.
+   */
+  async function ensureIndexed(ownerId: OwnerId, counters: readonly CounterState[]) {
     await Promise.all(
-      created.map(async (c) => {
+      counters.map(async (c) => {
         const partition = rolloverPartitionFor(new Date(c.periodEnd));
         const rowKey = rolloverRowKey(ownerId, c.meter, c.periodKey);
         const id = `${partition}/${rowKey}`;

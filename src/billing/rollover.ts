@@ -66,6 +66,11 @@ export interface RolloverReport {
   readonly alreadyClosed: number;
   /** Index rows without a counter (the consumption that wrote them never committed): removed. */
   readonly withoutUsage: number;
+  /**
+   * Index rows of a period whose counter now ends later (a late renewal's period replaced the window
+   * assumed before it): removed without a record, since metering indexed the new end day first.
+   */
+  readonly moved: number;
   /** Index rows that did not parse, left in place (they hold the cursor back) for someone to look at. */
   readonly invalid: readonly string[];
   readonly daysScanned: number;
@@ -162,6 +167,7 @@ export function createRollover(deps: RolloverDeps): Rollover {
     let closed = 0;
     let alreadyClosed = 0;
     let withoutUsage = 0;
+    let moved = 0;
     let daysScanned = 0;
     const invalid: string[] = [];
     let firstPending: string | undefined;
@@ -183,6 +189,10 @@ export function createRollover(deps: RolloverDeps): Rollover {
         return true;
       }
       const counter = parseUsageCounter(counterRow);
+      if (counter.periodEnd !== null && Date.parse(counter.periodEnd) > cutoff) {
+        moved++;
+        return true;
+      }
       try {
         await table.create(ownerId, recordRowKey(meter, periodKey), {
           meter,
@@ -273,6 +283,7 @@ export function createRollover(deps: RolloverDeps): Rollover {
       closed,
       alreadyClosed,
       withoutUsage,
+      moved,
       invalid,
       daysScanned,
       cursor: newCursor,

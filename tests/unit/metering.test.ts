@@ -375,6 +375,20 @@ describe('metering: consume', () => {
     expect(await table.get('rollover|2026-12-10', 'alice|executions|20261110T080000')).toBeDefined();
   });
 
+  it("rewrites a counter's bounds to the window decided now, indexing its new end day", async () => {
+    // A yearly plan's counter written before its allowance became monthly: same key as the first month.
+    const { metering, table } = setup();
+    const start = new Date('2026-11-10T08:00:00Z');
+    const year: UsagePeriod = { key: '20261110T080000', start, end: new Date('2027-11-10T08:00:00Z') };
+    const month: UsagePeriod = { ...year, end: new Date('2026-12-10T08:00:00Z') };
+    consumed(await metering.consume(request({ idempotencyKey: 'run-1', period: year })));
+    expect(await table.get('rollover|2027-11-10', 'alice|executions|20261110T080000')).toBeDefined();
+    const outcome = consumed(await metering.consume(request({ idempotencyKey: 'run-2', period: month })));
+    expect(outcome).toMatchObject({ used: 2, periodEnd: '2026-12-10T08:00:00.000Z' });
+    expect((await counterOf(table, month))?.periodEnd).toBe('2026-12-10T08:00:00.000Z');
+    expect(await table.get('rollover|2026-12-10', 'alice|executions|20261110T080000')).toBeDefined();
+  });
+
   it('writes the rollover index row before the counter, so a crash in between leaves it findable', async () => {
     const inner = createMemoryTable('billing');
     let crash = true;

@@ -3,6 +3,7 @@ import type { EnforcementMode } from '../enforcement.js';
 import type { OwnerId } from '../ids.js';
 import { currentPeriod, type UsagePeriod } from '../periods.js';
 import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
+import { type AccessLevel, accessLevelOf } from './levels.js';
 
 /**
  * Payment state -> access level -> what is in force, for one owner at one instant. The one place where
@@ -10,27 +11,8 @@ import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
  * the summary all ask here.
  */
 
-/** What a payment state means for access. */
-export type AccessLevel = 'full' | 'grace' | 'locked' | 'free';
-
-export function accessLevelOf(status: SubscriptionStatus | 'none'): AccessLevel {
-  switch (status) {
-    case 'trialing':
-    case 'active':
-    case 'retrying':
-      return 'full';
-    case 'grace':
-      return 'grace';
-    case 'past_due':
-    case 'unpaid':
-    case 'paused':
-      return 'locked';
-    case 'incomplete':
-    case 'canceled':
-    case 'none':
-      return 'free';
-  }
-}
+/** What a payment state means for access: the rule lives in `levels.ts`. */
+export { type AccessLevel, accessLevelOf } from './levels.js';
 
 export interface Capabilities {
   readonly ownerId: OwnerId;

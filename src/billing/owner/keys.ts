@@ -44,8 +44,10 @@ export const ORG_PREFIX = 's|o|org|';
 export const orgRowKey = (orgId: OrgId) => `${ORG_PREFIX}${orgId}`;
 
 /**
- * The longest usage period there is: a yearly subscription's billing period. A period that contains
- * "now" started less than this long ago, so its counter is always inside the snapshot range.
+ * Longer than any usage window that can contain "now", so its counter is always inside the snapshot
+ * range. Windows are a month (`periods.ts`: a yearly plan's allowance is monthly too), except that a
+ * monthly plan's window is Stripe's stored period, which only a trial stretches; a year is ample room,
+ * and covers the yearly periods that counters written before monthly windows are keyed by.
  */
 export const LONGEST_PERIOD_MS = 367 * 86_400_000;
 

@@ -197,8 +197,10 @@ export function meterStatus(
   return {
     meter,
     periodKey: period.key,
-    periodStart: counter.periodStart ?? period.start.toISOString(),
-    periodEnd: counter.periodEnd ?? period.end.toISOString(),
+    // The window decided now, not the bounds the counter was written with: the same key can end elsewhere
+    // once a late renewal replaced the window assumed before it (metering rewrites the row on next use).
+    periodStart: period.start.toISOString(),
+    periodEnd: period.end.toISOString(),
     counterKey,
     counterEtag: stored?.etag,
     counter,
