@@ -1744,6 +1744,7 @@ export function createEngine(options: EngineOptions) {
     invoice,
     invoices: () => newestFirst(invoices.values()),
     sessions: () => newestFirst([...sessions.values()].map((rec) => rec.session)),
+    paymentIntent: (id: string): WirePaymentIntent => found(paymentIntents, 'payment_intent', id),
     charge: (id: string) => charge(id),
     dispute: (id: string): WireDispute => found(disputes, 'dispute', id),
     disputes: () => newestFirst(disputes.values()),

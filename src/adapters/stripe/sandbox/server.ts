@@ -358,6 +358,12 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     },
     {
       method: 'GET',
+      pattern: /^\/v1\/payment_intents\/([^/]+)$/,
+      handle: ({ params: [id = ''], query }) =>
+        expand(engine.paymentIntent(id), parse(params.retrieve, query).expand),
+    },
+    {
+      method: 'GET',
       pattern: /^\/v1\/charges\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>
         expand(engine.charge(id), parse(params.retrieve, query).expand),
