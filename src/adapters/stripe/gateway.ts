@@ -1,6 +1,10 @@
 import Stripe from 'stripe';
 import {
+  type ChargeInfo,
   type CheckoutSessionInfo,
+  type DisputeInfo,
+  type DisputeStatus,
+  type EventSummary,
   type InvoiceInfo,
   PaymentsError,
   type PaymentsGateway,
@@ -60,6 +64,57 @@ const toUnix = (date: Date) => Math.floor(date.getTime() / 1000);
 const idOf = (value: string | { id: string } | null | undefined): string | null =>
   value === null || value === undefined ? null : typeof value === 'string' ? value : value.id;
 
+/** Stripe lists cap a page at 100; reading "all pages" stops here rather than run without end. */
+const MAX_LISTED = 10_000;
+
+const DISPUTE_STATUSES = [
+  'warning_needs_response',
+  'warning_under_review',
+  'warning_closed',
+  'needs_response',
+  'under_review',
+  'won',
+  'lost',
+  'prevented',
+] as const satisfies readonly DisputeStatus[];
+
+/**
+ * An appeal reopens a lost dispute; while it runs the money stays withdrawn, exactly as for the first
+ * round, so the domain sees the matching open status.
+ */
+function disputeStatus(status: string): DisputeStatus {
+  if (status === 'appeal_needs_response') return 'needs_response';
+  if (status === 'appeal_under_review') return 'under_review';
+  return known(DISPUTE_STATUSES, status, 'dispute status');
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** An id field of an event's object, whether Stripe sent it as an id or as an expanded object. */
+function idField(object: unknown, field: string): string | null {
+  if (!isRecord(object)) return null;
+  const value = object[field];
+  if (typeof value === 'string') return value;
+  if (isRecord(value) && typeof value.id === 'string') return value.id;
+  return null;
+}
+
+function eventSummary(event: Stripe.Event): EventSummary {
+  const object: unknown = event.data.object;
+  return {
+    id: event.id,
+    type: event.type,
+    created: toDate(event.created),
+    objectId: idField(object, 'id'),
+    customerId: idField(object, 'customer'),
+  };
+}
+
+/** Stripe answers 400 to an action the object's state no longer allows (expire a closed session…). */
+const isStateConflict = (error: unknown) =>
+  error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 400;
+
 /** The Stripe SDK client the gateway and the webhook verifier share. */
 export function createStripeClient(options: StripeGatewayOptions): Stripe {
   const base = options.apiBase;
@@ -78,28 +133,42 @@ export function createStripeClient(options: StripeGatewayOptions): Stripe {
   });
 }
 
-/** Stripe's errors, mapped to the few kinds the domain acts on. */
+/** Seconds from a `Retry-After` header, when Stripe sent one. */
+function retryAfter(error: InstanceType<typeof Stripe.errors.StripeError>): number | undefined {
+  const raw = error.headers?.['retry-after'];
+  const value = Number(raw);
+  return raw !== undefined && Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
+/**
+ * Stripe's errors, mapped to the few kinds the domain acts on by the SDK's error class and the HTTP status
+ * (never by message text); the SDK's error stays as `cause` for logs.
+ */
 function mapError(error: unknown, what: string): never {
-  if (error instanceof Stripe.errors.StripeError) {
-    const detail = `${what}: ${error.message}`;
-    if (error instanceof Stripe.errors.StripeRateLimitError)
-      throw new PaymentsError('rate_limited', detail, 2);
-    if (
-      error instanceof Stripe.errors.StripeAuthenticationError ||
-      error instanceof Stripe.errors.StripePermissionError
-    ) {
-      throw new PaymentsError('authentication', detail);
-    }
-    // Neither is fixed by retrying: a declined card needs the customer, a reused key needs a new request.
-    if (error instanceof Stripe.errors.StripeCardError) throw new PaymentsError('declined', detail);
-    if (error instanceof Stripe.errors.StripeIdempotencyError)
-      throw new PaymentsError('invalid_request', detail);
-    if (error instanceof Stripe.errors.StripeInvalidRequestError) {
-      throw new PaymentsError(error.statusCode === 404 ? 'not_found' : 'invalid_request', detail);
-    }
-    throw new PaymentsError('unavailable', detail, 5);
+  if (!(error instanceof Stripe.errors.StripeError)) throw error;
+  const detail = `${what}: ${error.message}`;
+  const cause = { cause: error };
+  const status = error.statusCode;
+  if (error instanceof Stripe.errors.StripeRateLimitError || status === 429) {
+    throw new PaymentsError('rate_limited', detail, retryAfter(error) ?? 2, cause);
   }
-  throw error;
+  if (
+    error instanceof Stripe.errors.StripeAuthenticationError ||
+    error instanceof Stripe.errors.StripePermissionError
+  ) {
+    throw new PaymentsError('authentication', detail, undefined, cause);
+  }
+  // Neither is fixed by retrying: a declined card needs the customer, a reused key needs a new request.
+  if (error instanceof Stripe.errors.StripeCardError)
+    throw new PaymentsError('declined', detail, undefined, cause);
+  if (error instanceof Stripe.errors.StripeIdempotencyError) {
+    throw new PaymentsError('invalid_request', detail, undefined, cause);
+  }
+  if (error instanceof Stripe.errors.StripeInvalidRequestError) {
+    throw new PaymentsError(status === 404 ? 'not_found' : 'invalid_request', detail, undefined, cause);
+  }
+  // StripeAPIError (5xx), StripeConnectionError (network) and anything the SDK could not classify.
+  throw new PaymentsError('unavailable', detail, retryAfter(error) ?? 5, cause);
 }
 
 async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -150,7 +219,10 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
       lookupKey: p.lookup_key,
       unitAmount: p.unit_amount,
       currency: p.currency,
-      interval: p.recurring ? known(['month', 'year'], p.recurring.interval, 'price interval') : null,
+      // Day and week prices are mapped too: they match no plan, and the domain ignores their subscriptions.
+      interval: p.recurring
+        ? known(['day', 'week', 'month', 'year'], p.recurring.interval, 'price interval')
+        : null,
       productId,
       productMetadata: metadata,
     };
@@ -209,8 +281,13 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
 
   const invoiceInfo = (invoice: Stripe.Invoice): InvoiceInfo => {
     // The invoice's own period_* is the period that just ended on renewals (and a point on first and
-    // proration invoices); the service period a customer pays for is on the line.
-    const line = invoice.lines.data[0];
+    // proration invoices); the service period a customer pays for is on the subscription's own line. Stripe
+    // lists proration lines first, so the first line that is a subscription item and not a proration is
+    // taken; an invoice of prorations only (an upgrade) falls back to its first line (the rest of the
+    // current period), then to the invoice's own period.
+    const line =
+      invoice.lines.data.find((l) => l.parent?.subscription_item_details?.proration === false) ??
+      invoice.lines.data[0];
     return {
       id: invoice.id ?? '',
       customerId: idOf(invoice.customer) ?? '',
@@ -252,22 +329,218 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     metadata: session.metadata ?? {},
   });
 
-  // Placeholders while the adapter is written (issue 8): each names what it will do.
-  const pending = (what: string) => async (): Promise<never> => {
-    throw new PaymentsError('invalid_request', `${what} is not implemented in the Stripe gateway yet`);
-  };
+  const chargeInfo = (charge: Stripe.Charge, dispute: Stripe.Dispute | null): ChargeInfo => ({
+    id: charge.id,
+    customerId: idOf(charge.customer),
+    paymentIntentId: idOf(charge.payment_intent),
+    amount: charge.amount,
+    amountRefunded: charge.amount_refunded,
+    currency: charge.currency,
+    dispute:
+      dispute === null
+        ? null
+        : { id: dispute.id, status: disputeStatus(dispute.status), amount: dispute.amount },
+  });
+
+  const disputeInfo = (dispute: Stripe.Dispute): DisputeInfo => ({
+    id: dispute.id,
+    chargeId: idOf(dispute.charge) ?? '',
+    status: disputeStatus(dispute.status),
+    amount: dispute.amount,
+    currency: dispute.currency,
+  });
 
   const subscriptionExpand = ['latest_invoice', 'schedule'];
 
+  /** The first (oldest) invoice of a subscription: the one a duplicate's refund gives back. */
+  async function firstInvoice(subscriptionId: string): Promise<Stripe.Invoice | null> {
+    const invoices = await call(`list invoices of ${subscriptionId}`, () =>
+      stripe.invoices
+        .list({ subscription: subscriptionId, limit: 100 })
+        .autoPagingToArray({ limit: MAX_LISTED }),
+    );
+    return invoices.find((inv) => inv.billing_reason === 'subscription_create') ?? invoices.at(-1) ?? null;
+  }
+
+  /**
+   * What paid an invoice. Since API 2025-03-31 an invoice names no payment intent or charge: its payments
+   * are `invoice_payment` objects, listed by invoice, each naming the payment intent (or a legacy charge).
+   */
+  async function invoicePaymentOf(
+    invoiceId: string,
+  ): Promise<{ payment_intent: string } | { charge: string } | null> {
+    const payments = await call(`list payments of ${invoiceId}`, () =>
+      stripe.invoicePayments.list({ invoice: invoiceId, status: 'paid', limit: 10 }),
+    );
+    for (const payment of payments.data) {
+      const intent = idOf(payment.payment.payment_intent);
+      if (intent !== null) return { payment_intent: intent };
+      const charge = idOf(payment.payment.charge);
+      if (charge !== null) return { charge };
+    }
+    return null;
+  }
+
   return {
-    listEvents: pending('listEvents'),
-    listOpenCheckoutSessions: pending('listOpenCheckoutSessions'),
-    expireCheckoutSession: pending('expireCheckoutSession'),
-    listPaidPaymentSessions: pending('listPaidPaymentSessions'),
-    checkoutSessionForPaymentIntent: pending('checkoutSessionForPaymentIntent'),
-    getCharge: pending('getCharge'),
-    getDispute: pending('getDispute'),
-    cancelDuplicateSubscription: pending('cancelDuplicateSubscription'),
+    /*
+     * Stripe lists events newest first, and `ending_before=<id>` returns the page of events just newer
+     * than <id> (still newest first). So: the first call walks the window newest first to its oldest
+     * end (keeping only the oldest `limit` + 1), and every later call asks for the events just newer
+     * than the cursor (the newest event already returned), reversing each page. The cursor stays valid
+     * while its event is within Stripe's 30 days and `since` is unchanged; events created while paging
+     * are picked up at the end rather than skipped.
+     */
+    async listEvents({ since, types, cursor, limit }) {
+      const filter: Stripe.EventListParams = {
+        created: { gte: toUnix(since) },
+        ...(types.length > 0 ? { types: [...types] } : {}),
+      };
+      if (cursor !== null) {
+        const page = await call('list events', () =>
+          stripe.events.list({ ...filter, limit, ending_before: cursor }),
+        );
+        const items = [...page.data].reverse().map(eventSummary);
+        return { items, nextCursor: page.has_more ? (items.at(-1)?.id ?? null) : null };
+      }
+      let oldest: Stripe.Event[] = [];
+      let after: string | undefined;
+      for (let read = 0; read < MAX_LISTED; read += 100) {
+        const page = await call('list events', () =>
+          stripe.events.list({ ...filter, limit: 100, ...(after ? { starting_after: after } : {}) }),
+        );
+        oldest = [...oldest, ...page.data].slice(-(limit + 1));
+        after = page.data.at(-1)?.id;
+        if (!page.has_more || after === undefined) break;
+      }
+      const ascending = oldest.reverse();
+      const items = ascending.slice(0, limit).map(eventSummary);
+      return { items, nextCursor: ascending.length > limit ? (items.at(-1)?.id ?? null) : null };
+    },
+
+    async listOpenCheckoutSessions(customerId) {
+      const sessions = await call(`list open checkout sessions of ${customerId}`, () =>
+        stripe.checkout.sessions
+          .list({ customer: customerId, status: 'open', limit: 100 })
+          .autoPagingToArray({ limit: MAX_LISTED }),
+      );
+      return sessions.map(sessionInfo);
+    },
+
+    async expireCheckoutSession(id, idempotencyKey) {
+      try {
+        await stripe.checkout.sessions.expire(id, {}, { idempotencyKey });
+      } catch (error) {
+        // Stripe refuses (400) to expire a session that is not open. An expired one is what was wanted; a
+        // complete one was paid, and its own event grants it (the processor handles duplicates): both are
+        // fine. The session's state decides, not the error's wording.
+        if (isStateConflict(error)) {
+          const session = await call(`retrieve checkout session ${id}`, () =>
+            stripe.checkout.sessions.retrieve(id),
+          );
+          if (session.status !== 'open') return;
+        }
+        mapError(error, `expire checkout session ${id}`);
+      }
+    },
+
+    /*
+     * Stripe filters sessions by status and creation, not by mode or payment status: those are filtered
+     * here, so a page may hold fewer than `limit` sessions (even none) while `nextCursor` says more follow.
+     */
+    async listPaidPaymentSessions({ since, cursor, limit }) {
+      const page = await call('list completed checkout sessions', () =>
+        stripe.checkout.sessions.list({
+          status: 'complete',
+          created: { gte: toUnix(since) },
+          limit,
+          expand: ['data.line_items'],
+          ...(cursor !== null ? { starting_after: cursor } : {}),
+        }),
+      );
+      const items = page.data
+        .filter((session) => session.mode === 'payment' && session.payment_status === 'paid')
+        .map(sessionInfo);
+      return { items, nextCursor: page.has_more ? (page.data.at(-1)?.id ?? null) : null };
+    },
+
+    async checkoutSessionForPaymentIntent(paymentIntentId) {
+      const page = await call(`find checkout session of ${paymentIntentId}`, () =>
+        stripe.checkout.sessions.list({
+          payment_intent: paymentIntentId,
+          limit: 1,
+          expand: ['data.line_items'],
+        }),
+      );
+      const session = page.data[0];
+      return session ? sessionInfo(session) : null;
+    },
+
+    async getCharge(id) {
+      const charge = await call(`retrieve charge ${id}`, () => stripe.charges.retrieve(id));
+      // A charge names no dispute in this API version, only `disputed`: the dispute is listed by charge.
+      let dispute: Stripe.Dispute | null = null;
+      if (charge.disputed) {
+        const page = await call(`list disputes of ${id}`, () =>
+          stripe.disputes.list({ charge: id, limit: 1 }),
+        );
+        dispute = page.data[0] ?? null;
+      }
+      return chargeInfo(charge, dispute);
+    },
+
+    async getDispute(id) {
+      return disputeInfo(await call(`retrieve dispute ${id}`, () => stripe.disputes.retrieve(id)));
+    },
+
+    async cancelDuplicateSubscription(subscriptionId, idempotencyKey) {
+      try {
+        // No proration credit: the first invoice is refunded in full below instead.
+        await stripe.subscriptions.cancel(
+          subscriptionId,
+          { prorate: false, invoice_now: false },
+          { idempotencyKey: `${idempotencyKey}:cancel` },
+        );
+      } catch (error) {
+        // Already canceled (by an earlier call whose key has expired, or elsewhere): Stripe answers 400;
+        // the subscription's status, not the message, says whether that is the case.
+        if (!isStateConflict(error)) mapError(error, `cancel subscription ${subscriptionId}`);
+        const current = await call(`retrieve subscription ${subscriptionId}`, () =>
+          stripe.subscriptions.retrieve(subscriptionId),
+        );
+        if (current.status !== 'canceled') mapError(error, `cancel subscription ${subscriptionId}`);
+      }
+      const invoice = await firstInvoice(subscriptionId);
+      if (invoice === null || invoice.id === undefined || invoice.amount_paid === 0) {
+        return { subscriptionId, refund: null };
+      }
+      const invoiceId = invoice.id;
+      const payment = await invoicePaymentOf(invoiceId);
+      if (payment === null) return { subscriptionId, refund: null };
+      // Idempotency keys last 24 hours; the refund's metadata keeps the call idempotent after that.
+      const existing = await call(`list refunds of ${invoiceId}`, () =>
+        stripe.refunds.list({ ...payment, limit: 100 }),
+      );
+      const earlier = existing.data.find(
+        (r) =>
+          r.metadata?.duplicateSubscription === subscriptionId &&
+          r.status !== 'failed' &&
+          r.status !== 'canceled',
+      );
+      const refund =
+        earlier ??
+        (await call(`refund first invoice of ${subscriptionId}`, () =>
+          stripe.refunds.create(
+            {
+              ...payment,
+              reason: 'duplicate',
+              metadata: { duplicateSubscription: subscriptionId, invoice: invoiceId },
+            },
+            { idempotencyKey: `${idempotencyKey}:refund` },
+          ),
+        ));
+      return { subscriptionId, refund: { id: refund.id, amount: refund.amount, currency: refund.currency } };
+    },
+
     async createCustomer({ ownerId, idempotencyKey }) {
       const customer = await call('create customer', () =>
         stripe.customers.create({ metadata: { ownerId } }, { idempotencyKey }),
@@ -311,7 +584,9 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
 
     async getCheckoutSession(id) {
       return sessionInfo(
-        await call(`retrieve checkout session ${id}`, () => stripe.checkout.sessions.retrieve(id)),
+        await call(`retrieve checkout session ${id}`, () =>
+          stripe.checkout.sessions.retrieve(id, { expand: ['line_items'] }),
+        ),
       );
     },
 
@@ -330,15 +605,18 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     },
 
     async listSubscriptions(customerId) {
-      const list = await call(`list subscriptions of ${customerId}`, () =>
-        stripe.subscriptions.list({
-          customer: customerId,
-          status: 'all',
-          limit: 20,
-          expand: subscriptionExpand.map((e) => `data.${e}`),
-        }),
+      // Every page: an owner with more subscriptions than one page holds must not look like fewer.
+      const subs = await call(`list subscriptions of ${customerId}`, () =>
+        stripe.subscriptions
+          .list({
+            customer: customerId,
+            status: 'all',
+            limit: 100,
+            expand: subscriptionExpand.map((e) => `data.${e}`),
+          })
+          .autoPagingToArray({ limit: MAX_LISTED }),
       );
-      const infos = await Promise.all(list.data.map(subscriptionInfo));
+      const infos = await Promise.all(subs.map(subscriptionInfo));
       return infos.sort((a, b) => b.created.getTime() - a.created.getTime());
     },
 
@@ -362,33 +640,39 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     async changePriceAtPeriodEnd({ subscription, priceId, quantity, idempotencyKey }) {
       const item = subscription.items[0];
       if (!item) throw new PaymentsError('invalid_request', `Subscription ${subscription.id} has no items`);
-      const scheduleId =
-        subscription.scheduleId ??
-        (
-          await call(`create schedule for ${subscription.id}`, () =>
-            stripe.subscriptionSchedules.create(
-              { from_subscription: subscription.id },
-              { idempotencyKey: `${idempotencyKey}:create` },
-            ),
-          )
-        ).id;
+      const existingId = subscription.scheduleId;
+      const schedule =
+        existingId === null
+          ? await call(`create schedule for ${subscription.id}`, () =>
+              stripe.subscriptionSchedules.create(
+                { from_subscription: subscription.id },
+                { idempotencyKey: `${idempotencyKey}:create` },
+              ),
+            )
+          : await call(`retrieve schedule ${existingId}`, () =>
+              stripe.subscriptionSchedules.retrieve(existingId),
+            );
+      // Stripe refuses to move the start of the phase that is running: phase 0 restates it as it is. A
+      // schedule made in the Dashboard may have started it mid-period, so the schedule says when.
+      const startDate = schedule.current_phase?.start_date ?? toUnix(subscription.currentPeriodStart);
       const next = await price(priceId);
-      const interval = next.recurring?.interval === 'year' ? 'year' : 'month';
+      const recurring = next.recurring;
+      if (!recurring) throw new PaymentsError('invalid_request', `Price ${priceId} is not recurring`);
       await call(`schedule change of ${subscription.id}`, () =>
         stripe.subscriptionSchedules.update(
-          scheduleId,
+          schedule.id,
           {
             end_behavior: 'release',
             phases: [
               {
                 items: [{ price: item.price.id, quantity: item.quantity }],
-                start_date: toUnix(subscription.currentPeriodStart),
+                start_date: startDate,
                 end_date: toUnix(subscription.currentPeriodEnd),
                 proration_behavior: 'none',
               },
               {
                 items: [{ price: priceId, quantity }],
-                duration: { interval, interval_count: 1 },
+                duration: { interval: recurring.interval, interval_count: recurring.interval_count },
                 proration_behavior: 'none',
               },
             ],

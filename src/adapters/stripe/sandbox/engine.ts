@@ -2,16 +2,20 @@ import type Stripe from 'stripe';
 import { cardDeclined, invalidRequest, noSuch, SandboxError } from './errors.js';
 import type { ObjectLookup } from './expand.js';
 import {
+  buildCharge,
   buildCheckoutLineItem,
   buildCheckoutSession,
   buildCustomer,
+  buildDispute,
   buildInvoice,
   buildInvoiceLine,
+  buildInvoicePayment,
   buildPaymentIntent,
   buildPhase,
   buildPortalSession,
   buildPrice,
   buildProduct,
+  buildRefund,
   buildSchedule,
   buildSubscription,
   buildSubscriptionItem,
@@ -36,16 +40,20 @@ import {
   ids,
   list,
   nextBoundary,
+  type WireCharge,
   type WireCheckoutLineItem,
   type WireCheckoutSession,
   type WireCustomer,
+  type WireDispute,
   type WireEvent,
   type WireInvoice,
+  type WireInvoicePayment,
   type WirePaymentIntent,
   type WirePhase,
   type WirePortalSession,
   type WirePrice,
   type WireProduct,
+  type WireRefund,
   type WireSchedule,
   type WireSubscription,
   type WireSubscriptionItem,
@@ -214,6 +222,10 @@ export function createEngine(options: EngineOptions) {
   const schedules = new Map<string, ScheduleRecord>();
   const invoices = new Map<string, WireInvoice>();
   const paymentIntents = new Map<string, WirePaymentIntent>();
+  const charges = new Map<string, WireCharge>();
+  const refunds = new Map<string, WireRefund>();
+  const disputes = new Map<string, WireDispute>();
+  const invoicePayments = new Map<string, WireInvoicePayment>();
   const events: WireEvent[] = [];
   const eventsById = new Map<string, WireEvent>();
   const portalConfiguration = ids.portalConfiguration();
@@ -357,6 +369,10 @@ export function createEngine(options: EngineOptions) {
       portalSessions,
       invoices,
       paymentIntents,
+      charges,
+      refunds,
+      disputes,
+      invoicePayments,
       eventsById,
     ];
     for (const store of stores) {
@@ -424,7 +440,56 @@ export function createEngine(options: EngineOptions) {
     inv.webhooks_delivered_at = now;
   }
 
+  /** A succeeded card payment, as Stripe records one: a payment intent and its charge. */
+  function recordPayment(input: {
+    amount: number;
+    currency: string;
+    customerId: string;
+    metadata: Metadata;
+  }): { intent: WirePaymentIntent; charge: WireCharge } {
+    const paymentMethod = paymentMethodOf(input.customerId);
+    const intent = buildPaymentIntent({
+      amount: input.amount,
+      currency: input.currency,
+      customerId: input.customerId,
+      metadata: { ...input.metadata },
+      paymentMethod,
+      created: now,
+    });
+    const charge = buildCharge({
+      amount: input.amount,
+      currency: input.currency,
+      customerId: input.customerId,
+      paymentIntentId: intent.id,
+      paymentMethod,
+      metadata: { ...input.metadata },
+      created: now,
+    });
+    intent.latest_charge = charge.id;
+    paymentIntents.set(intent.id, intent);
+    charges.set(charge.id, charge);
+    return { intent, charge };
+  }
+
   function markPaid(inv: WireInvoice): void {
+    if (inv.amount_due > 0) {
+      // Since API 2025-03-31 an invoice names no payment intent or charge: its payments are
+      // `invoice_payment` objects (GET /v1/invoice_payments?invoice=…), each naming the payment intent.
+      const { intent } = recordPayment({
+        amount: inv.amount_due,
+        currency: inv.currency,
+        customerId: idOf(inv.customer ?? ''),
+        metadata: {},
+      });
+      const payment = buildInvoicePayment({
+        invoiceId: inv.id,
+        amount: inv.amount_due,
+        currency: inv.currency,
+        paymentIntentId: intent.id,
+        created: now,
+      });
+      invoicePayments.set(payment.id, payment);
+    }
     inv.status = 'paid';
     inv.amount_paid = inv.amount_due;
     inv.amount_remaining = 0;
@@ -673,6 +738,12 @@ export function createEngine(options: EngineOptions) {
         'customer_email',
       );
     }
+    if (params.ui_mode !== undefined && params.ui_mode !== 'hosted_page') {
+      throw invalidRequest(
+        `The sandbox serves only hosted Checkout pages (ui_mode hosted_page), not ${params.ui_mode}.`,
+        'ui_mode',
+      );
+    }
     if (params.customer !== undefined) customer(params.customer, 'customer');
     const lineItems = params.line_items.map((line, i) => ({
       price: price(line.price, `line_items[${i}][price]`),
@@ -815,15 +886,12 @@ export function createEngine(options: EngineOptions) {
       session.subscription = subId;
       session.invoice = inv.id;
     } else {
-      const intent = buildPaymentIntent({
+      const { intent } = recordPayment({
         amount: session.amount_total ?? 0,
         currency: session.currency ?? 'usd',
         customerId: cust.id,
-        metadata: { ...rec.paymentIntentMetadata },
-        paymentMethod: pm,
-        created: now,
+        metadata: rec.paymentIntentMetadata,
       });
-      paymentIntents.set(intent.id, intent);
       pending.push(snap('payment_intent.succeeded', intent));
       session.payment_intent = intent.id;
     }
@@ -867,8 +935,8 @@ export function createEngine(options: EngineOptions) {
     sub.status = 'canceled';
     sub.ended_at = at;
     sub.canceled_at = sub.canceled_at ?? at;
-    sub.cancel_at_period_end = false;
-    sub.cancel_at = null;
+    // Stripe leaves cancel_at_period_end and cancel_at as they were on the ended subscription: a
+    // subscription canceled at period end still says `cancel_at_period_end: true` once deleted.
     sub.pause_collection = null;
   }
 
@@ -1143,13 +1211,9 @@ export function createEngine(options: EngineOptions) {
     });
     const current = schedule.current_phase;
     const first = resolved[0];
-    if (
-      current &&
-      first &&
-      current.start_date <= now &&
-      first.start_date !== current.start_date &&
-      first.start_date < now
-    ) {
+    // Stripe keeps the phases that have started: the update's first phase must be the current one,
+    // starting exactly when it started (a schedule made in the Dashboard may start it mid-period).
+    if (current && first && current.start_date <= now && first.start_date !== current.start_date) {
       throw invalidRequest(
         'You can not modify the start date of the current phase.',
         'phases[0][start_date]',
@@ -1508,6 +1572,151 @@ export function createEngine(options: EngineOptions) {
     return sub;
   }
 
+  // ---- checkout sessions -----------------------------------------------------------------------------
+
+  function expireSession(id: string, ctx: RequestContext): WireCheckoutSession {
+    const session = sessionRecord(id).session;
+    if (session.status !== 'open') {
+      // Stripe's answer for a complete or already expired session: a 400, nothing changes.
+      throw invalidRequest(
+        `Only Checkout Sessions with a status in [open] can be expired. This Checkout Session has a status of ${session.status ?? 'open'}.`,
+      );
+    }
+    session.status = 'expired';
+    session.url = null;
+    publish(ctx, [snap('checkout.session.expired', session)]);
+    return session;
+  }
+
+  // ---- charges, refunds, disputes -----------------------------------------------------------------
+
+  function charge(id: string, param?: string): WireCharge {
+    return found(charges, 'charge', id, param);
+  }
+
+  function openDisputeOf(chargeId: string): WireDispute | undefined {
+    return [...disputes.values()].find(
+      (d) =>
+        idOf(d.charge) === chargeId &&
+        d.status !== 'won' &&
+        d.status !== 'lost' &&
+        d.status !== 'warning_closed',
+    );
+  }
+
+  function createRefund(
+    params: {
+      charge?: string | undefined;
+      payment_intent?: string | undefined;
+      amount?: number | undefined;
+      reason?: 'duplicate' | 'fraudulent' | 'requested_by_customer' | undefined;
+      metadata?: MetadataParam | undefined;
+    },
+    ctx: RequestContext,
+  ): WireRefund {
+    let target: WireCharge;
+    if (params.charge !== undefined) {
+      if (params.payment_intent !== undefined) {
+        throw invalidRequest(
+          'You may only specify one of these parameters: charge, payment_intent.',
+          'charge',
+        );
+      }
+      target = charge(params.charge, 'charge');
+    } else if (params.payment_intent !== undefined) {
+      const intent = found(paymentIntents, 'payment_intent', params.payment_intent, 'payment_intent');
+      if (intent.latest_charge === null) {
+        throw invalidRequest(
+          `This PaymentIntent (${intent.id}) does not have a successful charge to refund.`,
+          'payment_intent',
+        );
+      }
+      target = charge(idOf(intent.latest_charge));
+    } else {
+      throw invalidRequest(
+        'One of the following params should be provided for this request: payment_intent or charge.',
+      );
+    }
+    const unrefunded = target.amount - target.amount_refunded;
+    if (unrefunded === 0) {
+      throw invalidRequest(
+        `Charge ${target.id} has already been refunded.`,
+        undefined,
+        'charge_already_refunded',
+      );
+    }
+    if (openDisputeOf(target.id) !== undefined) {
+      throw invalidRequest(
+        `Charge ${target.id} has been charged back; you cannot issue a refund.`,
+        undefined,
+        'charge_disputed',
+      );
+    }
+    const amount = params.amount ?? unrefunded;
+    if (amount > unrefunded) {
+      throw invalidRequest(
+        `Refund amount (${formatAmount(amount, target.currency)}) is greater than unrefunded amount on charge (${formatAmount(unrefunded, target.currency)})`,
+        'amount',
+        'amount_too_large',
+      );
+    }
+    const refund = buildRefund({
+      charge: target,
+      amount,
+      reason: params.reason ?? null,
+      metadata: freshMetadata(params.metadata),
+      created: now,
+    });
+    refunds.set(refund.id, refund);
+    const before = structuredClone(target);
+    target.amount_refunded += amount;
+    target.refunded = target.amount_refunded === target.amount;
+    publish(ctx, [
+      snap('charge.refunded', target, changedFields(before, target)),
+      snap('refund.created', refund),
+    ]);
+    return refund;
+  }
+
+  /** Sandbox control: the cardholder disputes a charge (an inquiry when `status` is a warning). */
+  function disputeCharge(
+    chargeId: string,
+    input: { status: 'warning_needs_response' | 'needs_response'; reason: string },
+  ): WireDispute {
+    const target = charge(chargeId);
+    if (openDisputeOf(target.id) !== undefined || target.disputed) {
+      throw invalidRequest(`Charge ${target.id} is already disputed.`);
+    }
+    const dispute = buildDispute({
+      charge: target,
+      status: input.status,
+      reason: input.reason,
+      created: now,
+    });
+    disputes.set(dispute.id, dispute);
+    target.disputed = true;
+    const pending = [snap('charge.dispute.created', dispute)];
+    // An inquiry (warning_*) moves no money; a chargeback takes the amount back at once.
+    if (input.status === 'needs_response') pending.push(snap('charge.dispute.funds_withdrawn', dispute));
+    publish(AUTOMATIC, pending);
+    return dispute;
+  }
+
+  /** Sandbox control: the card network decides. An inquiry closes as `warning_closed` either way. */
+  function closeDispute(id: string, outcome: 'won' | 'lost'): WireDispute {
+    const dispute = found(disputes, 'dispute', id);
+    const warning = dispute.status === 'warning_needs_response' || dispute.status === 'warning_under_review';
+    if (dispute.status === 'won' || dispute.status === 'lost' || dispute.status === 'warning_closed') {
+      throw invalidRequest(`Dispute ${id} is already closed (${dispute.status}).`);
+    }
+    dispute.status = warning ? 'warning_closed' : outcome;
+    dispute.is_charge_refundable = false;
+    const pending = [snap('charge.dispute.closed', dispute)];
+    if (!warning && outcome === 'won') pending.push(snap('charge.dispute.funds_reinstated', dispute));
+    publish(AUTOMATIC, pending);
+    return dispute;
+  }
+
   // ---- reads --------------------------------------------------------------------------------------------
 
   function newestFirst<T>(values: Iterable<T>): T[] {
@@ -1534,6 +1743,17 @@ export function createEngine(options: EngineOptions) {
     schedule: (id: string) => scheduleRecord(id).schedule,
     invoice,
     invoices: () => newestFirst(invoices.values()),
+    sessions: () => newestFirst([...sessions.values()].map((rec) => rec.session)),
+    paymentIntent: (id: string): WirePaymentIntent => found(paymentIntents, 'payment_intent', id),
+    charge: (id: string) => charge(id),
+    dispute: (id: string): WireDispute => found(disputes, 'dispute', id),
+    disputes: () => newestFirst(disputes.values()),
+    refunds: () => newestFirst(refunds.values()),
+    invoicePayments: () => newestFirst(invoicePayments.values()),
+    expireSession,
+    createRefund,
+    disputeCharge,
+    closeDispute,
     createCustomer,
     createCheckoutSession,
     payCheckout,

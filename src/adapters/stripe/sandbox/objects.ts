@@ -1,17 +1,22 @@
 import {
+  idOf,
   ids,
   list,
+  type WireCharge,
   type WireCheckoutLineItem,
   type WireCheckoutSession,
   type WireCustomer,
+  type WireDispute,
   type WireInvoice,
   type WireInvoiceLine,
+  type WireInvoicePayment,
   type WirePaymentIntent,
   type WirePhase,
   type WirePlan,
   type WirePortalSession,
   type WirePrice,
   type WireProduct,
+  type WireRefund,
   type WireSchedule,
   type WireSubscription,
   type WireSubscriptionItem,
@@ -95,7 +100,7 @@ export function buildPrice(input: {
   lookupKey: string;
   unitAmount: number;
   currency: string;
-  interval: 'month' | 'year' | null;
+  interval: 'day' | 'week' | 'month' | 'year' | null;
   created: number;
 }): WirePrice {
   return {
@@ -503,7 +508,7 @@ export function buildCheckoutSession(input: {
     subscription: null,
     success_url: input.successUrl,
     total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
-    ui_mode: 'hosted',
+    ui_mode: 'hosted_page',
     url: input.url,
     wallet_options: null,
   };
@@ -703,5 +708,187 @@ export function buildSchedule(input: {
     status: 'active',
     subscription: input.subscriptionId,
     test_clock: null,
+  };
+}
+
+/** The card charge behind a succeeded payment intent (a Checkout payment or an invoice payment). */
+export function buildCharge(input: {
+  amount: number;
+  currency: string;
+  customerId: string | null;
+  paymentIntentId: string;
+  paymentMethod: string;
+  metadata: Metadata;
+  created: number;
+}): WireCharge {
+  return {
+    id: ids.charge(),
+    object: 'charge',
+    amount: input.amount,
+    amount_captured: input.amount,
+    amount_refunded: 0,
+    application: null,
+    application_fee: null,
+    application_fee_amount: null,
+    balance_transaction: null,
+    billing_details: { address: null, email: null, name: null, phone: null, tax_id: null },
+    calculated_statement_descriptor: 'SANDBOX',
+    captured: true,
+    created: input.created,
+    currency: input.currency,
+    customer: input.customerId,
+    description: null,
+    disputed: false,
+    failure_balance_transaction: null,
+    failure_code: null,
+    failure_message: null,
+    fraud_details: {},
+    livemode: false,
+    metadata: input.metadata,
+    on_behalf_of: null,
+    outcome: {
+      advice_code: null,
+      network_advice_code: null,
+      network_decline_code: null,
+      network_status: 'approved_by_network',
+      reason: null,
+      risk_level: 'normal',
+      seller_message: 'Payment complete.',
+      type: 'authorized',
+    },
+    paid: true,
+    payment_intent: input.paymentIntentId,
+    payment_method: input.paymentMethod,
+    payment_method_details: null,
+    receipt_email: null,
+    receipt_number: null,
+    receipt_url: null,
+    refunded: false,
+    review: null,
+    shipping: null,
+    source: null,
+    source_transfer: null,
+    statement_descriptor: null,
+    statement_descriptor_suffix: null,
+    status: 'succeeded',
+    transfer_data: null,
+    transfer_group: null,
+  };
+}
+
+export function buildRefund(input: {
+  charge: WireCharge;
+  amount: number;
+  reason: 'duplicate' | 'fraudulent' | 'requested_by_customer' | null;
+  metadata: Metadata;
+  created: number;
+}): WireRefund {
+  return {
+    id: ids.refund(),
+    object: 'refund',
+    amount: input.amount,
+    balance_transaction: null,
+    charge: input.charge.id,
+    created: input.created,
+    currency: input.charge.currency,
+    customer: input.charge.customer === null ? null : idOf(input.charge.customer),
+    customer_account: null,
+    metadata: input.metadata,
+    payment_intent: input.charge.payment_intent === null ? null : idOf(input.charge.payment_intent),
+    payment_method: input.charge.payment_method,
+    reason: input.reason,
+    receipt_number: null,
+    source_transfer_reversal: null,
+    status: 'succeeded',
+    transfer_reversal: null,
+  };
+}
+
+const NO_EVIDENCE = {
+  access_activity_log: null,
+  billing_address: null,
+  cancellation_policy: null,
+  cancellation_policy_disclosure: null,
+  cancellation_rebuttal: null,
+  customer_communication: null,
+  customer_email_address: null,
+  customer_name: null,
+  customer_purchase_ip: null,
+  customer_signature: null,
+  duplicate_charge_documentation: null,
+  duplicate_charge_explanation: null,
+  duplicate_charge_id: null,
+  enhanced_evidence: {},
+  product_description: null,
+  receipt: null,
+  refund_policy: null,
+  refund_policy_disclosure: null,
+  refund_refusal_explanation: null,
+  service_date: null,
+  service_documentation: null,
+  shipping_address: null,
+  shipping_carrier: null,
+  shipping_date: null,
+  shipping_documentation: null,
+  shipping_tracking_number: null,
+  uncategorized_file: null,
+  uncategorized_text: null,
+} as const;
+
+/** A dispute names its charge and payment intent, never the customer (read it from the charge). */
+export function buildDispute(input: {
+  charge: WireCharge;
+  status: 'warning_needs_response' | 'needs_response';
+  reason: string;
+  created: number;
+}): WireDispute {
+  return {
+    id: ids.dispute(),
+    object: 'dispute',
+    amount: input.charge.amount - input.charge.amount_refunded,
+    balance_transactions: [],
+    charge: input.charge.id,
+    created: input.created,
+    currency: input.charge.currency,
+    enhanced_eligibility_types: [],
+    evidence: { ...NO_EVIDENCE, enhanced_evidence: {} },
+    evidence_details: {
+      due_by: input.created + 7 * 86_400,
+      enhanced_eligibility: {},
+      has_evidence: false,
+      past_due: false,
+      submission_count: 0,
+      submission_method: 'not_submitted',
+    },
+    intended_submission_method: null,
+    is_charge_refundable: false,
+    livemode: false,
+    metadata: {},
+    payment_intent: input.charge.payment_intent === null ? null : idOf(input.charge.payment_intent),
+    reason: input.reason,
+    status: input.status,
+  };
+}
+
+export function buildInvoicePayment(input: {
+  invoiceId: string;
+  amount: number;
+  currency: string;
+  paymentIntentId: string;
+  created: number;
+}): WireInvoicePayment {
+  return {
+    id: ids.invoicePayment(),
+    object: 'invoice_payment',
+    amount_paid: input.amount,
+    amount_requested: input.amount,
+    created: input.created,
+    currency: input.currency,
+    invoice: input.invoiceId,
+    is_default: true,
+    livemode: false,
+    payment: { payment_intent: input.paymentIntentId, type: 'payment_intent' },
+    status: 'paid',
+    status_transitions: { canceled_at: null, paid_at: input.created },
   };
 }

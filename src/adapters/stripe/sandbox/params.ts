@@ -44,6 +44,31 @@ const pagination = {
   expand,
 };
 
+/** `created=<ts>` or `created[gte]=<ts>` and friends, as Stripe's list endpoints take them. */
+const createdRange = z.union([
+  integer,
+  z.strictObject({
+    gt: integer.optional(),
+    gte: integer.optional(),
+    lt: integer.optional(),
+    lte: integer.optional(),
+  }),
+]);
+
+export type CreatedRange = z.infer<typeof createdRange>;
+
+/** Whether a `created` timestamp falls in the requested range (no range: every timestamp). */
+export function inRange(created: number, range: CreatedRange | undefined): boolean {
+  if (range === undefined) return true;
+  if (typeof range === 'number') return created === range;
+  return (
+    (range.gt === undefined || created > range.gt) &&
+    (range.gte === undefined || created >= range.gte) &&
+    (range.lt === undefined || created < range.lt) &&
+    (range.lte === undefined || created <= range.lte)
+  );
+}
+
 export const prorationBehavior = z.enum(['always_invoice', 'create_prorations', 'none']);
 
 export const lineItemList = z.strictObject(pagination);
@@ -104,7 +129,53 @@ export const checkoutCreate = z.strictObject({
   payment_method_types: ignored,
   payment_method_collection: ignored,
   tax_id_collection: ignored,
-  ui_mode: ignored,
+  // This API version's values; the sandbox serves only the hosted page (checked by the engine).
+  ui_mode: z.enum(['elements', 'embedded_page', 'form', 'hosted_page']).optional(),
+});
+
+export const checkoutList = z.strictObject({
+  ...pagination,
+  customer: text.optional(),
+  payment_intent: text.optional(),
+  subscription: text.optional(),
+  status: z.enum(['complete', 'expired', 'open']).optional(),
+  created: createdRange.optional(),
+  customer_details: ignored,
+  payment_link: ignored,
+});
+
+export const refundCreate = z.strictObject({
+  charge: text.optional(),
+  payment_intent: text.optional(),
+  amount: positiveInteger.optional(),
+  reason: z.enum(['duplicate', 'fraudulent', 'requested_by_customer']).optional(),
+  metadata: metadata.optional(),
+  expand,
+  instructions_email: ignored,
+  refund_application_fee: ignored,
+  reverse_transfer: ignored,
+});
+
+export const refundList = z.strictObject({
+  ...pagination,
+  charge: text.optional(),
+  payment_intent: text.optional(),
+  created: createdRange.optional(),
+});
+
+export const disputeList = z.strictObject({
+  ...pagination,
+  charge: text.optional(),
+  payment_intent: text.optional(),
+  created: createdRange.optional(),
+});
+
+export const invoicePaymentList = z.strictObject({
+  ...pagination,
+  invoice: text.optional(),
+  status: z.enum(['canceled', 'open', 'paid']).optional(),
+  created: createdRange.optional(),
+  payment: ignored,
 });
 
 export const portalCreate = z.strictObject({
@@ -236,8 +307,8 @@ export const invoiceList = z.strictObject({
 export const eventList = z.strictObject({
   ...pagination,
   type: text.optional(),
-  types: z.array(text).optional(),
-  created: ignored,
+  types: z.array(text).max(20, 'Invalid types: you can pass up to 20 event types').optional(),
+  created: createdRange.optional(),
   delivery_success: ignored,
 });
 
@@ -256,8 +327,18 @@ export const control = {
       .transform((m) => m.toUpperCase()),
     pathPrefix: z.string().startsWith('/'),
     status: z.union([z.literal(400), z.literal(429), z.literal(500), z.literal(503)]),
-    count: z.number().int().positive().default(1),
+    /** How many matching requests fail; without `seconds`, 1. */
+    count: z.number().int().positive().optional(),
+    /** For how long matching requests fail (every one of them unless `count` also limits). */
+    seconds: z.number().positive().optional(),
+    /** Which clock `seconds` runs on: real time, or the sandbox clock (moved by /_sandbox/clock). */
+    clock: z.enum(['real', 'sandbox']).default('real'),
   }),
+  dispute: z.strictObject({
+    status: z.enum(['warning_needs_response', 'needs_response']).default('needs_response'),
+    reason: z.string().min(1).default('fraudulent'),
+  }),
+  disputeClose: z.strictObject({ outcome: z.enum(['won', 'lost']) }),
   webhooks: z.strictObject({ url: z.url().nullable().optional(), enabled: z.boolean().optional() }),
 };
 

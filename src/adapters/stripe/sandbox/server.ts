@@ -27,7 +27,10 @@ interface Fault {
   readonly method: string;
   readonly pathPrefix: string;
   readonly status: 400 | 429 | 500 | 503;
-  remaining: number;
+  /** Failures left; null when only `until` bounds the fault. */
+  remaining: number | null;
+  /** Until when it fails (ms since the epoch, on the named clock); null when only `remaining` does. */
+  readonly until: { readonly clock: 'real' | 'sandbox'; readonly atMs: number } | null;
 }
 
 interface StoredResponse {
@@ -182,6 +185,30 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     },
     {
       method: 'GET',
+      pattern: /^\/v1\/checkout\/sessions$/,
+      handle: ({ query }) => {
+        const p = parse(params.checkoutList, query);
+        const found = engine
+          .sessions()
+          .filter(
+            (session) =>
+              (p.customer === undefined || session.customer === p.customer) &&
+              (p.payment_intent === undefined || session.payment_intent === p.payment_intent) &&
+              (p.subscription === undefined || session.subscription === p.subscription) &&
+              (p.status === undefined || session.status === p.status) &&
+              params.inRange(session.created, p.created),
+          );
+        return expand(paginate(found, p, '/v1/checkout/sessions'), p.expand);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/checkout\/sessions\/([^/]+)\/expire$/,
+      handle: ({ params: [id = ''], body, ctx }) =>
+        expand(engine.expireSession(id, ctx), parse(params.retrieve, body).expand),
+    },
+    {
+      method: 'GET',
       pattern: /^\/v1\/checkout\/sessions\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>
         expand(engine.session(id), parse(params.retrieve, query).expand),
@@ -307,9 +334,85 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
           types.some((wanted) =>
             wanted.endsWith('.*') ? type.startsWith(wanted.slice(0, -1)) : type === wanted,
           );
-        const found = [...engine.events()].reverse().filter((event) => matches(event.type));
+        const found = [...engine.events()]
+          .reverse()
+          .filter((event) => matches(event.type) && params.inRange(event.created, p.created));
         return expand(paginate(found, p, '/v1/events'), p.expand);
       },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/invoice_payments$/,
+      handle: ({ query }) => {
+        const p = parse(params.invoicePaymentList, query);
+        const found = engine
+          .invoicePayments()
+          .filter(
+            (payment) =>
+              (p.invoice === undefined || payment.invoice === p.invoice) &&
+              (p.status === undefined || payment.status === p.status) &&
+              params.inRange(payment.created, p.created),
+          );
+        return expand(paginate(found, p, '/v1/invoice_payments'), p.expand);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/payment_intents\/([^/]+)$/,
+      handle: ({ params: [id = ''], query }) =>
+        expand(engine.paymentIntent(id), parse(params.retrieve, query).expand),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/charges\/([^/]+)$/,
+      handle: ({ params: [id = ''], query }) =>
+        expand(engine.charge(id), parse(params.retrieve, query).expand),
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/refunds$/,
+      handle: ({ body, ctx }) => {
+        const p = parse(params.refundCreate, body);
+        return expand(engine.createRefund(p, ctx), p.expand);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/refunds$/,
+      handle: ({ query }) => {
+        const p = parse(params.refundList, query);
+        const found = engine
+          .refunds()
+          .filter(
+            (refund) =>
+              (p.charge === undefined || refund.charge === p.charge) &&
+              (p.payment_intent === undefined || refund.payment_intent === p.payment_intent) &&
+              params.inRange(refund.created, p.created),
+          );
+        return expand(paginate(found, p, '/v1/refunds'), p.expand);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/disputes$/,
+      handle: ({ query }) => {
+        const p = parse(params.disputeList, query);
+        const found = engine
+          .disputes()
+          .filter(
+            (dispute) =>
+              (p.charge === undefined || dispute.charge === p.charge) &&
+              (p.payment_intent === undefined || dispute.payment_intent === p.payment_intent) &&
+              params.inRange(dispute.created, p.created),
+          );
+        return expand(paginate(found, p, '/v1/disputes'), p.expand);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/disputes\/([^/]+)$/,
+      handle: ({ params: [id = ''], query }) =>
+        expand(engine.dispute(id), parse(params.retrieve, query).expand),
     },
     {
       method: 'GET',
@@ -346,14 +449,23 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     return undefined;
   }
 
+  const clockMs = (clock: 'real' | 'sandbox') => (clock === 'real' ? Date.now() : engine.now() * 1000);
+
   function takeFault(method: string, path: string): SandboxError | undefined {
+    // Faults whose time is up are dropped first, so `GET /_sandbox/faults` shows only live ones.
+    for (let i = faults.length - 1; i >= 0; i--) {
+      const until = faults[i]?.until;
+      if (until && clockMs(until.clock) >= until.atMs) faults.splice(i, 1);
+    }
     const index = faults.findIndex(
-      (f) => f.remaining > 0 && (f.method === '*' || f.method === method) && path.startsWith(f.pathPrefix),
+      (f) => (f.method === '*' || f.method === method) && path.startsWith(f.pathPrefix),
     );
     const fault = index === -1 ? undefined : faults[index];
     if (!fault) return undefined;
-    fault.remaining -= 1;
-    if (fault.remaining === 0) faults.splice(index, 1);
+    if (fault.remaining !== null) {
+      fault.remaining -= 1;
+      if (fault.remaining === 0) faults.splice(index, 1);
+    }
     const replayable = { replayable: false } as const;
     switch (fault.status) {
       case 429:
@@ -618,8 +730,27 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     if (path === '/_sandbox/faults' && method === 'POST') {
       const p = readJson(params.control.fault, rawBody);
       const prefix = p.pathPrefix.startsWith('/v1') ? p.pathPrefix : `/v1${p.pathPrefix}`;
-      faults.push({ method: p.method, pathPrefix: prefix, status: p.status, remaining: p.count });
+      faults.push({
+        method: p.method,
+        pathPrefix: prefix,
+        status: p.status,
+        remaining: p.count ?? (p.seconds === undefined ? 1 : null),
+        until:
+          p.seconds === undefined
+            ? null
+            : { clock: p.clock, atMs: clockMs(p.clock) + Math.round(p.seconds * 1000) },
+      });
       return json(200, { faults });
+    }
+    match = /^\/_sandbox\/charges\/([^/]+)\/dispute$/.exec(path);
+    if (match && method === 'POST') {
+      const p = readJson(params.control.dispute, rawBody);
+      return json(200, engine.disputeCharge(segment(match[1] ?? ''), p));
+    }
+    match = /^\/_sandbox\/disputes\/([^/]+)\/close$/.exec(path);
+    if (match && method === 'POST') {
+      const p = readJson(params.control.disputeClose, rawBody);
+      return json(200, engine.closeDispute(segment(match[1] ?? ''), p.outcome));
     }
     if (path === '/_sandbox/faults' && method === 'GET') return json(200, { faults });
     if (path === '/_sandbox/faults' && method === 'DELETE') {

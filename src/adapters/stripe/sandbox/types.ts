@@ -11,7 +11,7 @@ export interface SandboxPriceSeed {
   unitAmount: number;
   currency: string;
   /** `null` makes a one-time price (for `payment` mode checkouts). */
-  recurring: { interval: 'month' | 'year' } | null;
+  recurring: { interval: 'day' | 'week' | 'month' | 'year' } | null;
 }
 
 export interface SandboxOptions {

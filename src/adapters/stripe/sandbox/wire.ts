@@ -31,6 +31,10 @@ export type WireCheckoutSession = Wire<Stripe.Checkout.Session>;
 export type WireCheckoutLineItem = Wire<Stripe.LineItem>;
 export type WirePortalSession = Wire<Stripe.BillingPortal.Session>;
 export type WirePaymentIntent = Wire<Stripe.PaymentIntent>;
+export type WireCharge = Wire<Stripe.Charge>;
+export type WireDispute = Wire<Stripe.Dispute>;
+export type WireRefund = Wire<Stripe.Refund>;
+export type WireInvoicePayment = Wire<Stripe.InvoicePayment>;
 
 /** An event as delivered: the typed union is too narrow for a generic emitter, so `data` is loosened. */
 export interface WireEvent {
@@ -81,6 +85,10 @@ export const ids = {
   invoiceItem: () => newId('ii'),
   paymentIntent: () => newId('pi'),
   paymentMethod: () => newId('pm'),
+  charge: () => newId('ch'),
+  dispute: () => newId('dp'),
+  refund: () => newId('re'),
+  invoicePayment: () => newId('inpay'),
   event: () => newId('evt'),
   request: () => newId('req', 14),
   checkoutLineItem: () => newId('li'),
