@@ -150,20 +150,17 @@ export function createBillingActions(deps: {
   }
 
   /**
-   * One open subscription checkout per owner: a new one expires those made before it, so an owner who
-   * opened Pro and then Team can pay only the last. Only earlier ones go, so two checkouts made at once
-   * leave the later one open rather than expiring each other. What still slips through (a session paid
-   * before it was expired) is cancelled and refunded by the sync (`lifecycle.ts`, one live subscription).
+   * One open subscription checkout per owner: a new one expires the others, so an owner who opened Pro
+   * and then Team can pay only the last. (Two made at the same instant may expire each other; paying
+   * then needs a new one, which is safe. Creation times cannot order them: Stripe's are in seconds.)
+   * What still slips through, a session paid before it was expired, is cancelled and refunded by the
+   * sync (`lifecycle.ts`, one live subscription per owner).
    */
-  async function expireEarlierCheckouts(customerId: string, made: CheckoutSessionInfo): Promise<void> {
-    const earlier = (await payments.listOpenCheckoutSessions(customerId)).filter(
-      (open) =>
-        open.mode === 'subscription' &&
-        open.id !== made.id &&
-        (open.created < made.created ||
-          (open.created.getTime() === made.created.getTime() && open.id < made.id)),
+  async function expireOtherCheckouts(customerId: string, made: CheckoutSessionInfo): Promise<void> {
+    const others = (await payments.listOpenCheckoutSessions(customerId)).filter(
+      (open) => open.mode === 'subscription' && open.id !== made.id,
     );
-    await Promise.all(earlier.map((open) => payments.expireCheckoutSession(open.id, `expire-${open.id}`)));
+    await Promise.all(others.map((open) => payments.expireCheckoutSession(open.id, `expire-${open.id}`)));
   }
 
   const actionCause = (type: string, actor: string) =>
@@ -201,7 +198,7 @@ export function createBillingActions(deps: {
       });
       if (!session.url)
         throw unavailable('checkout_unavailable', 'Stripe returned a checkout session without a URL.');
-      await expireEarlierCheckouts(customerId, session);
+      await expireOtherCheckouts(customerId, session);
       return { url: session.url, sessionId: session.id };
     },
 
