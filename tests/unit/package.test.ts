@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   buildPackage,
   checkImports,
@@ -54,11 +55,13 @@ describe('npm run package: the deployment zip', () => {
     };
     expect(entry('host.json')).toBe(readFileSync(path.join(projectRoot, 'host.json'), 'utf8'));
     const manifest: unknown = JSON.parse(entry('package.json'));
-    const source: unknown = JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8'));
+    const source = z
+      .object({ dependencies: z.record(z.string(), z.string()) })
+      .parse(JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')));
     expect(manifest).toMatchObject({
       main: 'dist/src/functions/*.js',
       type: 'module',
-      dependencies: (source as { dependencies: unknown }).dependencies,
+      dependencies: source.dependencies,
     });
     expect(manifest).not.toHaveProperty('devDependencies');
     expect(manifest).not.toHaveProperty('scripts');
