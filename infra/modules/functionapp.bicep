@@ -280,8 +280,9 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     // (BILLING_STORAGE_CONNECTION or BILLING_SERVICEBUS, process-billing-event.ts) is resolved by the host,
     // which takes an identity-based connection from the settings "<name>__<property>". Without these the
     // host finds no connection and the processor never starts. Both forms are set, so switching
-    // queueTransport needs no other change. credential=managedidentity uses the system-assigned identity
-    // (a user-assigned one would also need <name>__clientId).
+    // queueTransport needs no other setting (infra/README.md says what else to check first).
+    // credential=managedidentity uses the system-assigned identity (a user-assigned one would also need
+    // <name>__clientId).
     BILLING_STORAGE_CONNECTION__queueServiceUri: queueEndpoint
     BILLING_STORAGE_CONNECTION__credential: 'managedidentity'
     // The app's own Service Bus client reads BILLING_SERVICEBUS__fullyQualifiedNamespace too (config.ts).
