@@ -4,6 +4,48 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Shared by every benchmark: timing, medians, and the JSON report with the command and machine. */
+
+/**
+ * `--quick` (`npm run bench:quick`): fewer rounds, operations and owners, so the three scripts finish in
+ * about two minutes and CI can run them on every change: the point there is that every scenario still
+ * runs to the end without an error, not the figures, which are noisier than a full run's.
+ */
+export const QUICK = process.argv.includes('--quick');
+
+/** The full value, or the quick one under `--quick`. */
+export const sized = <T>(full: T, quick: T): T => (QUICK ? quick : full);
+
+/** Other work on the machine skews every figure here (baselines included): recorded with each result. */
+export const loadAverage = () => os.loadavg().map(round2);
+
+export type BenchErrorCode =
+  /** A scenario's operation failed (an HTTP error, a storage error, a process that exited). */
+  | 'scenario_failed'
+  /** A scenario ran but left the wrong state (a counter, a count of closed periods, poisoned events). */
+  | 'wrong_result';
+
+/** A benchmark that cannot produce its figures; the script exits non-zero. */
+export class BenchError extends Error {
+  constructor(
+    readonly code: BenchErrorCode,
+    message: string,
+    options?: { readonly cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BenchError';
+  }
+}
+
+/**
+ * Runs a benchmark script's `main`; any error (a scenario that throws included) is printed and the
+ * process exits with 1, so `npm run bench:quick` fails when a scenario errors.
+ */
+export function runBench(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
 export interface RoundResult {
   readonly opsPerSecond: number;
   readonly p50Ms: number;
@@ -14,6 +56,8 @@ export interface RoundResult {
 
 export interface Measured extends RoundResult {
   readonly name: string;
+  /** `os.loadavg()` (1, 5, 15 minutes) right before the scenario's warm-up round. */
+  readonly loadAverageBefore: readonly number[];
   readonly description: string;
   readonly ops: number;
   readonly concurrency: number;
@@ -69,12 +113,14 @@ export async function measure(
       attemptsPerOp: round2(attempts / count),
     };
   };
+  const loadAverageBefore = loadAverage();
   await runRound(-1); // warm-up: connections, JIT, table creation
   const measured: RoundResult[] = [];
   for (let r = 0; r < rounds; r++) measured.push(await runRound(r));
   const result: Measured = {
     name,
     description,
+    loadAverageBefore,
     ops: count,
     concurrency,
     rounds: measured,
@@ -96,6 +142,13 @@ export const projectRoot = (() => {
   while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
   return dir;
 })();
+
+/** `bench/results/<kind>[-quick]-<time>.json`: quick runs are kept apart from full ones. */
+export function reportFile(kind: string, at: string): string {
+  const dir = path.join(projectRoot, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  return path.join(dir, `${kind}${QUICK ? '-quick' : ''}-${at.replace(/[:.]/g, '-')}.json`);
+}
 
 /**
  * Writes `bench/results/<kind>-<time>.json` with the command, the machine and the results; each result
@@ -124,23 +177,24 @@ export function writeReport(
   });
   const at = new Date().toISOString();
   const report = {
-    command: 'npm run bench',
+    command: QUICK ? 'npm run bench:quick' : 'npm run bench',
+    quick: QUICK,
     at,
+    durationSeconds: round2(performance.now() / 1000),
     machine: {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
       memoryGiB: round2(os.totalmem() / 2 ** 30),
       platform: `${os.platform()} ${os.release()}`,
       node: process.version,
-      // Other work on the machine skews every figure, baselines included: recorded with the results.
-      loadAverage: os.loadavg().map(round2),
+      // Other work on the machine skews every figure, baselines included: recorded with the results
+      // (and before each scenario, in its result).
+      loadAverage: loadAverage(),
     },
     ...body,
     results,
   };
-  const dir = path.join(projectRoot, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${kind}-${at.replace(/[:.]/g, '-')}.json`);
+  const file = reportFile(kind, at);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`Wrote ${path.relative(projectRoot, file)}\n`);
 }

@@ -9,8 +9,10 @@
  * - consume, one hot owner: 200 in flight, beside a serial single-row ETag update loop (the most one
  *   row does without batching) and the same loop with 32 writers racing (what group commit avoids).
  * - rollover of 10,000 owners' ended periods, beside writing 10,000 rows and beside 10,000 x (read + write).
+ *
+ * `--quick`: one round, 100 owners, 400 consumptions per scenario, rollover of 1,000 owners.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createAzureTable } from '../src/adapters/tables/azure-table.js';
@@ -28,17 +30,31 @@ import {
 } from '../src/billing/store.js';
 import { usageRowKey } from '../src/billing/usage.js';
 import { startAzurite } from '../src/local/azurite.js';
-import { type Measured, measure as measureShared, median, projectRoot, round2 } from './measure.js';
+import {
+  BenchError,
+  loadAverage,
+  type Measured,
+  measure as measureShared,
+  median,
+  projectRoot,
+  QUICK,
+  reportFile,
+  round2,
+  runBench,
+  sized,
+} from './measure.js';
 
-const ROUNDS = 3;
-const OWNERS = 1_000;
+const ROUNDS = sized(3, 1);
+const OWNERS = sized(1_000, 100);
 const MANY_CONCURRENCY = 32;
 const HOT_CONCURRENCY = 200;
-const OPS_PER_ROUND = 3_000;
+const OPS_PER_ROUND = sized(3_000, 400);
+const SERIAL_OPS = sized(1_000, 100);
 const CONTENDED_WRITERS = 32;
-const CONTENDED_OPS = 300;
-const ROLLOVER_OWNERS = 10_000;
+const CONTENDED_OPS = sized(300, 60);
+const ROLLOVER_OWNERS = sized(10_000, 1_000);
 const WRITE_CONCURRENCY = 32;
+const fmt = (n: number) => n.toLocaleString('en-US');
 
 /** Every scenario here: `ops` operations, `concurrency` in flight, ROUNDS rounds; `op` gets (round, i). */
 const measure = (
@@ -116,7 +132,7 @@ async function timed(n: number, concurrency: number, task: (i: number) => Promis
 async function main(): Promise<void> {
   const root = projectRoot;
   // Other work on the machine skews every figure here (baselines included): recorded with the results.
-  const loadAtStart = os.loadavg().map(round2);
+  const loadAtStart = loadAverage();
   const azurite = await startAzurite();
   const prefix = `mbench${Date.now().toString(36)}`;
   const table = createAzureTable(
@@ -139,7 +155,7 @@ async function main(): Promise<void> {
     const rawTable = tableFor('raw');
     const manyBaseline = await measure(
       'baseline: get + transact(marker, counter)',
-      'raw exact consume without metering logic, 1,000 owners',
+      `raw exact consume without metering logic, ${fmt(OWNERS)} owners`,
       OPS_PER_ROUND,
       MANY_CONCURRENCY,
       (round, i) => rawConsume(rawTable, `raw${i % OWNERS}`, `r${round}-${i}`, period),
@@ -147,7 +163,7 @@ async function main(): Promise<void> {
     const shapeTable = tableFor('shape');
     const manySameShape = await measure(
       'baseline: range read + transact (consume shape)',
-      "the owner's snapshot range read, then the transaction, without metering logic, 1,000 owners",
+      `the owner's snapshot range read, then the transaction, without metering logic, ${fmt(OWNERS)} owners`,
       OPS_PER_ROUND,
       MANY_CONCURRENCY,
       (round, i) => rawConsume(shapeTable, `shape${i % OWNERS}`, `r${round}-${i}`, period, true),
@@ -161,7 +177,7 @@ async function main(): Promise<void> {
     const metering = createMetering({ table, owners: createOwnerStore({ table, clock }), clock });
     const many = await measure(
       'consume: many owners',
-      'metering.consume of 1, 1,000 owners (one snapshot range read, one transaction)',
+      `metering.consume of 1, ${fmt(OWNERS)} owners (one snapshot range read, one transaction)`,
       OPS_PER_ROUND,
       MANY_CONCURRENCY,
       async (round, i) => {
@@ -181,7 +197,7 @@ async function main(): Promise<void> {
     const serial = await measure(
       'baseline: single-row ETag update, serial',
       'get + update(If-Match) of one row, one writer: the most one row takes without batching',
-      1_000,
+      SERIAL_OPS,
       1,
       () => etagIncrement(table, 'hot-raw', 'usage|serial'),
     );
@@ -211,13 +227,14 @@ async function main(): Promise<void> {
     results.push(serial, contended, hot);
     const hotCounter = await table.get('hot', usageRowKey('executions', period));
     if (hotCounter?.props.used !== OPS_PER_ROUND * (ROUNDS + 1)) {
-      throw new Error(
+      throw new BenchError(
+        'wrong_result',
         `hot owner counted ${String(hotCounter?.props.used)}, expected ${OPS_PER_ROUND * (ROUNDS + 1)}`,
       );
     }
 
-    // Rollover of 10,000 owners. Round r closes month r of 2025 on one table, so each run has a cursor,
-    // as the daily job does; the baseline writes 10,000 fresh rows with the same concurrency.
+    // Rollover of 10,000 owners (1,000 with --quick). Round r closes month r of 2025 on one table, so each
+    // run has a cursor, as the daily job does; the baseline writes as many fresh rows with the same concurrency.
     const rollover = createRollover({ table, clock, options: { concurrency: WRITE_CONCURRENCY } });
     await rollover.run({ now: new Date('2025-01-01T00:00:00Z') }); // first run: sets the cursor
     const seedMonth = async (month: UsagePeriod) => {
@@ -256,6 +273,7 @@ async function main(): Promise<void> {
       );
     };
     const rolloverRounds: Array<{
+      loadAverageBefore: readonly number[];
       rolloverSeconds: number;
       rawWriteSeconds: number;
       rawReadAndWriteSeconds: number;
@@ -263,12 +281,16 @@ async function main(): Promise<void> {
     }> = [];
     for (let r = 0; r < ROUNDS; r++) {
       const month = calendarMonth(new Date(Date.UTC(2025, r, 15)));
+      const loadAverageBefore = loadAverage();
       await seedMonth(month);
       const started = performance.now();
       const report = await rollover.run({ now: new Date(month.end.getTime() + 3_600_000) });
       const rolloverSeconds = (performance.now() - started) / 1000;
       if (!report.complete || report.closed !== ROLLOVER_OWNERS) {
-        throw new Error(`rollover closed ${report.closed} of ${ROLLOVER_OWNERS}: ${JSON.stringify(report)}`);
+        throw new BenchError(
+          'wrong_result',
+          `rollover closed ${report.closed} of ${ROLLOVER_OWNERS}: ${JSON.stringify(report)}`,
+        );
       }
       const rawWriteSeconds = await timed(ROLLOVER_OWNERS, WRITE_CONCURRENCY, (i) =>
         table.create(`raw-ro${i}`, `row|${r}`, { used: i, closedAt: new Date().toISOString() }),
@@ -279,19 +301,19 @@ async function main(): Promise<void> {
         await table.create(`ro${i}`, `raw-record|${r}`, { used: Number(counter?.props.used) });
       });
       rolloverRounds.push({
+        loadAverageBefore,
         rolloverSeconds: round2(rolloverSeconds),
         rawWriteSeconds: round2(rawWriteSeconds),
         rawReadAndWriteSeconds: round2(rawReadAndWriteSeconds),
         closed: report.closed,
       });
       console.log(
-        `rollover ${ROLLOVER_OWNERS} owners, round ${r + 1}: ${round2(rolloverSeconds)} s  (raw: write ${round2(rawWriteSeconds)} s, read + write ${round2(rawReadAndWriteSeconds)} s)`,
+        `rollover ${fmt(ROLLOVER_OWNERS)} owners, round ${r + 1}: ${round2(rolloverSeconds)} s  (raw: write ${round2(rawWriteSeconds)} s, read + write ${round2(rawReadAndWriteSeconds)} s)`,
       );
     }
     const rolloverResult = {
-      name: 'rollover: 10,000 owners',
-      description:
-        'createRollover().run closing one ended period per owner (counter read + record create per owner, index rows listed and deleted 100 per transaction), beside creating 10,000 rows in 10,000 partitions and beside 10,000 x (read + create)',
+      name: `rollover: ${fmt(ROLLOVER_OWNERS)} owners`,
+      description: `createRollover().run closing one ended period per owner (counter read + record create per owner, index rows listed and deleted 100 per transaction), beside creating ${fmt(ROLLOVER_OWNERS)} rows in as many partitions and beside ${fmt(ROLLOVER_OWNERS)} x (read + create)`,
       owners: ROLLOVER_OWNERS,
       concurrency: WRITE_CONCURRENCY,
       rounds: rolloverRounds,
@@ -308,8 +330,10 @@ async function main(): Promise<void> {
       p50Ratio: round2(a.p50Ms / b.p50Ms),
     });
     const report = {
-      command: 'npm run bench',
+      command: QUICK ? 'npm run bench:quick' : 'npm run bench',
+      quick: QUICK,
       at: new Date().toISOString(),
+      durationSeconds: round2(performance.now() / 1000),
       machine: {
         cpus: os.cpus().length,
         cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -317,13 +341,14 @@ async function main(): Promise<void> {
         platform: `${os.platform()} ${os.release()}`,
         node: process.version,
         storage: 'Azurite (in-memory), started by the bench, same machine',
-        loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map(round2) },
+        loadAverage: { atStart: loadAtStart, atEnd: loadAverage() },
       },
       parameters: {
         rounds: ROUNDS,
         warmUpRounds: 1,
         owners: OWNERS,
         opsPerRound: OPS_PER_ROUND,
+        serialOps: SERIAL_OPS,
         manyOwnersConcurrency: MANY_CONCURRENCY,
         hotOwnerConcurrency: HOT_CONCURRENCY,
         contendedWriters: CONTENDED_WRITERS,
@@ -344,9 +369,7 @@ async function main(): Promise<void> {
       },
       rollover: rolloverResult,
     };
-    const dir = path.join(root, 'bench/results');
-    mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `metering-${report.at.replace(/[:.]/g, '-')}.json`);
+    const file = reportFile('metering', report.at);
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nWrote ${path.relative(root, file)}`);
   } finally {
@@ -354,7 +377,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

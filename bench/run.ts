@@ -6,6 +6,7 @@
  * plan and over its limits (recorded with `enforce: false`), the case that once cost 8 round trips and
  * grew with the owner. Then, in this process, the storage calls each operation makes, counted at the
  * port. Writes JSON to bench/results/; numbers compare only within one file (same machine, same moment).
+ * `--quick`: an owner with 1,000 items instead of 10,000, one round of 200 operations per scenario.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
@@ -20,12 +21,22 @@ import { tenantOf } from '../src/http/tenant.js';
 import { freePort, startAzurite } from '../src/local/azurite.js';
 import { LOCAL_DEFAULTS, withLocalDefaults } from '../src/local/defaults.js';
 import { mintToken } from '../src/local/token.js';
-import { type Measured, measure, median, projectRoot, round2, writeReport } from './measure.js';
+import {
+  BenchError,
+  type Measured,
+  measure,
+  median,
+  projectRoot,
+  round2,
+  runBench,
+  sized,
+  writeReport,
+} from './measure.js';
 
-const SIZES = { small: 10, big: 10_000 } as const;
+const SIZES = { small: 10, big: sized(10_000, 1_000) } as const;
 const CONCURRENCY = 16;
-const OPS_PER_ROUND = 2_000;
-const ROUNDS = 3;
+const OPS_PER_ROUND = sized(2_000, 200);
+const ROUNDS = sized(3, 1);
 const SEED_CONCURRENCY = 32;
 
 const run = (name: string, description: string, op: (i: number) => Promise<void>) =>
@@ -34,14 +45,15 @@ const run = (name: string, description: string, op: (i: number) => Promise<void>
 async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`local host exited with ${child.exitCode}`);
+    if (child.exitCode !== null)
+      throw new BenchError('scenario_failed', `local host exited with ${child.exitCode}`);
     const ok = await fetch(`${url}/api/health`)
       .then((r) => r.ok)
       .catch(() => false);
     if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error('local host did not become healthy within 30 s');
+  throw new BenchError('scenario_failed', 'local host did not become healthy within 30 s');
 }
 
 /** Runs `work(i)` for i < count, `concurrency` at a time. */
@@ -105,7 +117,7 @@ async function main(): Promise<void> {
               const text = Buffer.concat(chunks).toString();
               const status = response.statusCode ?? 0;
               if (status >= 200 && status < 300) resolve(text);
-              else reject(new Error(`${method} ${route}: ${status} ${text}`));
+              else reject(new BenchError('scenario_failed', `${method} ${route}: ${status} ${text}`));
             });
             response.on('error', reject);
           },
@@ -317,7 +329,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

@@ -4,6 +4,7 @@
  * - ingest vs a raw Storage Queue `sendMessage` of the same payload;
  * - processing vs a raw entity-group transaction (marker + state row) per event.
  * The local Stripe sandbox stands in for Stripe, so processor figures include its answers (in process).
+ * A processing round that poisons an event fails the script. `--quick`: 10 owners, one round.
  */
 import { randomBytes } from 'node:crypto';
 import { QueueClient } from '@azure/storage-queue';
@@ -20,12 +21,22 @@ import { startQueueWorker } from '../src/local/queue-worker.js';
 import { silenceFunctionsTestModeWarnings } from '../src/local/quiet.js';
 import { startLocalHost } from '../src/local/server.js';
 import { sandboxPrices } from '../src/local/stripe-seed.js';
-import { type Measured, measure, median, round2, writeReport } from './measure.js';
+import {
+  BenchError,
+  loadAverage,
+  type Measured,
+  measure,
+  median,
+  round2,
+  runBench,
+  sized,
+  writeReport,
+} from './measure.js';
 
 silenceFunctionsTestModeWarnings();
-const OWNERS = 40;
+const OWNERS = sized(40, 10);
 const CONCURRENCY = 16;
-const ROUNDS = 3;
+const ROUNDS = sized(3, 1);
 
 async function main(): Promise<void> {
   const { routes } = await import('../src/functions/routes.js');
@@ -114,7 +125,8 @@ async function main(): Promise<void> {
             headers: { 'content-type': 'application/json', 'stripe-signature': sign(payload) },
             body: payload,
           });
-          if (response.status !== 200) throw new Error(`ingest: ${response.status} ${await response.text()}`);
+          if (response.status !== 200)
+            throw new BenchError('scenario_failed', `ingest: ${response.status} ${await response.text()}`);
         },
       ),
     );
@@ -146,7 +158,9 @@ async function main(): Promise<void> {
       ),
     );
     const processRounds: number[] = [];
+    const processLoads: Array<readonly number[]> = [];
     for (let round = 0; round <= ROUNDS; round++) {
+      const loadAverageBefore = loadAverage();
       const services = fresh();
       for (const [ownerId, customerId] of owners) {
         await services.tables.billing.upsert(`customer:${customerId}`, 'ref', { ownerId });
@@ -172,7 +186,17 @@ async function main(): Promise<void> {
       await worker.drained();
       const elapsed = (performance.now() - started) / 1000;
       await worker.stop();
-      if (round > 0) processRounds.push(Math.round(events.length / elapsed));
+      // A poisoned event is a failed scenario, not a fast one: the figure would count work never done.
+      const poisoned = worker.poisoned();
+      if (poisoned.length > 0)
+        throw new BenchError(
+          'wrong_result',
+          `processing round ${round}: ${poisoned.length} of ${events.length} events poisoned (${poisoned.slice(0, 5).join(', ')})`,
+        );
+      if (round > 0) {
+        processRounds.push(Math.round(events.length / elapsed));
+        processLoads.push(loadAverageBefore);
+      }
     }
     const processed = median(processRounds);
     console.log(
@@ -188,6 +212,7 @@ async function main(): Promise<void> {
         description: 'local queue worker, 16 messages per receive, over the sandbox',
         eventsPerSecond: processed,
         rounds: processRounds,
+        loadAverageBeforeRounds: processLoads,
         vsBaseline: baseline ? { throughputRatio: round2(processed / baseline.opsPerSecond) } : null,
       },
     });
@@ -197,7 +222,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

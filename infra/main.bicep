@@ -67,6 +67,25 @@ param authIssuer string
 @minLength(1)
 param authAudience string
 
+@description('BILLING_CHECKOUT_SUCCESS_URL: HTTPS URL of the platform page Stripe Checkout returns to after payment.')
+@minLength(1)
+param checkoutSuccessUrl string
+
+@description('BILLING_CHECKOUT_CANCEL_URL: HTTPS URL of the platform page Stripe Checkout returns to when abandoned.')
+@minLength(1)
+param checkoutCancelUrl string
+
+@description('BILLING_PORTAL_RETURN_URL: HTTPS URL of the platform page the Stripe billing portal returns to.')
+@minLength(1)
+param portalReturnUrl string
+
+@description('BILLING_QUEUE_TRANSPORT: "storage" (the storage queue billing-events) or "servicebus" (the Service Bus queue billing-events, with sessions and duplicate detection). Both are provisioned; see infra/README.md before switching.')
+@allowed([
+  'storage'
+  'servicebus'
+])
+param queueTransport string = 'storage'
+
 @description('ENFORCEMENT_DEFAULT: enforcement mode of every feature without an override.')
 @allowed([
   'enforce'
@@ -184,6 +203,7 @@ module functionApp 'modules/functionapp.bicep' = {
     tableEndpoint: storage.outputs.tableEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     queueName: queueName
+    queueTransport: queueTransport
     serviceBusNamespaceName: serviceBus.outputs.serviceBusNamespaceName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     keyVaultName: keyVault.outputs.name
@@ -193,6 +213,9 @@ module functionApp 'modules/functionapp.bicep' = {
     authJwksUrl: authJwksUrl
     authIssuer: authIssuer
     authAudience: authAudience
+    checkoutSuccessUrl: checkoutSuccessUrl
+    checkoutCancelUrl: checkoutCancelUrl
+    portalReturnUrl: portalReturnUrl
     enforcementDefault: enforcementDefault
     enforcementOverrides: enforcementOverrides
     tags: allTags

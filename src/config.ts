@@ -166,6 +166,13 @@ const envSchema = z.object({
   ),
 });
 
+/**
+ * Every setting name the app reads: the keys of the environment schema. Which of them are required is
+ * decided by `loadConfig` (several come in either-or pairs), so checks of a deployment's settings load
+ * them with `loadConfig` instead of keeping a second list; this list lets them find settings nothing reads.
+ */
+export const SETTING_NAMES: readonly string[] = Object.keys(envSchema.shape);
+
 /** @throws ConfigError listing every problem, not just the first */
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {
   const parsed = envSchema.safeParse(env);

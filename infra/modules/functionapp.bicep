@@ -63,6 +63,13 @@ param queueEndpoint string
 @description('Name of the billing events queue (storage queue and Service Bus queue share it).')
 param queueName string
 
+@description('BILLING_QUEUE_TRANSPORT: which queue carries billing events and triggers the processor. "storage": the storage queue (connection BILLING_STORAGE_CONNECTION); "servicebus": the Service Bus queue (connection BILLING_SERVICEBUS).')
+@allowed([
+  'storage'
+  'servicebus'
+])
+param queueTransport string = 'storage'
+
 @description('Name of the Service Bus namespace (existing; created by servicebus.bicep).')
 param serviceBusNamespaceName string
 
@@ -89,6 +96,15 @@ param authIssuer string
 
 @description('AUTH_AUDIENCE: expected "aud" of access tokens.')
 param authAudience string
+
+@description('BILLING_CHECKOUT_SUCCESS_URL: where Stripe Checkout sends the customer after paying (a page of the platform\'s UI).')
+param checkoutSuccessUrl string
+
+@description('BILLING_CHECKOUT_CANCEL_URL: where Stripe Checkout sends the customer who abandons it.')
+param checkoutCancelUrl string
+
+@description('BILLING_PORTAL_RETURN_URL: where the Stripe billing portal sends the customer back to.')
+param portalReturnUrl string
 
 @description('ENFORCEMENT_DEFAULT: enforcement mode for every feature without an override.')
 @allowed([
@@ -253,14 +269,30 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     WEBSITE_RUN_FROM_PACKAGE: packageUrl
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
 
-    // App data, with managed identity: BILLING_STORAGE_CONNECTION is deliberately absent.
+    // App data, with managed identity: BILLING_STORAGE_CONNECTION itself is deliberately absent (the
+    // account takes no keys), so src/config.ts reads the two endpoints and uses DefaultAzureCredential.
     BILLING_TABLE_ENDPOINT: tableEndpoint
     BILLING_QUEUE_ENDPOINT: queueEndpoint
     BILLING_QUEUE_NAME: queueName
+    BILLING_QUEUE_TRANSPORT: queueTransport
 
-    // Identity-based connection for the Service Bus queue: a trigger or client configured with the
-    // connection name BILLING_SERVICEBUS finds the namespace here.
+    // The processor's trigger is bound by the Functions host, not by src/config.ts: its connection name
+    // (BILLING_STORAGE_CONNECTION or BILLING_SERVICEBUS, process-billing-event.ts) is resolved by the host,
+    // which takes an identity-based connection from the settings "<name>__<property>". Without these the
+    // host finds no connection and the processor never starts. Both forms are set, so switching
+    // queueTransport needs no other setting (infra/README.md says what else to check first).
+    // credential=managedidentity uses the system-assigned identity (a user-assigned one would also need
+    // <name>__clientId).
+    BILLING_STORAGE_CONNECTION__queueServiceUri: queueEndpoint
+    BILLING_STORAGE_CONNECTION__credential: 'managedidentity'
+    // The app's own Service Bus client reads BILLING_SERVICEBUS__fullyQualifiedNamespace too (config.ts).
     BILLING_SERVICEBUS__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
+    BILLING_SERVICEBUS__credential: 'managedidentity'
+
+    // Fixed redirect targets of checkout and the billing portal (never taken from a request).
+    BILLING_CHECKOUT_SUCCESS_URL: checkoutSuccessUrl
+    BILLING_CHECKOUT_CANCEL_URL: checkoutCancelUrl
+    BILLING_PORTAL_RETURN_URL: portalReturnUrl
 
     // Access tokens.
     AUTH_JWKS_URL: authJwksUrl
