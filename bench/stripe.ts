@@ -13,6 +13,7 @@ import { STRIPE_API_VERSION } from '../src/adapters/stripe/gateway.js';
 import { type SandboxEvent, startStripeSandbox } from '../src/adapters/stripe/sandbox/index.js';
 import { createAzureTable } from '../src/adapters/tables/azure-table.js';
 import { catalog } from '../src/billing/catalog.js';
+import { type EventRef, orderingKeyOf, refFromStripeEvent } from '../src/billing/event-ref.js';
 import { createServices } from '../src/composition.js';
 import { loadConfig } from '../src/config.js';
 import { startAzurite } from '../src/local/azurite.js';
@@ -81,8 +82,15 @@ async function main(): Promise<void> {
       });
       owners.push([ownerId, customerId]);
     }
-    const events: SandboxEvent[] = sandbox.events();
-    console.log(`Seeded ${OWNERS} subscriptions: ${events.length} events`);
+    // Only what ingest queues is work for the processor: types we act on (others are acknowledged).
+    const events: SandboxEvent[] = sandbox
+      .events()
+      .filter((e) => refFromStripeEvent(e, STRIPE_API_VERSION).kind === 'enqueue');
+    const refs: EventRef[] = events.flatMap((e) => {
+      const decision = refFromStripeEvent(e, STRIPE_API_VERSION);
+      return decision.kind === 'enqueue' ? [decision.ref] : [];
+    });
+    console.log(`Seeded ${OWNERS} subscriptions: ${events.length} events of types we act on`);
     const payloads = events.map((e) => JSON.stringify(e, null, 2));
     const sign = (payload: string) =>
       Stripe.webhooks.generateTestHeaderString({
@@ -131,6 +139,8 @@ async function main(): Promise<void> {
       ),
     );
     await host.close();
+    await rawQueue.deleteIfExists();
+    await new QueueClient(azurite.connectionString, ingestServices.config.queueName).deleteIfExists();
 
     // Processing: each round on fresh tables, so every event is new work (not a duplicate).
     const rawTable = createAzureTable(
@@ -167,13 +177,10 @@ async function main(): Promise<void> {
       }
       const queue = new QueueClient(azurite.connectionString, services.config.queueName);
       await queue.createIfNotExists();
+      // A fresh queue per round (fresh() names one), holding exactly what ingest would have queued.
       await Promise.all(
-        events.map((event) =>
-          services.queue.send({
-            id: event.id,
-            orderingKey: String((event.data.object as { customer?: unknown }).customer ?? ''),
-            body: event,
-          }),
+        refs.map((ref) =>
+          services.queue.send({ id: ref.eventId, orderingKey: orderingKeyOf(ref), body: ref }),
         ),
       );
       const started = performance.now();
@@ -186,6 +193,7 @@ async function main(): Promise<void> {
       await worker.drained();
       const elapsed = (performance.now() - started) / 1000;
       await worker.stop();
+      await queue.deleteIfExists();
       // A poisoned event is a failed scenario, not a fast one: the figure would count work never done.
       const poisoned = worker.poisoned();
       if (poisoned.length > 0)
