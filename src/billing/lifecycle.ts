@@ -287,11 +287,11 @@ export function createSubscriptionSync(deps: {
           ownerId,
           async () => {
             // A redelivered event is usually caught here, before any Stripe call; a concurrent copy is
-            // caught by the marker's create in the transaction below.
-            if (await table.get(ownerId, marker)) return answer({ kind: 'duplicate', ownerId });
-            // Our rows first, then Stripe: if another event commits a newer read in between, our ETag is
-            // stale and this round is redone from fresh state, so an older read never overwrites a newer one.
-            const snapshot = await owners.read(ownerId);
+            // caught by the marker's create in the transaction below. Our rows first (both at once), then
+            // Stripe: if another event commits a newer read in between, our ETag is stale and this round is
+            // redone from fresh state, so an older read never overwrites a newer one.
+            const [seen, snapshot] = await Promise.all([table.get(ownerId, marker), owners.read(ownerId)]);
+            if (seen) return answer({ kind: 'duplicate', ownerId });
             const stored = snapshot.subscription;
             const listed = await payments.listSubscriptions(customerId);
             const foreign = listed.filter((sub) => !isOurs(sub, catalog)).map((sub) => sub.id);
