@@ -176,7 +176,15 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const events = createEventProcessor({
     sync,
     payments,
-    purchases: createCreditPurchases({ credits }),
+    purchases: createCreditPurchases({
+      table: tables.billing,
+      owners,
+      payments,
+      customers,
+      pricing,
+      packs: CREDIT_PACKS,
+      clock,
+    }),
   });
   const actions = createBillingActions({
     catalog,

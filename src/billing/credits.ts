@@ -32,6 +32,7 @@ const readBalance = (row: StoredEntity) => parseOwnerRow(balanceSchema, row).bal
 export interface Credits {
   /** @throws BillingError `validation`; CreditsContentionError */
   grantCredits(request: GrantRequest): Promise<GrantOutcome>;
+  /** May be below zero: a refunded or disputed pack takes back credits already spent. */
   balance(ownerId: OwnerId): Promise<number>;
   /** Newest first. */
   ledger(ownerId: OwnerId, options?: { readonly limit?: number }): Promise<LedgerEntry[]>;
@@ -67,8 +68,9 @@ export type GrantOutcome =
 
 export interface LedgerEntry {
   readonly kind: LedgerKind;
-  /** Signed: positive for grants and refunds, negative for draws. */
+  /** Signed: positive for grants, refunds and reinstatements, negative for draws and clawbacks. */
   readonly credits: number;
+  /** May be below zero after a clawback of spent credits. */
   readonly balanceAfter: number;
   /** The grant's source id, or the consumption's idempotency key. */
   readonly ref: string;

@@ -18,7 +18,12 @@ import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
  * - `s|o|bal`                            credit balance
  * - `consume|<idempotencyKey>`           consume marker: the answer given, and `refundedAt` once refunded
  * - `credits|grant|<sourceId>`           grant marker (one per Stripe payment)
- * - `credits|ledger|<newest-first>|<kind>|<ref>`  append-only ledger: grants, draws, refunds
+ * - `credits|reversal|<sessionId>`       a pack purchase's reversal state: credits taken back so far for
+ *                                         its charge's refunds and dispute, and the charge (see
+ *                                         `credit-purchases.ts`)
+ * - `credits|refused|<sessionId>|<causeKind>|<causeId>`  a refused grant, audited once per cause
+ * - `credits|ledger|<newest-first>|<kind>|<ref>`  append-only ledger: grants, draws, refunds,
+ *                                         clawbacks and reinstatements
  * - `record|<meter>|<periodKey>`         usage record: the counter's snapshot when the period was closed
  * - `monitor|<at>|consume:<key>`         would-be denial under `monitor` (same shape as entitlements')
  *
@@ -30,6 +35,9 @@ import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
 
 export const consumeMarkerKey = (idempotencyKey: string) => `consume|${idempotencyKey}`;
 export const grantMarkerKey = (sourceId: string) => `credits|grant|${sourceId}`;
+export const reversalRowKey = (sessionId: string) => `credits|reversal|${sessionId}`;
+export const refusalMarkerKey = (sessionId: string, causeKind: string, causeId: string) =>
+  `credits|refused|${sessionId}|${causeKind}|${causeId}`;
 export const LEDGER_PREFIX = 'credits|ledger|';
 export const recordPrefix = (meter: MeterName) => `record|${meter}|`;
 export const recordRowKey = (meter: MeterName, periodKey: string) => `${recordPrefix(meter)}${periodKey}`;
@@ -46,7 +54,13 @@ export const rolloverRowKey = (ownerId: OwnerId, meter: MeterName, periodKey: st
 /** Largest millisecond timestamp we will see (year 2286); ledger keys count down from it. */
 const MAX_MS = 9_999_999_999_999;
 
-export type LedgerKind = 'grant' | 'draw' | 'refund';
+export const LEDGER_KINDS = ['grant', 'draw', 'refund', 'clawback', 'reinstate'] as const;
+/**
+ * `grant`: a pack was paid for; `draw`: consumption beyond the allowance; `refund`: a refunded
+ * consumption; `clawback`: credits taken back because the pack's payment was refunded or disputed;
+ * `reinstate`: credits given back because a dispute was won.
+ */
+export type LedgerKind = (typeof LEDGER_KINDS)[number];
 
 /**
  * Ledger rows sort newest first: the key starts with the time counted down, then the position within
@@ -87,7 +101,8 @@ export const consumeMarkerSchema = z.object({
   fromCredits: count,
   overage: count,
   shortfall: count,
-  creditBalance: count,
+  /** Signed: a clawback can leave the balance below zero. */
+  creditBalance: z.number().int(),
   wouldDeny: z.boolean(),
   at: z.string(),
   refundedAt: z.string().optional(),
@@ -97,15 +112,17 @@ export type ConsumeMarker = z.infer<typeof consumeMarkerSchema>;
 export const grantMarkerSchema = z.object({
   credits: z.number().int().positive(),
   description: z.string(),
-  balanceAfter: count,
+  /** Signed: a grant onto a balance a clawback left below zero can leave it there. */
+  balanceAfter: z.number().int(),
   at: z.string(),
 });
 
 export const ledgerSchema = z.object({
-  kind: z.enum(['grant', 'draw', 'refund']),
-  /** Signed: positive for grants and refunds, negative for draws. */
+  kind: z.enum(LEDGER_KINDS),
+  /** Signed: positive for grants, refunds and reinstatements, negative for draws and clawbacks. */
   credits: z.number().int(),
-  balanceAfter: count,
+  /** Signed: a clawback of credits already spent leaves the balance below zero. */
+  balanceAfter: z.number().int(),
   /** The grant's source id or the consumption's idempotency key. */
   ref: z.string(),
   description: z.string(),
@@ -113,6 +130,20 @@ export const ledgerSchema = z.object({
   meter: z.enum(METER_NAMES).optional(),
   periodKey: z.string().optional(),
 });
+
+/**
+ * `credits|reversal|<sessionId>`: how many of a pack purchase's credits are taken back now (`clawed`), so
+ * each refund or dispute event applies only the difference to its new target. `chargeId` is set when a
+ * refund or dispute was seen before the grant, so the grant can apply it (see `credit-purchases.ts`).
+ * `rev` counts the changes, to keep each one's ledger row key unique.
+ */
+export const reversalSchema = z.object({
+  clawed: count,
+  rev: count,
+  chargeId: z.string().optional(),
+  updatedAt: z.string(),
+});
+export type ReversalRow = z.infer<typeof reversalSchema>;
 
 export const recordSchema = z.object({
   meter: z.enum(METER_NAMES),

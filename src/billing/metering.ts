@@ -573,7 +573,9 @@ export function createMetering(deps: MeteringDeps): Metering {
         terms.allowance === null
           ? Number.POSITIVE_INFINITY
           : Math.max(0, terms.allowance - c.counter.allowanceUsed);
-      const credits = METERS[request.meter].drawsCredits && terms.mode !== 'off' ? balance.balance : 0;
+      // A balance below zero (a clawback of spent credits) covers nothing, and is never drawn further down.
+      const credits =
+        METERS[request.meter].drawsCredits && terms.mode !== 'off' ? Math.max(0, balance.balance) : 0;
       const fromAllowance = Math.min(request.quantity, allowanceLeft);
       const beyond = request.quantity - fromAllowance;
       const fromCredits = Math.min(beyond, credits);
@@ -649,7 +651,7 @@ export function createMetering(deps: MeteringDeps): Metering {
 
       const allowanceRemaining =
         terms.allowance === null ? null : Math.max(0, terms.allowance - c.counter.allowanceUsed);
-      const creditsLeft = METERS[request.meter].drawsCredits ? balance.balance : 0;
+      const creditsLeft = METERS[request.meter].drawsCredits ? Math.max(0, balance.balance) : 0;
       const marker: ConsumeMarker = {
         outcome: denied ? 'denied' : 'consumed',
         ...(reason === undefined ? {} : { reason }),

@@ -54,8 +54,8 @@ export const counterSchema = z.object({
   updatedAt: z.string().optional(),
 });
 
-/** `s|o|bal`. */
-export const balanceSchema = z.object({ balance: count, updatedAt: z.string() });
+/** `s|o|bal`. Signed: a refunded or disputed pack takes its credits back even when they were spent. */
+export const balanceSchema = z.object({ balance: z.number().int(), updatedAt: z.string() });
 
 /** `s|o|seats`. */
 export const seatsSchema = z.object({ seats: count });

@@ -193,7 +193,8 @@ export function meterStatus(
   const stored = snapshot.counters.get(counterKey);
   const counter = stored?.counter ?? EMPTY_COUNTER;
   const allowanceRemaining = allowance === null ? null : Math.max(0, allowance - counter.allowanceUsed);
-  const credits = METERS[meter].drawsCredits ? snapshot.balance.credits : 0;
+  // A balance below zero (credits clawed back after being spent) covers nothing; it is not a debt to the allowance.
+  const credits = METERS[meter].drawsCredits ? Math.max(0, snapshot.balance.credits) : 0;
   return {
     meter,
     periodKey: period.key,
