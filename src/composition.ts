@@ -23,6 +23,7 @@ import { createOwnerStore } from './billing/owner/snapshot.js';
 import type { PaymentsGateway } from './billing/payments.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
+import { createReconciler, type Reconciler } from './billing/reconcile.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
@@ -56,6 +57,8 @@ export interface Services {
   readonly locks: Locks;
   readonly usage: UsageService;
   readonly events: EventProcessor;
+  /** Finds and repairs drift from Stripe (`stripeReconcile` timer, `POST /api/admin/reconcile`). */
+  readonly reconciler: Reconciler;
   readonly actions: BillingActions;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
@@ -173,10 +176,20 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     dunning: config.dunning,
     clock,
   });
-  const events = createEventProcessor({
-    sync,
+  const purchases = createCreditPurchases({ credits });
+  const events = createEventProcessor({ sync, payments, purchases });
+  const reconciler = createReconciler({
+    table: tables.billing,
     payments,
-    purchases: createCreditPurchases({ credits }),
+    customers,
+    sync,
+    purchases,
+    clock,
+    options: {
+      maxItems: config.reconcile.maxItems,
+      overlapSeconds: config.reconcile.overlapSeconds,
+      lookbackHours: config.reconcile.lookbackHours,
+    },
   });
   const actions = createBillingActions({
     catalog,
@@ -205,6 +218,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     pricing,
     sync,
     events,
+    reconciler,
     actions,
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
