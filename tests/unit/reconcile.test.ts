@@ -30,6 +30,7 @@ import {
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from '../support/env.js';
+import { token } from '../support/harness.js';
 import { givenSubscription, manualClock } from '../support/memory.js';
 
 const pro = catalog.pro.prices?.monthly;
@@ -515,5 +516,80 @@ describe('the reconciler', () => {
     expect(row).toBeUndefined();
     expect(parseState(stateProps(INITIAL_STATE))).toEqual(INITIAL_STATE);
     expect(SUBSCRIPTION_ROW).toBe('s|o|sub');
+  });
+});
+
+describe('POST /api/admin/reconcile, in process', () => {
+  const call = async (services: Services, options: { token?: string; body?: unknown }) => {
+    const { adminReconcile } = await import('../../src/functions/admin-reconcile.js');
+    const { HttpRequest, HttpResponse, InvocationContext } = await import(
+      '../../src/http/functions-runtime.js'
+    );
+    const { toHandler } = await import('../../src/http/route.js');
+    const headers: Record<string, string> = {};
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    const request = new HttpRequest({
+      url: 'http://localhost/api/admin/reconcile',
+      method: 'POST',
+      headers,
+      ...(options.body === undefined ? {} : { body: { string: JSON.stringify(options.body) } }),
+    });
+    const response = await toHandler(adminReconcile, () => services)(
+      request,
+      new InvocationContext({ functionName: 'adminReconcile' }),
+    );
+    // Our routes answer with plain response objects (`json()`), never the class.
+    if (response instanceof HttpResponse) throw new Error('expected a plain response');
+    const text = typeof response.body === 'string' ? response.body : '';
+    return { status: response.status, body: response.jsonBody ?? (text ? JSON.parse(text) : undefined) };
+  };
+
+  it('needs the admin role: a user or service token is refused with 403', async () => {
+    const { services } = setup();
+    for (const roles of [[], ['service']]) {
+      const response = await call(services, { token: await token({ sub: 'u1', roles }), body: {} });
+      expect(response.status).toBe(403);
+      expect(response.body).toMatchObject({ code: 'admin_role_required' });
+    }
+    expect((await call(services, { body: {} })).status).toBe(401);
+  });
+
+  it('refuses unknown fields and malformed owner ids', async () => {
+    const { services } = setup();
+    const admin = await token({ sub: 'root', roles: ['admin'] });
+    for (const body of [{ owner: 'x' }, { ownerId: 'a/b' }]) {
+      const response = await call(services, { token: admin, body });
+      expect(response.status).toBe(400);
+      expect(response.body).toMatchObject({ code: 'invalid_body' });
+    }
+  });
+
+  it('runs with or without a body and answers the report; 409 while another run holds the state', async () => {
+    const { services, stripe, owner } = setup();
+    const admin = await token({ sub: 'root', roles: ['admin'] });
+    const customer = await owner('olive');
+    stripe.subscriptions.set(customer, [subscription(customer, 'active')]);
+    const scoped = await call(services, { token: admin, body: { ownerId: 'olive' } });
+    expect(scoped.status).toBe(200);
+    expect(scoped.body).toMatchObject({
+      outcome: 'completed',
+      scope: { kind: 'owner', ownerId: 'olive' },
+      changes: [{ ownerId: 'olive', status: 'active' }],
+    });
+    const all = await call(services, { token: admin });
+    expect(all).toMatchObject({ status: 200, body: { outcome: 'completed', scope: { kind: 'all' } } });
+
+    await services.tables.billing.upsert(
+      RECONCILE_PARTITION,
+      STATE_ROW,
+      stateProps({
+        ...INITIAL_STATE,
+        run: { id: 'rc-held', startedAt: START, leaseUntil: '2026-11-15T13:00:00.000Z', finishedAt: null },
+      }),
+    );
+    const busy = await call(services, { token: admin, body: {} });
+    expect(busy.status).toBe(409);
+    expect(busy.body).toMatchObject({ code: 'reconcile_in_progress' });
   });
 });
