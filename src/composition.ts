@@ -23,6 +23,7 @@ import { createOwnerStore } from './billing/owner/snapshot.js';
 import type { PaymentsGateway } from './billing/payments.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
+import { createReconciler, type Reconciler } from './billing/reconcile.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
@@ -56,6 +57,8 @@ export interface Services {
   readonly locks: Locks;
   readonly usage: UsageService;
   readonly events: EventProcessor;
+  /** Finds and repairs drift from Stripe (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
+  readonly reconciler: Reconciler;
   readonly actions: BillingActions;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
@@ -173,18 +176,29 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     dunning: config.dunning,
     clock,
   });
-  const events = createEventProcessor({
-    sync,
+  // One instance: the processor and the reconciler grant through the same path (once per session).
+  const purchases = createCreditPurchases({
+    table: tables.billing,
+    owners,
     payments,
-    purchases: createCreditPurchases({
-      table: tables.billing,
-      owners,
-      payments,
-      customers,
-      pricing,
-      packs: CREDIT_PACKS,
-      clock,
-    }),
+    customers,
+    pricing,
+    packs: CREDIT_PACKS,
+    clock,
+  });
+  const events = createEventProcessor({ sync, payments, purchases });
+  const reconciler = createReconciler({
+    table: tables.billing,
+    payments,
+    customers,
+    sync,
+    purchases,
+    clock,
+    options: {
+      maxItems: config.reconcile.maxItems,
+      overlapSeconds: config.reconcile.overlapSeconds,
+      lookbackHours: config.reconcile.lookbackHours,
+    },
   });
   const actions = createBillingActions({
     catalog,
@@ -213,6 +227,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     pricing,
     sync,
     events,
+    reconciler,
     actions,
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,

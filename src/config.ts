@@ -48,7 +48,36 @@ export interface Config {
   readonly maxDeliveries: number;
   /** Failed renewal attempts (Stripe's invoice attempt_count) after which access becomes grace, then locked. */
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
+  /** The Stripe reconciler (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
+  readonly reconcile: ReconcileSettings;
 }
+
+export interface ReconcileSettings {
+  /** NCRONTAB (six fields, seconds first) of the `stripeReconcile` timer. @default every 15 minutes */
+  readonly schedule: string;
+  /** How often the local host runs it (the Functions host follows `schedule`). @default 900 */
+  readonly localIntervalSeconds: number;
+  /** Customers, live owners and credit sessions each, at most, per run; the next run continues. @default 500 */
+  readonly maxItems: number;
+  /** How far before the watermark each run looks again, for events Stripe listed late. @default 300 */
+  readonly overlapSeconds: number;
+  /** How far back the first run, and a run for one owner, look. @default 168 (7 days) */
+  readonly lookbackHours: number;
+}
+
+/** Every 15 minutes, on the quarter hour. */
+export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
+
+/**
+ * A six-field NCRONTAB expression as the Functions timer takes it (`{second} {minute} {hour} {day}
+ * {month} {day-of-week}`); checked here so a typo stops start-up instead of silently never firing.
+ */
+const ncrontab = z
+  .string()
+  .regex(
+    /^[\d*/,A-Za-z-]+(?:\s+[\d*/,A-Za-z-]+){5}$/,
+    'six NCRONTAB fields, seconds first (e.g. "0 */15 * * * *")',
+  );
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -155,6 +184,20 @@ const envSchema = z.object({
   ),
   DUNNING_LOCK_AFTER_ATTEMPTS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
+  ),
+  BILLING_RECONCILE_SCHEDULE: optional.pipe(ncrontab.optional()),
+  BILLING_RECONCILE_INTERVAL_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
+  ),
+  BILLING_RECONCILE_MAX_ITEMS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(10_000).optional(),
+  ),
+  BILLING_RECONCILE_OVERLAP_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(0).max(3_600).optional(),
+  ),
+  // Stripe keeps events for 30 days: further back there is nothing to list.
+  BILLING_RECONCILE_LOOKBACK_HOURS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(720).optional(),
   ),
   MAX_BODY_BYTES: optional.pipe(
     z.coerce
@@ -281,7 +324,29 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     queueTransport,
     maxDeliveries: e.BILLING_QUEUE_MAX_DELIVERIES ?? 5,
     dunning: { graceAfterAttempts, lockAfterAttempts },
+    reconcile: {
+      schedule: e.BILLING_RECONCILE_SCHEDULE ?? DEFAULT_RECONCILE_SCHEDULE,
+      localIntervalSeconds: e.BILLING_RECONCILE_INTERVAL_SECONDS ?? 900,
+      maxItems: e.BILLING_RECONCILE_MAX_ITEMS ?? 500,
+      overlapSeconds: e.BILLING_RECONCILE_OVERLAP_SECONDS ?? 300,
+      lookbackHours: e.BILLING_RECONCILE_LOOKBACK_HOURS ?? 168,
+    },
   };
+}
+
+/**
+ * The reconciler timer's schedule, read at module load like the queue transport: the Functions host
+ * must know a trigger's schedule when it indexes the app, before the rest of the configuration is read.
+ */
+export function reconcileScheduleFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
+  const value = (env.BILLING_RECONCILE_SCHEDULE ?? '').trim();
+  if (value === '') return DEFAULT_RECONCILE_SCHEDULE;
+  const parsed = ncrontab.safeParse(value);
+  if (!parsed.success)
+    throw new ConfigError([`BILLING_RECONCILE_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
+  return parsed.data;
 }
 
 /**

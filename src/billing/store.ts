@@ -49,6 +49,11 @@ export interface ListOptions {
 export interface ScanOptions {
   /** Only partitions whose key starts with this. */
   readonly partitionPrefix?: string;
+  /**
+   * Only partitions whose key sorts after this one (exclusive): a job that stops part way resumes its
+   * scan from the last partition it finished, instead of from the start.
+   */
+  readonly partitionsAfter?: string;
   /** Only rows whose key is one of these, or in one of these ranges. */
   readonly rowKeys?: ReadonlyArray<string | RowKeyRange>;
   readonly select?: readonly string[];

@@ -12,6 +12,7 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsReconcile } from './ops-reconcile.js';
 import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
 import { subscriptionChange } from './subscription-change.js';
@@ -43,4 +44,5 @@ export const routes: readonly Route[] = [
   billingCredits,
   creditsCheckout,
   billingLocks,
+  opsReconcile,
 ];

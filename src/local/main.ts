@@ -17,6 +17,7 @@ const { routes } = await import('../functions/routes.js');
 const { refreshPricing } = await import('../functions/pricing-refresh.js');
 const { rollUsageOver } = await import('../functions/usage-rollover.js');
 const { migrateOwners } = await import('../functions/owner-migration.js');
+const { reconcileStripe } = await import('../functions/stripe-reconcile.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -83,6 +84,11 @@ async function main(): Promise<void> {
         { name: 'ownerMigration', everyMs: 10 * 60 * 1000, run: migrateOwners },
         { name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing },
         { name: 'usageRollover', everyMs: 60 * 60 * 1000, run: rollUsageOver },
+        {
+          name: 'stripeReconcile',
+          everyMs: config.reconcile.localIntervalSeconds * 1000,
+          run: reconcileStripe,
+        },
       ],
       log,
     );

@@ -510,6 +510,28 @@ describe.each(implementations)('EntityTable contract: %s', (_name, make) => {
       ).toEqual(['other/b', 'other/item|1', 'other/zz']);
     });
 
+    it('resumed after a partition, with or without a prefix and row keys', async () => {
+      const table = make();
+      await seed(table);
+      // Exclusive: the partition named is the one a job finished, so it is not read again.
+      expect(await scan(table, { rowKeys: ['zz'], partitionsAfter: 'acct|10' })).toEqual([
+        'acct|2/zz',
+        'other/zz',
+      ]);
+      expect(
+        await scan(table, { partitionPrefix: 'acct|', partitionsAfter: 'acct|1', rowKeys: ['a'] }),
+      ).toEqual(['acct|10/a', 'acct|2/a']);
+      // A key between partitions (the partition may have been deleted since) resumes at the next one.
+      expect(await scan(table, { rowKeys: ['a'], partitionsAfter: 'acct|11' })).toEqual([
+        'acct|2/a',
+        'other/a',
+      ]);
+      expect(await scan(table, { partitionsAfter: 'other' })).toEqual([]);
+      // With more row keys than one filter may compare, the bound still holds.
+      const wanted = ['b', ...Array.from({ length: 20 }, (_, i) => `absent${i}`)];
+      expect(await scan(table, { partitionsAfter: 'acct|2', rowKeys: wanted })).toEqual(['other/b']);
+    });
+
     it('with only the selected properties', async () => {
       const table = make();
       await seed(table);

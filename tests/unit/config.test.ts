@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, reconcileScheduleFromEnv } from '../../src/config.js';
 
 const valid = {
   BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
@@ -123,5 +123,30 @@ describe('configuration', () => {
     expect(
       problems({ ...valid, DUNNING_GRACE_AFTER_ATTEMPTS: '3', DUNNING_LOCK_AFTER_ATTEMPTS: '2' }),
     ).toMatch(/DUNNING_LOCK_AFTER_ATTEMPTS: must be greater/);
+  });
+
+  it('schedules the reconciler every 15 minutes unless told otherwise, and refuses a malformed schedule', () => {
+    expect(loadConfig(valid).reconcile).toEqual({
+      schedule: '0 */15 * * * *',
+      localIntervalSeconds: 900,
+      maxItems: 500,
+      overlapSeconds: 300,
+      lookbackHours: 168,
+    });
+    expect(reconcileScheduleFromEnv({})).toBe('0 */15 * * * *');
+    expect(reconcileScheduleFromEnv({ BILLING_RECONCILE_SCHEDULE: '0 0 * * * *' })).toBe('0 0 * * * *');
+    // Five fields is the Unix form, which the Functions timer reads differently: refused, not guessed.
+    expect(() => reconcileScheduleFromEnv({ BILLING_RECONCILE_SCHEDULE: '*/15 * * * *' })).toThrow(
+      ConfigError,
+    );
+    const message = problems({
+      ...valid,
+      BILLING_RECONCILE_SCHEDULE: 'every 15 minutes',
+      BILLING_RECONCILE_MAX_ITEMS: '0',
+      BILLING_RECONCILE_LOOKBACK_HOURS: '1000',
+    });
+    expect(message).toContain('BILLING_RECONCILE_SCHEDULE');
+    expect(message).toContain('BILLING_RECONCILE_MAX_ITEMS');
+    expect(message).toContain('BILLING_RECONCILE_LOOKBACK_HOURS');
   });
 });

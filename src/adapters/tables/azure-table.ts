@@ -480,9 +480,10 @@ function etagsOf(
 }
 
 /**
- * The scan's filter: a partition-key range for the prefix, and the row keys as an OR of equalities and
- * ranges. When those would exceed the service's comparison limit, the service filters by the row keys'
- * overall range and `keep` matches each row exactly. `undefined` when nothing can match.
+ * The scan's filter: a partition-key range for the prefix, a lower bound to resume after, and the row
+ * keys as an OR of equalities and ranges. When those would exceed the service's comparison limit, the
+ * service filters by the row keys' overall range and `keep` matches each row exactly. `undefined` when
+ * nothing can match.
  */
 function scanPlan(
   options: ScanOptions,
@@ -493,6 +494,10 @@ function scanPlan(
   if (prefix !== undefined && prefix !== '') {
     clauses.push(odata`PartitionKey ge ${prefix} and PartitionKey lt ${prefixEnd(prefix)}`);
     comparisons += 2;
+  }
+  if (options.partitionsAfter !== undefined) {
+    clauses.push(odata`PartitionKey gt ${options.partitionsAfter}`);
+    comparisons += 1;
   }
   const matches = options.rowKeys;
   let keep: ((rowKey: string) => boolean) | undefined;

@@ -192,7 +192,10 @@ export function createMemoryTable(name = 'memory'): EntityTable {
     await tick();
     const prefix = options.partitionPrefix ?? '';
     // A snapshot taken when the scan starts: writes during the scan neither break nor join it.
-    const keys = [...partitions.keys()].filter((pk) => pk.startsWith(prefix)).sort(compare);
+    const after = options.partitionsAfter;
+    const keys = [...partitions.keys()]
+      .filter((pk) => pk.startsWith(prefix) && (after === undefined || pk > after))
+      .sort(compare);
     const matches = options.rowKeys === undefined ? [] : [...options.rowKeys];
     const snapshot = keys.flatMap((pk) =>
       sortedRows(partitions.get(pk)).filter(
