@@ -21,6 +21,7 @@ import { createLegacyMigration, type LegacyMigration } from './billing/owner/leg
 import { createOwnerAccess, type OwnerAccess } from './billing/owner/owner-access.js';
 import { createOwnerStore } from './billing/owner/snapshot.js';
 import type { PaymentsGateway } from './billing/payments.js';
+import { createPoisonStore, type PoisonStore } from './billing/poison.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
@@ -56,6 +57,8 @@ export interface Services {
   readonly locks: Locks;
   readonly usage: UsageService;
   readonly events: EventProcessor;
+  /** Events the processor gave up on, for an admin to list and replay. */
+  readonly poison: PoisonStore;
   readonly actions: BillingActions;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
@@ -205,6 +208,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     pricing,
     sync,
     events,
+    poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
