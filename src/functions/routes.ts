@@ -1,4 +1,5 @@
 import type { Route } from '../http/route.js';
+import { adminPoisonList, adminPoisonReplay } from './admin-events.js';
 import { billingCheckout } from './billing-checkout.js';
 import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
@@ -43,4 +44,6 @@ export const routes: readonly Route[] = [
   billingCredits,
   creditsCheckout,
   billingLocks,
+  adminPoisonList,
+  adminPoisonReplay,
 ];
