@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from './clock.js';
+import { unavailable } from './errors.js';
 import { type EventRef, eventRefSchema, orderingKeyOf } from './event-ref.js';
 import type { EventQueue } from './queue.js';
 import { type EntityTable, EtagMismatchError, type StoredEntity } from './store.js';
@@ -137,11 +138,20 @@ export function createPoisonStore(deps: {
     const entry = entryOf(row);
     if (entry.ref === null) return false;
     const ref: EventRef = { ...entry.ref, attempt: 0 };
-    await queue.send({
-      id: replayMessageId(ref.eventId, clock.now()),
-      orderingKey: orderingKeyOf(ref),
-      body: ref,
-    });
+    try {
+      await queue.send({
+        id: replayMessageId(ref.eventId, clock.now()),
+        orderingKey: orderingKeyOf(ref),
+        body: ref,
+      });
+    } catch (error) {
+      throw unavailable(
+        'queue_unavailable',
+        `Event ${ref.eventId} could not be put back on the queue. Events replayed before it are no longer listed; it and the rest still are. Retry the same request.`,
+        5,
+        error,
+      );
+    }
     // Only after the send: a failed send leaves the row for the next replay. The ETag condition keeps a
     // row the replayed event already re-poisoned (it failed again before we got here).
     try {

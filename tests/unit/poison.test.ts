@@ -102,7 +102,11 @@ describe('poison store', () => {
     const { store, poisonEvent, failSends } = setup();
     await poisonEvent(1);
     failSends(true);
-    await expect(store.replay({ all: true })).rejects.toThrow('queue down');
+    await expect(store.replay({ all: true })).rejects.toMatchObject({
+      kind: 'unavailable',
+      code: 'queue_unavailable',
+      cause: new Error('queue down'),
+    });
     expect((await store.list({ limit: 10 })).items).toHaveLength(1);
   });
 
