@@ -733,6 +733,98 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/events/poison": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Poisoned Stripe events
+         * @description Events the processor gave up on, in Stripe event id order (not by time), one page at a time:
+         *     events that failed permanently, events that used up every transient attempt, and queue messages
+         *     that were not billing events at all (`reason: unreadable`, no event id, the message text in
+         *     `raw`; listed after every event, and never replayed). An event poisoned again keeps one entry,
+         *     with its first and last failure. Pass `nextCursor` back as `cursor` for the next page.
+         *
+         */
+        get: operations["adminPoisonList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/events/poison/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay poisoned Stripe events
+         * @description Puts poisoned events back on the event queue with their attempt count reset, once their cause is
+         *     fixed; the processor applies them as it would a new delivery (it re-reads Stripe, and an event
+         *     already applied changes nothing). Each entry is removed only after its event was queued; if the
+         *     event fails again it is listed again.
+         *
+         *     With `eventIds`, those events (at most 100; ids not listed are returned in `notFound`). Without
+         *     a body, without `eventIds` or with an empty list: the first 100 events in event id order, with
+         *     `more: true` when others remain (call again). Unreadable messages are never replayed.
+         *
+         */
+        post: operations["adminPoisonReplay"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/reconcile": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run the Stripe reconciler now, and see what it changed
+         * @description Runs the reconciler that the `stripeReconcile` timer runs every 15 minutes, and answers its report.
+         *     It finds where this app's state parted from Stripe's (an event lost to an outage, a webhook never
+         *     delivered) and repairs it through the same path as Stripe's events: each repair is audited in the
+         *     owner's history with cause `reconcile`, actor `reconciler` and the run id.
+         *
+         *     Without `ownerId`, a run makes three passes, each bounded (`BILLING_RECONCILE_MAX_ITEMS` items) and
+         *     resumed by the next run where it stopped: the customers named by Stripe's subscription, schedule,
+         *     invoice and checkout events since the last finished pass (less `BILLING_RECONCILE_OVERLAP_SECONDS`);
+         *     every owner whose subscription is held as live (a slice per run); and paid credit-pack checkouts
+         *     since the last finished pass, whose credits are granted if they never were (once per checkout,
+         *     whoever grants). One such run at a time: while another holds the reconciler's state, 409.
+         *
+         *     With `ownerId`, only that owner: its subscription is re-read from Stripe and its paid credit packs
+         *     of the last `BILLING_RECONCILE_LOOKBACK_HOURS` hours are granted if they never were; the state of
+         *     scheduled runs is not touched. An owner without a Stripe customer has nothing to reconcile (200,
+         *     `scope.customerId: null`).
+         *
+         *     A failure of Stripe or storage stops its pass where it is (the next run retries from there) and is
+         *     listed in `failures`; so is a failure about one customer, after which the pass goes on.
+         *
+         */
+        post: operations["opsReconcile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1569,10 +1661,10 @@ export interface components {
         /** @description One change of the credit balance. */
         LedgerEntry: {
             /**
-             * @description `grant`: a pack was paid for; `draw`: consumption beyond the allowance; `refund`: a refunded consumption.
+             * @description `grant`: a pack was paid for; `draw`: consumption beyond the allowance; `refund`: a refunded consumption; `clawback`: credits taken back because the pack's payment was refunded or disputed (the balance may go below zero); `reinstate`: credits given back because the dispute was won.
              * @enum {string}
              */
-            kind: "grant" | "draw" | "refund";
+            kind: "grant" | "draw" | "refund" | "clawback" | "reinstate";
             /** @description Signed; positive for grants and refunds, negative for draws. */
             credits: number;
             balanceAfter: number;
@@ -1649,6 +1741,171 @@ export interface components {
         LocksOverview: {
             keep: components["schemas"]["KeepPreferences"];
             locked: components["schemas"]["LockReport"];
+        };
+        /** @description What a queued Stripe event carries (its ids, never its body); the processor re-reads the rest from Stripe. */
+        EventRef: {
+            /** @constant */
+            v: 2;
+            /** @example evt_1SWxYw2eZvKYlo2CbQ0f1a2B */
+            eventId: string;
+            /**
+             * @description One of the Stripe event types the processor acts on.
+             * @example invoice.payment_failed
+             */
+            type: string;
+            /** @description `data.object.id`: the session, subscription, schedule, invoice, charge or dispute. */
+            objectId: string;
+            /** @description `data.object.customer`; `null` for disputes. */
+            customerId: string | null;
+            /** @description Deliveries that had failed transiently before this one. */
+            attempt: number;
+        };
+        PoisonEntry: {
+            /** @description The Stripe event id; `null` for an unreadable message. */
+            eventId: string | null;
+            /** @description The Stripe event type; `null` for an unreadable message. */
+            type: string | null;
+            /** @description The queued reference as it last failed; `null` for an unreadable message. */
+            ref: components["schemas"]["EventRef"] | null;
+            /** @description An unreadable message's text as received, cut to 16,384 characters; `null` for events. */
+            raw: string | null;
+            /**
+             * @description `permanent`: no redelivery could help until something is fixed. `exhausted`: it failed
+             *     transiently on every attempt (`BILLING_EVENT_MAX_ATTEMPTS`). `unreadable`: the queue message
+             *     was not a billing event.
+             *
+             * @enum {string}
+             */
+            reason: "permanent" | "exhausted" | "unreadable";
+            /**
+             * @description The failure's code, e.g. `unknown_customer` (map the customer to its owner), `unmapped_price`
+             *     (add the price to the catalog or give it a lookup key), `event_invalid`,
+             *     `api_version_unexpected`, `payments_not_found`, `payments_invalid_request`,
+             *     `payments_authentication`, `payments_unavailable`, `payments_rate_limited`,
+             *     `store_unavailable`, `store_rejected`, `corrupt_row`, `invalid_data`, `unexpected`.
+             *
+             * @example unknown_customer
+             */
+            code: string;
+            /** @description The failure's message, for people. */
+            message: string;
+            /** @description Deliveries that failed, the last one included. */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When this event was first poisoned.
+             */
+            firstFailedAt: string;
+            /**
+             * Format: date-time
+             * @description When it was last poisoned.
+             */
+            lastFailedAt: string;
+        };
+        PoisonPage: {
+            /** @description In Stripe event id order; unreadable messages last. */
+            items: components["schemas"]["PoisonEntry"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        PoisonReplayRequest: {
+            /** @description The events to replay; absent or empty replays the first 100. */
+            eventIds?: string[];
+        };
+        PoisonReplayReport: {
+            /** @description Events put back on the queue (and no longer listed). */
+            replayed: string[];
+            /** @description Ids asked for that are not poisoned (never were, or already replayed). */
+            notFound: string[];
+            /** @description Without `eventIds`, whether poisoned events remain beyond this call's 100. */
+            more: boolean;
+        };
+        ReconcileRequest: {
+            /** @description Only this billing owner; scheduled runs' state and watermarks are left alone. */
+            ownerId?: components["schemas"]["Id"];
+        };
+        ReconcileSyncCounts: {
+            /** @description Customers (or owners) re-read from Stripe. */
+            examined: number;
+            /** @description Our state differed and was repaired (audited). */
+            applied: number;
+            unchanged: number;
+            /** @description Already applied under this run's id. */
+            duplicate: number;
+            /** @description Customers that belong to no owner we know (not ours): skipped. */
+            unknownCustomers: number;
+            failed: number;
+        };
+        ReconcileGrantCounts: {
+            examined: number;
+            granted: number;
+            /** @description Granted before, by the event or an earlier run. */
+            alreadyGranted: number;
+            /** @description Paid, but not a purchase credits are granted for. */
+            notGranted: number;
+            /** @description No customer, or one that belongs to no owner we know. */
+            unknownCustomers: number;
+            failed: number;
+        };
+        ReconcileReport: {
+            /** @description The cause id of every repair this run made (in the owners' audit rows) and of its summary row. */
+            runId: string;
+            scope: {
+                /** @constant */
+                kind: "all";
+            } | {
+                /** @constant */
+                kind: "owner";
+                ownerId: components["schemas"]["Id"];
+                customerId: string | null;
+            };
+            /**
+             * @description `completed`: every pass reached its end. `partial`: a bound, the time budget or a failure
+             *     stopped a pass; the next run continues from there. `superseded`: the run's lease ran out and
+             *     another run took over; it stopped (its repairs stand).
+             *
+             * @enum {string}
+             */
+            outcome: "completed" | "partial" | "superseded";
+            /** Format: date-time */
+            startedAt: string;
+            /** Format: date-time */
+            finishedAt: string;
+            syncs: {
+                events: components["schemas"]["ReconcileSyncCounts"];
+                owners: components["schemas"]["ReconcileSyncCounts"];
+            };
+            credits: components["schemas"]["ReconcileGrantCounts"];
+            /** @description The owners whose subscription state was repaired. */
+            changes: {
+                ownerId: components["schemas"]["Id"];
+                customerId: string;
+                /** @enum {string} */
+                foundBy: "events" | "live_owners" | "owner";
+                plan: components["schemas"]["PlanName"];
+                status: components["schemas"]["SubscriptionStatus"];
+            }[];
+            /** @description Credit packs granted by this run. */
+            grants: {
+                ownerId: components["schemas"]["Id"];
+                sessionId: string;
+                credits: number;
+            }[];
+            failures: {
+                /** @enum {string} */
+                pass: "events" | "live_owners" | "owner" | "sessions";
+                /** @description The customer or session, or `list` for a page of Stripe's that could not be read. */
+                id: string;
+                code: string;
+                message: string;
+            }[];
+            /** @description Where the next pass over Stripe's events and paid sessions starts (less the overlap); null before the first finished pass. */
+            watermarks: {
+                /** Format: date-time */
+                events: string | null;
+                /** Format: date-time */
+                sessions: string | null;
+            };
         };
     };
     responses: {
@@ -1821,7 +2078,8 @@ export interface components {
             };
         };
         /** @description The token is valid but not allowed here. Codes: `service_role_required` (service routes, token
-         *     without the `service` role), `not_a_member` (user routes, token `org` the caller does not belong
+         *     without the `service` role), `admin_role_required` (`/ops` routes, token without the `admin`
+         *     role), `not_a_member` (user routes, token `org` the caller does not belong
          *     to or that does not exist), `billing_owner_only` (routes that change billing, list invoices or
          *     manage locks, token `org` the caller is a member but not the creator of: only the billing owner
          *     may).
@@ -1844,7 +2102,7 @@ export interface components {
                     /** @constant */
                     status?: 403;
                     /** @enum {unknown} */
-                    code?: "service_role_required" | "not_a_member" | "billing_owner_only";
+                    code?: "service_role_required" | "admin_role_required" | "not_a_member" | "billing_owner_only";
                 };
             };
         };
@@ -3244,6 +3502,177 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
             403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminPoisonList: {
+        parameters: {
+            query?: {
+                /** @description Entries per page. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of poisoned events. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {
+                     *       "items": [
+                     *         {
+                     *           "eventId": "evt_1SWxYw2eZvKYlo2CbQ0f1a2B",
+                     *           "type": "customer.subscription.created",
+                     *           "ref": {
+                     *             "v": 2,
+                     *             "eventId": "evt_1SWxYw2eZvKYlo2CbQ0f1a2B",
+                     *             "type": "customer.subscription.created",
+                     *             "objectId": "sub_1SWxYw2eZvKYlo2C0a1b2c3d",
+                     *             "customerId": "cus_TXyZ12AbCdEfGh",
+                     *             "attempt": 0
+                     *           },
+                     *           "raw": null,
+                     *           "reason": "permanent",
+                     *           "code": "unknown_customer",
+                     *           "message": "Stripe customer cus_TXyZ12AbCdEfGh belongs to no billing owner we know",
+                     *           "attempts": 1,
+                     *           "firstFailedAt": "2026-12-01T10:00:00.000Z",
+                     *           "lastFailedAt": "2026-12-01T10:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     } */
+                    "application/json": components["schemas"]["PoisonPage"];
+                };
+            };
+            /** @description `invalid_query`: `limit` not an integer from 1 to 100, a `cursor` this endpoint did not return, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token has no `admin` role (a service token neither). */
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminPoisonReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /** @example {
+                 *       "eventIds": [
+                 *         "evt_1SWxYw2eZvKYlo2CbQ0f1a2B"
+                 *       ]
+                 *     } */
+                "application/json": components["schemas"]["PoisonReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description What was replayed. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {
+                     *       "replayed": [
+                     *         "evt_1SWxYw2eZvKYlo2CbQ0f1a2B"
+                     *       ],
+                     *       "notFound": [],
+                     *       "more": false
+                     *     } */
+                    "application/json": components["schemas"]["PoisonReplayReport"];
+                };
+            };
+            /** @description `malformed_json` or `invalid_body` (an id that is not a Stripe event id, more than 100 ids, or an unknown field). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token has no `admin` role (a service token neither). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            /** @description `queue_unavailable` (`Retry-After: 5`): an event could not be put back on the queue; events
+             *     replayed before it are no longer listed, it and the rest still are, so the same request again
+             *     continues. Also `storage_unavailable`, `contended` and `identity_provider_unavailable` as on
+             *     every route (see `ServiceUnavailable`).
+             *      */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 503;
+                        /** @enum {unknown} */
+                        code?: "queue_unavailable" | "storage_unavailable" | "contended" | "identity_provider_unavailable";
+                    };
+                };
+            };
+        };
+    };
+    opsReconcile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReconcileRequest"];
+            };
+        };
+        responses: {
+            /** @description The run's report. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconcileReport"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body` (an unknown field, or an `ownerId` that is not an id). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            /** @description `reconcile_in_progress`: a run over everything holds the reconciler's state (its lease outlives a run that died by at most the run budget plus a minute). Retry after it ends, or pass `ownerId`. */
+            409: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 409;
+                        /** @constant */
+                        code?: "reconcile_in_progress";
+                    };
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

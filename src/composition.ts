@@ -21,6 +21,7 @@ import { createLegacyMigration, type LegacyMigration } from './billing/owner/leg
 import { createOwnerAccess, type OwnerAccess } from './billing/owner/owner-access.js';
 import { createOwnerStore } from './billing/owner/snapshot.js';
 import type { PaymentsGateway } from './billing/payments.js';
+import { createPoisonStore, type PoisonStore } from './billing/poison.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
 import { createReconciler, type Reconciler } from './billing/reconcile.js';
@@ -59,6 +60,8 @@ export interface Services {
   readonly events: EventProcessor;
   /** Finds and repairs drift from Stripe (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
   readonly reconciler: Reconciler;
+  /** Events the processor gave up on, for an admin to list and replay. */
+  readonly poison: PoisonStore;
   readonly actions: BillingActions;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
@@ -228,6 +231,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     sync,
     events,
     reconciler,
+    poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,

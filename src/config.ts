@@ -46,6 +46,18 @@ export interface Config {
     | { readonly kind: 'serviceBusIdentity'; readonly fullyQualifiedNamespace: string };
   /** Deliveries of one queue message before it goes to the poison/dead-letter queue. */
   readonly maxDeliveries: number;
+  /**
+   * Redelivery of events that failed transiently (Stripe or storage down): the processor re-sends them
+   * itself with growing delays, so an outage of hours costs no event (`src/billing/failures.ts`).
+   */
+  readonly eventRetry: {
+    /** Transient failures of one event before it is poisoned. */
+    readonly maxAttempts: number;
+    /** Delay before the first redelivery; it doubles with each attempt (jittered). */
+    readonly baseSeconds: number;
+    /** No redelivery waits longer than this. */
+    readonly maxSeconds: number;
+  };
   /** Failed renewal attempts (Stripe's invoice attempt_count) after which access becomes grace, then locked. */
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
   /** The Stripe reconciler (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
@@ -179,6 +191,21 @@ const envSchema = z.object({
   BILLING_QUEUE_MAX_DELIVERIES: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(100).optional(),
   ),
+  BILLING_EVENT_MAX_ATTEMPTS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(100).optional(),
+  ),
+  BILLING_EVENT_RETRY_BASE_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
+  ),
+  // Storage Queue holds an invisible message for at most 7 days; a day is already far past any outage.
+  BILLING_EVENT_RETRY_MAX_SECONDS: optional.pipe(
+    z.coerce
+      .number<string | undefined>()
+      .int()
+      .min(1)
+      .max(24 * 3600)
+      .optional(),
+  ),
   DUNNING_GRACE_AFTER_ATTEMPTS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
   ),
@@ -279,6 +306,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (lockAfterAttempts <= graceAfterAttempts) {
     problems.push('DUNNING_LOCK_AFTER_ATTEMPTS: must be greater than DUNNING_GRACE_AFTER_ATTEMPTS');
   }
+  // 20 attempts from 5 s doubling to 30 min: about 6 hours of redelivery (jitter takes up to a quarter off).
+  const eventRetry = {
+    maxAttempts: e.BILLING_EVENT_MAX_ATTEMPTS ?? 20,
+    baseSeconds: e.BILLING_EVENT_RETRY_BASE_SECONDS ?? 5,
+    maxSeconds: e.BILLING_EVENT_RETRY_MAX_SECONDS ?? 30 * 60,
+  };
+  if (eventRetry.maxSeconds < eventRetry.baseSeconds) {
+    problems.push('BILLING_EVENT_RETRY_MAX_SECONDS: must be at least BILLING_EVENT_RETRY_BASE_SECONDS');
+  }
 
   if (
     problems.length > 0 ||
@@ -323,6 +359,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     },
     queueTransport,
     maxDeliveries: e.BILLING_QUEUE_MAX_DELIVERIES ?? 5,
+    eventRetry,
     dunning: { graceAfterAttempts, lockAfterAttempts },
     reconcile: {
       schedule: e.BILLING_RECONCILE_SCHEDULE ?? DEFAULT_RECONCILE_SCHEDULE,

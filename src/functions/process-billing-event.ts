@@ -1,19 +1,28 @@
 import type { InvocationContext } from '@azure/functions';
 import { z } from 'zod';
-import { type EventRef, EventShapeError, eventRefSchema, refFromLegacy } from '../billing/event-ref.js';
-import { UnknownCustomerError, UnmappedPriceError } from '../billing/lifecycle.js';
+import { type EventRef, eventRefSchema, orderingKeyOf, refFromLegacy } from '../billing/event-ref.js';
+import {
+  describeFailure,
+  RedeliveryFailedError,
+  redeliveryDelaySeconds,
+  redeliveryMessageId,
+} from '../billing/failures.js';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { queueTransportFromEnv } from '../config.js';
 import { app } from '../http/functions-runtime.js';
 
 const messageSchema = z.object({ id: z.string(), orderingKey: z.string().optional(), body: z.unknown() });
 
-/** Errors that no redelivery can fix; they still go to the poison/dead-letter queue, loudly. */
-const PERMANENT = [EventShapeError, UnknownCustomerError, UnmappedPriceError];
-
 /**
- * Applies one queued Stripe event. Throwing makes the transport redeliver; after the configured number of
- * deliveries the message goes to the poison queue (Storage) or the dead-letter queue (Service Bus).
+ * Applies one queued Stripe event, and decides itself what a failure means (`src/billing/failures.ts`):
+ * - transient (Stripe or storage down): the event is sent again with `attempt + 1`, delayed by a growing
+ *   back-off, and this delivery completes. The transport's own redelivery (a few tries seconds apart)
+ *   would poison an event during any outage longer than a minute; this outlasts one of hours.
+ * - permanent, or transient with every attempt used: recorded in the poison store (listed and replayed
+ *   through `/api/admin/events/poison`) and completed at once.
+ * - a message that is not a billing event at all: recorded as unreadable, completed.
+ * It throws only when it could neither re-send nor record: then the host redelivers, and after
+ * `maxDequeueCount` (`maxDeliveryCount`) moves the message to its poison (dead-letter) queue.
  */
 export async function processBillingEvent(
   message: unknown,
@@ -23,25 +32,91 @@ export async function processBillingEvent(
   const decoded = typeof message === 'string' ? safeJson(message) : message;
   const envelope = messageSchema.safeParse(decoded);
   if (!envelope.success) {
-    throw new EventShapeError(
+    await poisonUnreadable(
+      services,
+      context,
+      message,
       'event_invalid',
       `Queue message is not a billing event: ${z.prettifyError(envelope.error)}`,
     );
+    return;
+  }
+  let ref: EventRef | undefined;
+  try {
+    ref = refOf(envelope.data.body, services.stripeApiVersion);
+  } catch (error) {
+    const failure = describeFailure(error);
+    await poisonUnreadable(services, context, message, failure.code, errorText(error));
+    return;
+  }
+  if (ref === undefined) {
+    context.log(`event ${envelope.data.id}: ignored`);
+    return;
   }
   try {
-    const ref = refOf(envelope.data.body, services.stripeApiVersion);
-    if (ref === undefined) {
-      context.log(`event ${envelope.data.id}: ignored`);
-      return;
-    }
     const outcome = await services.events.process(ref);
-    context.log(`event ${envelope.data.id}: ${outcome.kind}`);
-  } catch (error) {
-    const permanent = PERMANENT.some((kind) => error instanceof kind);
-    context.error(
-      `event ${envelope.data.id} failed${permanent ? ' permanently (will be dead-lettered)' : ' (will be retried)'}: ${error instanceof Error ? error.message : String(error)}`,
+    context.log(
+      `event ${ref.eventId} (${ref.type}): ${outcome.kind}${ref.attempt > 0 ? ` after ${ref.attempt} failed attempt(s)` : ''}`,
     );
-    throw error;
+  } catch (error) {
+    await handleFailure(ref, error, context, services);
+  }
+}
+
+async function handleFailure(
+  ref: EventRef,
+  error: unknown,
+  context: InvocationContext,
+  services: Services,
+): Promise<void> {
+  const failure = describeFailure(error);
+  const attempts = ref.attempt + 1;
+  const retry = services.config.eventRetry;
+  const subject = `event ${ref.eventId} (${ref.type})`;
+  if (failure.kind === 'transient' && attempts < retry.maxAttempts) {
+    const delaySeconds = redeliveryDelaySeconds(attempts, retry);
+    context.warn(
+      `${subject} failed transiently (${failure.code}), attempt ${attempts} of ${retry.maxAttempts}; redelivering in ${delaySeconds} s: ${errorText(error)}`,
+    );
+    const next: EventRef = { ...ref, attempt: attempts };
+    try {
+      await services.queue.send(
+        { id: redeliveryMessageId(ref.eventId, attempts), orderingKey: orderingKeyOf(next), body: next },
+        { delaySeconds },
+      );
+    } catch (sendError) {
+      context.error(`${subject} could not be re-sent; leaving it to the host's redelivery`, sendError);
+      throw new RedeliveryFailedError(ref.eventId, { cause: sendError });
+    }
+    return;
+  }
+  const reason = failure.kind === 'permanent' ? 'permanent' : 'exhausted';
+  // If this write fails the error propagates: the host redelivers the same message, unchanged.
+  await services.poison.record({ ref, reason, code: failure.code, message: errorText(error), attempts });
+  context.error(
+    `${subject} poisoned (${reason}, ${failure.code}) after ${attempts} attempt(s): ${errorText(error)}`,
+  );
+}
+
+async function poisonUnreadable(
+  services: Services,
+  context: InvocationContext,
+  message: unknown,
+  code: string,
+  detail: string,
+): Promise<void> {
+  const raw = typeof message === 'string' ? message : (safeStringify(message) ?? String(message));
+  await services.poison.record({ raw, reason: 'unreadable', code, message: detail });
+  context.error(`unreadable queue message poisoned (${code}): ${detail}`);
+}
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+function safeStringify(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined;
   }
 }
 

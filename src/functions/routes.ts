@@ -12,6 +12,7 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
 import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
@@ -45,4 +46,6 @@ export const routes: readonly Route[] = [
   creditsCheckout,
   billingLocks,
   opsReconcile,
+  opsPoisonList,
+  opsPoisonReplay,
 ];

@@ -30,7 +30,8 @@ interface RouteBase {
 /**
  * An HTTP endpoint, independent of how it is hosted: the Functions host registers it with `app.http`,
  * the local host serves the very same object on Node's HTTP server. Access is anyone (`anonymous`),
- * any signed-in user (`user`), or the platform's own services (`service`, a token with that role).
+ * any signed-in user (`user`), the platform's own services (`service`, a token with that role), or
+ * operators (`admin`, a token with that role; a service token is not enough).
  */
 export type Route =
   | (RouteBase & {
@@ -38,7 +39,7 @@ export type Route =
       readonly handle: (context: RouteContext) => Promise<HttpResponseInit>;
     })
   | (RouteBase & {
-      readonly access: 'user' | 'service';
+      readonly access: 'user' | 'service' | 'admin';
       readonly handle: (context: AuthenticatedContext) => Promise<HttpResponseInit>;
     });
 
@@ -53,7 +54,7 @@ export function toHandler(route: Route, services: () => Services): HttpHandler {
       const context: RouteContext = { request, invocation, services: services() };
       if (route.access === 'anonymous') return await route.handle(context);
       const principal = await context.services.authenticate(request.headers.get('authorization'));
-      if (route.access === 'service') requireRole(principal, 'service');
+      if (route.access === 'service' || route.access === 'admin') requireRole(principal, route.access);
       return await route.handle({ ...context, principal });
     } catch (error) {
       return errorResponse(error, invocation);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { LogHandler } from '@azure/functions';
 import { QueueClient } from '@azure/storage-queue';
+import { z } from 'zod';
 import type { Services } from '../composition.js';
 import { processBillingEvent } from '../functions/process-billing-event.js';
 import { InvocationContext } from '../http/functions-runtime.js';
@@ -27,87 +28,145 @@ export interface QueueWorker {
  * What the Functions host does for a queue trigger, for the local host: receive, call the same processor
  * function, delete on success; leave a failure to reappear after the visibility timeout; after
  * `maxDeliveries` attempts move it to `<queue>-poison` (the host's own convention) and log its event id.
+ *
+ * The processor handles its own failures (it re-sends transient ones with a delay and records permanent
+ * ones), so it throws only when it could do neither; this poison queue is the last resort behind that.
+ * Nothing a message does may stop the loop: every per-message path catches and logs, so a storage outage
+ * during a delivery costs that delivery, never the `npm start` process.
  */
 export async function startQueueWorker(options: QueueWorkerOptions): Promise<QueueWorker> {
   const { services, connectionString } = options;
+  const log: LogHandler = options.log ?? (() => undefined);
   const queueName = services.config.queueName;
+  const maxDeliveries = services.config.maxDeliveries;
   const queue = new QueueClient(connectionString, queueName);
   const poison = new QueueClient(connectionString, `${queueName}-poison`);
   await Promise.all([queue.createIfNotExists(), poison.createIfNotExists()]);
   const poisonedIds: string[] = [];
   let running = true;
   let inFlight = 0;
-  /** Messages that failed and will come back after their visibility timeout. */
-  const retrying = new Set<string>();
   const waiters: Array<{ since: number; resolve: () => void }> = [];
+
+  type Item = Awaited<ReturnType<QueueClient['receiveMessages']>>['receivedMessageItems'][number];
+
+  /** The host's poison move: copy to `<queue>-poison`, then delete. A failure leaves the message to come back. */
+  const moveToPoison = async (item: Item, text: string) => {
+    const eventId = eventIdOf(text) ?? `(queue message ${item.messageId})`;
+    try {
+      await poison.sendMessage(item.messageText);
+      await queue.deleteMessage(item.messageId, item.popReceipt);
+      poisonedIds.push(item.messageId);
+      log(
+        'error',
+        `queue worker: event ${eventId} moved to ${queueName}-poison after ${item.dequeueCount} deliveries`,
+      );
+    } catch (error) {
+      log(
+        'error',
+        `queue worker: event ${eventId} could not be moved to ${queueName}-poison; it will be tried again`,
+        error,
+      );
+    }
+  };
+
+  const handle = async (item: Item, text: string) => {
+    try {
+      // A message that is back after its poison move failed goes straight there, as the host does.
+      if (item.dequeueCount > maxDeliveries) {
+        await moveToPoison(item, text);
+        return;
+      }
+      const context = new InvocationContext({
+        invocationId: randomUUID(),
+        functionName: 'processBillingEvent',
+        logHandler: log,
+      });
+      try {
+        await processBillingEvent(text, context, services);
+      } catch (error) {
+        log(
+          'warning',
+          `queue worker: event ${eventIdOf(text) ?? item.messageId} failed (delivery ${item.dequeueCount} of ${maxDeliveries})`,
+          error,
+        );
+        if (item.dequeueCount >= maxDeliveries) await moveToPoison(item, text);
+        return;
+      }
+      try {
+        await queue.deleteMessage(item.messageId, item.popReceipt);
+      } catch (error) {
+        // Applied but not deleted: it comes back, and applying it again changes nothing.
+        log('warning', `queue worker: message ${item.messageId} applied but not deleted`, error);
+      }
+    } catch (error) {
+      log('error', `queue worker: unexpected failure handling message ${item.messageId}`, error);
+    } finally {
+      inFlight--;
+    }
+  };
+
+  /**
+   * Whether nothing is left to do: nothing in flight, and the queue holds no message, visible or not. The
+   * processor's redeliveries are sent invisible (delayed), so an empty receive alone does not mean done;
+   * the queue's message count includes invisible messages.
+   */
+  const idle = async (): Promise<boolean> => {
+    if (inFlight > 0) return false;
+    const properties = await queue.getProperties();
+    return (properties.approximateMessagesCount ?? 0) === 0;
+  };
+
+  const poll = async () => {
+    const pollStarted = Date.now();
+    let received: Item[] = [];
+    try {
+      received = (
+        await queue.receiveMessages({
+          numberOfMessages: 16,
+          visibilityTimeout: options.visibilityTimeoutSeconds ?? 2,
+        })
+      ).receivedMessageItems;
+    } catch (error) {
+      if (!running) return;
+      log('warning', 'queue worker: receive failed, retrying', error);
+    }
+    if (received.length === 0) {
+      // Drained: a receive that began after the caller asked found nothing, and nothing is left.
+      const due = waiters.filter((w) => w.since < pollStarted);
+      if (due.length > 0 && (await idle())) {
+        for (const waiter of due) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve();
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 100));
+      return;
+    }
+    inFlight += received.length;
+    // Like Service Bus sessions: one owner's events one at a time, in order; different owners in parallel.
+    // Without this a batch of one customer's events races itself on the owner's row.
+    const groups = new Map<string, Array<{ item: Item; text: string }>>();
+    for (const item of received) {
+      const text = Buffer.from(item.messageText, 'base64').toString('utf8');
+      const key = orderingKeyOf(text) ?? item.messageId;
+      groups.set(key, [...(groups.get(key) ?? []), { item, text }]);
+    }
+    await Promise.all(
+      [...groups.values()].map(async (group) => {
+        for (const { item, text } of group) await handle(item, text);
+      }),
+    );
+  };
 
   const loop = (async () => {
     while (running) {
-      const pollStarted = Date.now();
-      let received: Awaited<ReturnType<QueueClient['receiveMessages']>>['receivedMessageItems'] = [];
       try {
-        received = (
-          await queue.receiveMessages({
-            numberOfMessages: 16,
-            visibilityTimeout: options.visibilityTimeoutSeconds ?? 2,
-          })
-        ).receivedMessageItems;
+        await poll();
       } catch (error) {
-        if (!running) break;
-        options.log?.('warning', 'queue worker: receive failed, retrying', error);
-      }
-      if (received.length === 0) {
-        // Drained: a receive that began after the caller asked found nothing, nothing is being processed
-        // and no failed message is due back.
-        if (inFlight === 0 && retrying.size === 0) {
-          for (const waiter of waiters.filter((w) => w.since < pollStarted)) {
-            waiters.splice(waiters.indexOf(waiter), 1);
-            waiter.resolve();
-          }
-        }
+        // `handle` catches its own; this is the idle check or something unforeseen. Never fatal.
+        log('error', 'queue worker: poll failed, continuing', error);
         await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 100));
-        continue;
       }
-      inFlight += received.length;
-      const handle = async (item: (typeof received)[number], text: string) => {
-        const context = new InvocationContext({
-          invocationId: randomUUID(),
-          functionName: 'processBillingEvent',
-          ...(options.log ? { logHandler: options.log } : {}),
-        });
-        try {
-          await processBillingEvent(text, context, services);
-          await queue.deleteMessage(item.messageId, item.popReceipt);
-          retrying.delete(item.messageId);
-        } catch {
-          retrying.add(item.messageId);
-          if (item.dequeueCount >= services.config.maxDeliveries) {
-            retrying.delete(item.messageId);
-            await poison.sendMessage(item.messageText);
-            await queue.deleteMessage(item.messageId, item.popReceipt);
-            poisonedIds.push(item.messageId);
-            options.log?.(
-              'error',
-              `queue worker: message ${item.messageId} moved to ${queueName}-poison after ${item.dequeueCount} deliveries`,
-            );
-          }
-        } finally {
-          inFlight--;
-        }
-      };
-      // Like Service Bus sessions: one owner's events one at a time, in order; different owners in parallel.
-      // Without this a batch of one customer's events races itself on the owner's row.
-      const groups = new Map<string, Array<{ item: (typeof received)[number]; text: string }>>();
-      for (const item of received) {
-        const text = Buffer.from(item.messageText, 'base64').toString('utf8');
-        const key = orderingKeyOf(text) ?? item.messageId;
-        groups.set(key, [...(groups.get(key) ?? []), { item, text }]);
-      }
-      await Promise.all(
-        [...groups.values()].map(async (group) => {
-          for (const { item, text } of group) await handle(item, text);
-        }),
-      );
     }
   })();
 
@@ -119,6 +178,25 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
       await loop;
     },
   };
+}
+
+/** The Stripe event id a message carries (`body.eventId`, or the envelope id of a version-1 message). */
+function eventIdOf(text: string): string | undefined {
+  const envelope = envelopeSchema.safeParse(safeJson(text));
+  if (!envelope.success) return undefined;
+  const ref = refIdSchema.safeParse(envelope.data.body);
+  return ref.success ? ref.data.eventId : envelope.data.id;
+}
+
+const envelopeSchema = z.object({ id: z.string(), body: z.unknown() });
+const refIdSchema = z.object({ eventId: z.string() });
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function orderingKeyOf(text: string): string | undefined {

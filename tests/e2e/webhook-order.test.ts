@@ -123,7 +123,10 @@ describe('webhook delivery order does not matter', () => {
       audit: (await table.list(OWNER, { prefix: 'audit|', select: [] })).length,
       markers: (await table.list(OWNER, { prefix: 'event|', select: [] })).length,
       invoices: (await table.list(OWNER, { prefix: 'invoice|' })).map((r) => [r.rowKey, r.props.status]),
-      poisoned: host.worker?.poisoned().length ?? 0,
+      // Both ways an event can be given up on: the processor's poison store and the host's poison queue.
+      poisoned:
+        (await host.services.poison.list({ limit: 100 })).items.length +
+        (host.worker?.poisoned().length ?? 0),
     };
   }
 

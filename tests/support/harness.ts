@@ -30,6 +30,10 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     BILLING_QUEUE_NAME: `q-${prefix}`,
     ...baseTestEnv,
     BILLING_QUEUE_MAX_DELIVERIES: '3',
+    // Redeliveries of transient failures within seconds, not minutes, so `settle()` stays quick.
+    BILLING_EVENT_RETRY_BASE_SECONDS: '1',
+    BILLING_EVENT_RETRY_MAX_SECONDS: '2',
+    BILLING_EVENT_MAX_ATTEMPTS: '5',
     ...overrides,
   };
 }
