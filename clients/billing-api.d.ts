@@ -1501,7 +1501,9 @@ export interface components {
             fromCredits: number;
             /** @description Units of this consumption beyond allowance and credits (only under `monitor` or `off`). */
             overage: number;
-            /** @description The owner's credit balance after this consumption. */
+            /** @description The owner's credit balance after this consumption. Below zero after a refunded or disputed
+             *     credit purchase took back credits already spent; it then pays for nothing.
+             *      */
             creditBalance: number;
             periodKey: components["schemas"]["PeriodKey"];
             /** Format: date-time */
