@@ -48,6 +48,8 @@ export interface Config {
   readonly maxDeliveries: number;
   /** Failed renewal attempts (Stripe's invoice attempt_count) after which access becomes grace, then locked. */
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
+  /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
+  readonly telemetry: { readonly connectionString: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -155,6 +157,12 @@ const envSchema = z.object({
   ),
   DUNNING_LOCK_AFTER_ATTEMPTS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
+  ),
+  APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
+    z
+      .string()
+      .regex(/(^|;)\s*InstrumentationKey=[^;]+/i, 'must be an Application Insights connection string')
+      .optional(),
   ),
   MAX_BODY_BYTES: optional.pipe(
     z.coerce
@@ -274,6 +282,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     queueTransport,
     maxDeliveries: e.BILLING_QUEUE_MAX_DELIVERIES ?? 5,
     dunning: { graceAfterAttempts, lockAfterAttempts },
+    telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
+      ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
+      : undefined,
   };
 }
 
