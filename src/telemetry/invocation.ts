@@ -1,13 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import {
-  type Attributes,
-  context,
-  propagation,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import { type Attributes, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ATTR, SCOPE } from './names.js';
 
 /** How a function is triggered; decides the span's kind and its `faas.trigger`. */
@@ -23,11 +15,12 @@ const FAAS_TRIGGER: Readonly<Record<Trigger, string>> = { http: 'http', timer: '
 
 /**
  * Runs one function invocation inside its own active span, named after the function and carrying its
- * invocation id, so whatever the domain annotates (`attributes.ts`) lands on it. The span continues the
- * host's trace when the host passes one (`traceContext`), so in Application Insights it sits under the
- * host's request. A throw marks the span failed, is logged once with the invocation and trace ids, and
- * is rethrown unchanged: retries and poison handling stay the trigger's. With no SDK started, the tracer
- * is the API's no-op and this adds a few object allocations per invocation.
+ * invocation id, so whatever the domain annotates (`attributes.ts`) lands on it. Under the Functions
+ * host its parent is the host's invocation (the distro's pre-invocation hook makes the host's
+ * `traceContext` the active context), so in Application Insights it sits under the host's request.
+ * A throw marks the span failed, is logged once with the invocation and trace ids, and is rethrown
+ * unchanged: retries and poison handling stay the trigger's. With no SDK started, the tracer is the
+ * API's no-op and this adds a few object allocations per invocation.
  */
 export function inInvocationSpan<R>(
   invocation: InvocationContext,
@@ -46,7 +39,6 @@ export function inInvocationSpan<R>(
         ...attributes,
       },
     },
-    parentOf(invocation),
     async (span) => {
       try {
         return await run(span);
@@ -95,12 +87,4 @@ export function tracedHttp(
       },
       { [ATTR.httpMethod]: request.method, [ATTR.httpRoute]: route },
     );
-}
-
-/** The host's W3C trace context for this invocation, when it gave one (not in test mode or locally). */
-function parentOf(invocation: InvocationContext) {
-  const traceparent = invocation.traceContext?.traceParent;
-  if (!traceparent) return context.active();
-  const tracestate = invocation.traceContext?.traceState;
-  return propagation.extract(context.active(), tracestate ? { traceparent, tracestate } : { traceparent });
 }
