@@ -62,6 +62,8 @@ export interface Config {
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
   /** The Stripe reconciler (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
   readonly reconcile: ReconcileSettings;
+  /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
+  readonly telemetry: { readonly connectionString: string } | undefined;
 }
 
 export interface ReconcileSettings {
@@ -226,6 +228,12 @@ const envSchema = z.object({
   BILLING_RECONCILE_LOOKBACK_HOURS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(720).optional(),
   ),
+  APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
+    z
+      .string()
+      .regex(/(^|;)\s*InstrumentationKey=[^;]+/i, 'must be an Application Insights connection string')
+      .optional(),
+  ),
   MAX_BODY_BYTES: optional.pipe(
     z.coerce
       .number<string | undefined>()
@@ -368,6 +376,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       overlapSeconds: e.BILLING_RECONCILE_OVERLAP_SECONDS ?? 300,
       lookbackHours: e.BILLING_RECONCILE_LOOKBACK_HOURS ?? 168,
     },
+    telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
+      ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
+      : undefined,
   };
 }
 

@@ -1,3 +1,4 @@
+import { observeDecision } from '../telemetry/observe.js';
 import type { Capabilities } from './access/capabilities.js';
 import { capabilitiesFor, type Decision, decideCheck, type ResolvedSubject } from './access/decide.js';
 import { wouldDenyAction } from './access/would-deny.js';
@@ -139,6 +140,7 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
         feature: request.feature,
         quantity: request.quantity,
       });
+      observeDecision(decision, wouldDeny !== undefined);
       if (wouldDeny) {
         const at = clock.now().toISOString();
         await billingTable.transact(decision.owner, [

@@ -69,6 +69,8 @@ export const eventRefSchema = z.object({
   customerId: stripeId.nullable(),
   /** Deliveries so far that failed transiently; drives the redelivery delay. */
   attempt: z.number().int().min(0).default(0),
+  /** Stripe's `event.created` (Unix seconds): the webhook-to-applied lag is measured from it. */
+  created: z.number().int().positive().optional(),
 });
 export type EventRef = z.infer<typeof eventRefSchema>;
 
@@ -94,6 +96,7 @@ const envelope = z.object({
   id: stripeId,
   object: z.literal('event'),
   api_version: z.string().nullable(),
+  created: z.number().int().positive(),
   type: z.string(),
   data: z.object({ object: z.object({ id: stripeId, customer: customerRef }).loose() }).loose(),
 });
@@ -152,7 +155,15 @@ export function refFromStripeEvent(input: unknown, apiVersion: string): IngestDe
   }
   return {
     kind: 'enqueue',
-    ref: { v: 2, eventId: event.id, type, objectId: event.data.object.id, customerId, attempt: 0 },
+    ref: {
+      v: 2,
+      eventId: event.id,
+      type,
+      objectId: event.data.object.id,
+      customerId,
+      attempt: 0,
+      created: event.created,
+    },
   };
 }
 

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { recordReconcilerRepair } from '../telemetry/metrics.js';
 import type { Clock } from './clock.js';
 import type { CreditPurchases } from './credit-purchases.js';
 import type { Customers } from './customers.js';
-import { BillingError } from './errors.js';
 import { HANDLED_EVENT_TYPES, subjectOf } from './event-ref.js';
+import { describeFailure } from './failures.js';
 import type { OwnerId } from './ids.js';
-import { type SubscriptionSync, type SyncCause, UnknownCustomerError } from './lifecycle.js';
+import type { SubscriptionSync, SyncCause } from './lifecycle.js';
 import { compactInstant, SUBSCRIPTION_ROW } from './owner/keys.js';
-import { type CheckoutSessionInfo, type Page, PaymentsError, type PaymentsGateway } from './payments.js';
+import type { CheckoutSessionInfo, Page, PaymentsGateway } from './payments.js';
 import {
   claimState,
   type FeedProgress,
@@ -18,7 +19,7 @@ import {
   runRowKey,
   STATE_ROW,
 } from './reconcile-state.js';
-import { type EntityTable, StoreError } from './store.js';
+import type { EntityTable } from './store.js';
 import type { SubscriptionStatus } from './subscription.js';
 
 /**
@@ -189,23 +190,16 @@ type FailureClass = 'unknown_customer' | 'systemic' | 'item';
  * hold every other repair back.
  */
 export function classifyFailure(error: unknown): FailureClass {
-  if (error instanceof UnknownCustomerError) return 'unknown_customer';
-  if (error instanceof PaymentsError) {
-    return error.transient || error.kind === 'authentication' ? 'systemic' : 'item';
-  }
-  if (error instanceof StoreError) {
-    return error.code === 'store_unavailable' || error.code === 'store_contended' ? 'systemic' : 'item';
-  }
-  if (error instanceof BillingError) return error.kind === 'unavailable' ? 'systemic' : 'item';
-  return 'item';
+  // One classification for the processor and the reconciler (`failures.ts`); here it decides whether a
+  // pass can go on. An outage, or credentials Stripe refuses, fails every next call too: stop the pass.
+  // A failure about one customer (or a bug, `unexpected`) is recorded and the pass goes on.
+  const failure = describeFailure(error);
+  if (failure.code === 'unknown_customer') return 'unknown_customer';
+  if (failure.code === 'payments_authentication') return 'systemic';
+  return failure.kind === 'transient' && failure.code !== 'unexpected' ? 'systemic' : 'item';
 }
 
-function failureCode(error: unknown): string {
-  if (error instanceof PaymentsError) return `payments_${error.code}`;
-  if (error instanceof StoreError || error instanceof BillingError) return error.code;
-  if (error instanceof UnknownCustomerError) return 'unknown_customer';
-  return error instanceof Error ? error.name : 'unknown_error';
-}
+const failureCode = (error: unknown): string => describeFailure(error).code;
 
 const emptySyncs = () => ({
   examined: 0,
@@ -272,6 +266,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         syncedOwners.add(outcome.ownerId);
         if (outcome.kind === 'applied') {
           counts.applied++;
+          recordReconcilerRepair('subscription');
           changes.push({
             ownerId: outcome.ownerId,
             customerId,
@@ -307,6 +302,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         const outcome = await purchases.grantForSession(ownerId, session, cause);
         if (outcome.kind === 'granted') {
           credits.granted++;
+          recordReconcilerRepair('credit_grant');
           grants.push({ ownerId, sessionId: session.id, credits: outcome.credits });
         } else if (outcome.kind === 'duplicate') credits.alreadyGranted++;
         else credits.notGranted++;

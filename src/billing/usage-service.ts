@@ -1,3 +1,4 @@
+import { observeConsume, observeConsumeFailure } from '../telemetry/observe.js';
 import { consumeTerms, type ResolvedSubject } from './access/decide.js';
 import type { Catalog, MeterName } from './catalog.js';
 import type { Directory } from './directory/index.js';
@@ -101,21 +102,29 @@ export function createUsageService(deps: {
     });
   }
 
+  async function consumeRetryingOrg(input: Parameters<UsageService['consume']>[0]): Promise<ConsumeOutcome> {
+    try {
+      return await consumeOnce(input, false);
+    } catch (error) {
+      // An organization remembered with a creator it no longer has: look it up afresh, once.
+      if (
+        !(error instanceof BillingError) ||
+        error.code !== 'org_not_found' ||
+        input.subject.orgId === undefined
+      )
+        throw error;
+      return consumeOnce(input, true);
+    }
+  }
+
   return {
     async consume(input) {
-      let outcome: ConsumeOutcome;
-      try {
-        outcome = await consumeOnce(input, false);
-      } catch (error) {
-        // An organization remembered with a creator it no longer has: look it up afresh, once.
-        if (
-          !(error instanceof BillingError) ||
-          error.code !== 'org_not_found' ||
-          input.subject.orgId === undefined
-        )
-          throw error;
-        outcome = await consumeOnce(input, true);
-      }
+      const started = performance.now();
+      const outcome = await consumeRetryingOrg(input).catch((error: unknown) => {
+        observeConsumeFailure(input.meter, performance.now() - started);
+        throw error;
+      });
+      observeConsume(outcome, performance.now() - started);
       if (outcome.kind === 'consumed') return { kind: 'consumed', outcome };
       return { kind: 'denied', code: outcome.reason, outcome };
     },

@@ -1,6 +1,7 @@
 import type { InvocationContext, Timer } from '@azure/functions';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { app } from '../http/functions-runtime.js';
+import { traced } from '../telemetry/invocation.js';
 
 /**
  * Brings every owner still in the first storage layout over to the snapshot layout, then records that
@@ -20,5 +21,7 @@ app.timer('ownerMigration', {
   schedule: '0 */10 * * * *',
   // At start too: a deployment that brings the new layout migrates without waiting for the schedule.
   runOnStartup: true,
-  handler: (_timer: Timer, context: InvocationContext) => migrateOwners(servicesFromEnvironment(), context),
+  handler: traced('timer', (_timer: Timer, context: InvocationContext) =>
+    migrateOwners(servicesFromEnvironment(), context),
+  ),
 });

@@ -7,9 +7,13 @@ import {
   redeliveryDelaySeconds,
   redeliveryMessageId,
 } from '../billing/failures.js';
+import type { ProcessOutcome } from '../billing/stripe-events.js';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { queueTransportFromEnv } from '../config.js';
 import { app } from '../http/functions-runtime.js';
+import { observeEvent } from '../telemetry/events.js';
+import { inInvocationSpan } from '../telemetry/invocation.js';
+import { recordPoisoned } from '../telemetry/metrics.js';
 
 const messageSchema = z.object({ id: z.string(), orderingKey: z.string().optional(), body: z.unknown() });
 
@@ -19,12 +23,20 @@ const messageSchema = z.object({ id: z.string(), orderingKey: z.string().optiona
  *   back-off, and this delivery completes. The transport's own redelivery (a few tries seconds apart)
  *   would poison an event during any outage longer than a minute; this outlasts one of hours.
  * - permanent, or transient with every attempt used: recorded in the poison store (listed and replayed
- *   through `/api/admin/events/poison`) and completed at once.
+ *   through `/api/ops/events/poison`) and completed at once.
  * - a message that is not a billing event at all: recorded as unreadable, completed.
  * It throws only when it could neither re-send nor record: then the host redelivers, and after
  * `maxDequeueCount` (`maxDeliveryCount`) moves the message to its poison (dead-letter) queue.
  */
-export async function processBillingEvent(
+export function processBillingEvent(
+  message: unknown,
+  context: InvocationContext,
+  services: Services,
+): Promise<void> {
+  return inInvocationSpan(context, 'queue', () => processMessage(message, context, services));
+}
+
+async function processMessage(
   message: unknown,
   context: InvocationContext,
   services: Services,
@@ -54,9 +66,14 @@ export async function processBillingEvent(
     return;
   }
   try {
-    const outcome = await services.events.process(ref);
+    const applying = ref;
+    const outcome = await observeEvent(
+      applying,
+      () => services.events.process(applying),
+      () => services.clock.now().getTime(),
+    );
     context.log(
-      `event ${ref.eventId} (${ref.type}): ${outcome.kind}${ref.attempt > 0 ? ` after ${ref.attempt} failed attempt(s)` : ''}`,
+      `event ${ref.eventId} (${ref.type}): ${outcome.kind}${ref.attempt > 0 ? ` after ${ref.attempt} failed attempt(s)` : ''}${notesOf(outcome)}`,
     );
   } catch (error) {
     await handleFailure(ref, error, context, services);
@@ -93,6 +110,7 @@ async function handleFailure(
   const reason = failure.kind === 'permanent' ? 'permanent' : 'exhausted';
   // If this write fails the error propagates: the host redelivers the same message, unchanged.
   await services.poison.record({ ref, reason, code: failure.code, message: errorText(error), attempts });
+  recordPoisoned({ type: ref.type });
   context.error(
     `${subject} poisoned (${reason}, ${failure.code}) after ${attempts} attempt(s): ${errorText(error)}`,
   );
@@ -107,7 +125,21 @@ async function poisonUnreadable(
 ): Promise<void> {
   const raw = typeof message === 'string' ? message : (safeStringify(message) ?? String(message));
   await services.poison.record({ raw, reason: 'unreadable', code, message: detail });
+  recordPoisoned({ type: 'unreadable' });
   context.error(`unreadable queue message poisoned (${code}): ${detail}`);
+}
+
+/** What an operator needs beside the outcome: foreign and cancelled subscriptions, a refused grant. */
+function notesOf(outcome: ProcessOutcome): string {
+  const notes: string[] = [];
+  if ('foreign' in outcome && outcome.foreign) {
+    notes.push(`ignored subscriptions not on our prices: ${outcome.foreign.join(', ')}`);
+  }
+  if ('duplicatesCancelled' in outcome && outcome.duplicatesCancelled) {
+    notes.push(`second live subscriptions cancelled and refunded: ${outcome.duplicatesCancelled.join(', ')}`);
+  }
+  if ('reason' in outcome && typeof outcome.reason === 'string') notes.push(outcome.reason);
+  return notes.length > 0 ? ` (${notes.join('; ')})` : '';
 }
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));

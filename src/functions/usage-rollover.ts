@@ -1,6 +1,7 @@
 import type { InvocationContext, Timer } from '@azure/functions';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { app } from '../http/functions-runtime.js';
+import { traced } from '../telemetry/invocation.js';
 
 /**
  * Daily: closes ended usage periods into monthly records. Idempotent and resumable: a run that stops
@@ -17,5 +18,7 @@ export async function rollUsageOver(services: Services, context: InvocationConte
 
 app.timer('usageRollover', {
   schedule: '0 15 0 * * *',
-  handler: (_timer: Timer, context: InvocationContext) => rollUsageOver(servicesFromEnvironment(), context),
+  handler: traced('timer', (_timer: Timer, context: InvocationContext) =>
+    rollUsageOver(servicesFromEnvironment(), context),
+  ),
 });

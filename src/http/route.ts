@@ -6,6 +6,7 @@ import type {
   InvocationContext,
 } from '@azure/functions';
 import type { Services } from '../composition.js';
+import { tracedHttp } from '../telemetry/invocation.js';
 import { type Principal, requireRole } from './auth.js';
 import { errorResponse } from './problem.js';
 
@@ -47,9 +48,12 @@ export function defineRoute<R extends Route>(route: R): R {
   return route;
 }
 
-/** Adapts a route to a Functions handler: authentication, role checks and error mapping in one place. */
+/**
+ * Adapts a route to a Functions handler: authentication, role checks, error mapping and the invocation's
+ * span in one place.
+ */
 export function toHandler(route: Route, services: () => Services): HttpHandler {
-  return async (request, invocation) => {
+  return tracedHttp(route.route, async (request, invocation) => {
     try {
       const context: RouteContext = { request, invocation, services: services() };
       if (route.access === 'anonymous') return await route.handle(context);
@@ -59,7 +63,7 @@ export function toHandler(route: Route, services: () => Services): HttpHandler {
     } catch (error) {
       return errorResponse(error, invocation);
     }
-  };
+  });
 }
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {

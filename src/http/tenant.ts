@@ -1,6 +1,7 @@
 import type { Directory } from '../billing/directory/index.js';
 import { forbidden } from '../billing/errors.js';
 import type { OwnerId, Workspace } from '../billing/ids.js';
+import { annotateOwner } from '../telemetry/attributes.js';
 import type { Principal } from './auth.js';
 
 /**
@@ -13,6 +14,7 @@ export async function tenantOf(
   directory: Directory,
 ): Promise<{ readonly ownerId: OwnerId; readonly workspace: Workspace }> {
   if (principal.orgId === undefined) {
+    annotateOwner(principal.userId);
     return { ownerId: principal.userId, workspace: { kind: 'personal', userId: principal.userId } };
   }
   const ownerId = await directory.ownerOfOrg(principal.orgId);
@@ -21,5 +23,6 @@ export async function tenantOf(
   if (ownerId === undefined || !member) {
     throw forbidden('not_a_member', `You are not a member of organization ${principal.orgId}.`);
   }
+  annotateOwner(ownerId);
   return { ownerId, workspace: { kind: 'org', orgId: principal.orgId } };
 }

@@ -4,6 +4,7 @@ import { type StripeSandbox, startStripeSandbox } from '../adapters/stripe/sandb
 import { catalog } from '../billing/catalog.js';
 import { createServices } from '../composition.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { startTelemetry, stopTelemetry } from '../telemetry/start.js';
 import { type RunningAzurite, startAzurite } from './azurite.js';
 import { LOCAL_DEFAULTS, withLocalDefaults } from './defaults.js';
 import { type QueueWorker, startQueueWorker } from './queue-worker.js';
@@ -67,6 +68,8 @@ async function main(): Promise<void> {
     }
 
     const config = loadConfig(env);
+    await startTelemetry(config.telemetry);
+    stops.push(stopTelemetry);
     const services = createServices(config);
     const host = await startLocalHost({ services, routes, port: Number(env.LOCAL_PORT ?? 7071), log });
     stops.push(() => host.close());
@@ -102,7 +105,11 @@ Billing backend running at ${host.url}/api
     sandbox
       ? `\n  Stripe:   local sandbox at ${sandbox.url} (webhooks -> ${host.url}/api/webhooks/stripe)`
       : ''
-  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}
+  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}${
+    config.telemetry
+      ? '\n  telemetry: OpenTelemetry to Azure Monitor (APPLICATIONINSIGHTS_CONNECTION_STRING)'
+      : ''
+  }
 Ctrl-C stops everything.`);
   } catch (error) {
     await stopAll();

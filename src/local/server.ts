@@ -6,6 +6,7 @@ import type { Services } from '../composition.js';
 import { HttpRequest, HttpResponse, InvocationContext } from '../http/functions-runtime.js';
 import { problemResponse } from '../http/problem.js';
 import { type Route, toHandler } from '../http/route.js';
+import { withInvocationId } from './log.js';
 
 /** A route template compiled for matching: `directory/orgs/{orgId}` -> /^\/api\/directory\/orgs\/([^/]+)$/. */
 interface CompiledRoute {
@@ -102,10 +103,11 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         query: Object.fromEntries(url.searchParams),
         ...(body.byteLength > 0 ? { body: { bytes: body } } : {}),
       });
+      const invocationId = randomUUID();
       const context = new InvocationContext({
-        invocationId: randomUUID(),
+        invocationId,
         functionName: chosen.c.route.name,
-        ...(options.log ? { logHandler: options.log } : {}),
+        ...(options.log ? { logHandler: withInvocationId(options.log, invocationId) } : {}),
       });
       const init = await chosen.c.handler(request, context);
       await send(res, new HttpResponse(init));

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { InvocationContext as InvocationContextType, LogHandler } from '@azure/functions';
 import type { Services } from '../composition.js';
 import { InvocationContext } from '../http/functions-runtime.js';
+import { inInvocationSpan } from '../telemetry/invocation.js';
+import { withInvocationId } from './log.js';
 
 export interface LocalTimer {
   readonly name: string;
@@ -24,15 +26,17 @@ export function startTimers(
     const tick = async () => {
       if (running) return;
       running = true;
+      const invocationId = randomUUID();
       const context = new InvocationContext({
-        invocationId: randomUUID(),
+        invocationId,
         functionName: timer.name,
-        logHandler: log,
+        logHandler: withInvocationId(log, invocationId),
       });
       try {
-        await timer.run(services, context);
-      } catch (error) {
-        log('error', `timer ${timer.name} failed`, error);
+        // The same span as the Functions host's timers get from `traced` at registration.
+        await inInvocationSpan(context, 'timer', () => timer.run(services, context));
+      } catch {
+        // Logged by the invocation span, with the invocation id; the next tick retries.
       } finally {
         running = false;
       }

@@ -95,6 +95,7 @@ describe('Stripe webhook ingest', () => {
         objectId: 'sub_big1',
         customerId: 'cus_big1',
         attempt: 0,
+        created: big.created,
       },
     });
   });

@@ -109,6 +109,21 @@ describe('configuration', () => {
     expect(problems({ ...valid, BILLING_QUEUE_TRANSPORT: 'kafka' })).toMatch(/BILLING_QUEUE_TRANSPORT/);
   });
 
+  it('turns telemetry on only with an Application Insights connection string', () => {
+    expect(loadConfig(valid).telemetry).toBeUndefined();
+    expect(loadConfig({ ...valid, APPLICATIONINSIGHTS_CONNECTION_STRING: ' ' }).telemetry).toBeUndefined();
+    const connectionString =
+      'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/';
+    expect(
+      loadConfig({ ...valid, APPLICATIONINSIGHTS_CONNECTION_STRING: connectionString }).telemetry,
+    ).toEqual({
+      connectionString,
+    });
+    expect(problems({ ...valid, APPLICATIONINSIGHTS_CONNECTION_STRING: 'https://example.com' })).toContain(
+      'APPLICATIONINSIGHTS_CONNECTION_STRING: must be an Application Insights connection string',
+    );
+  });
+
   it('refuses keys that are not Stripe secrets and an inverted dunning policy', () => {
     const message = problems({
       ...valid,

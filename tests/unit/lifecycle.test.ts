@@ -193,6 +193,7 @@ describe('Stripe event parsing', () => {
         objectId: 'in_1',
         customerId: 'cus_1',
         attempt: 0,
+        created: 1_790_000_000,
       },
     });
     expect(
@@ -227,6 +228,7 @@ describe('Stripe event parsing', () => {
         objectId: 'cs_1',
         customerId: 'cus_1',
         attempt: 0,
+        created: 1_790_000_000,
       },
     });
     // A dispute has no customer: the processor finds it through the charge.
