@@ -132,6 +132,9 @@ const RESOLVED: Readonly<Record<string, string>> = {
   BILLING_CHECKOUT_SUCCESS_URL: 'https://app.example.com/billing?checkout=success',
   BILLING_CHECKOUT_CANCEL_URL: 'https://app.example.com/billing?checkout=cancel',
   BILLING_PORTAL_RETURN_URL: 'https://app.example.com/billing',
+  // The Application Insights component's connection string (turns telemetry on).
+  APPLICATIONINSIGHTS_CONNECTION_STRING:
+    'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/',
 };
 
 /** The environment the deployed app gets, with `BILLING_QUEUE_TRANSPORT` as deployed by `transport`. */
