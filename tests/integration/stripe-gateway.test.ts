@@ -2,13 +2,13 @@ import Stripe from 'stripe';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createStripeClient, createStripeGateway } from '../../src/adapters/stripe/gateway.js';
+import { createWebhookVerifier } from '../../src/adapters/stripe/webhooks.js';
+import { PaymentsError, type PaymentsGateway } from '../../src/billing/payments.js';
 import {
   type SandboxPriceSeed,
   type StripeSandbox,
   startStripeSandbox,
-} from '../../src/adapters/stripe/sandbox/index.js';
-import { createWebhookVerifier } from '../../src/adapters/stripe/webhooks.js';
-import { PaymentsError, type PaymentsGateway } from '../../src/billing/payments.js';
+} from '../../tools/stripe-sandbox/index.js';
 
 /**
  * The payments gateway through the official SDK against the local sandbox: each port method, and the
