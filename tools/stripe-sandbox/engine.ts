@@ -83,7 +83,7 @@ export interface EngineOptions {
 interface SessionRecord {
   session: WireCheckoutSession;
   readonly lineItems: ReadonlyArray<{ readonly price: WirePrice; readonly quantity: number }>;
-  /** The `line_items` list Stripe shows only when expanded (or via its own endpoint). */
+  /** The `line_items` list Stripe shows only when expanded (the gateway expands it; its own endpoint is not served). */
   readonly lineItemObjects: WireCheckoutLineItem[];
   readonly subscriptionMetadata: Metadata;
   readonly paymentIntentMetadata: Metadata;
@@ -1736,7 +1736,6 @@ export function createEngine(options: EngineOptions) {
     productName,
     session: (id: string) => sessionRecord(id).session,
     sessionLines: (id: string) => sessionRecord(id).lineItems,
-    checkoutLineItems: (id: string) => structuredClone(sessionRecord(id).lineItemObjects),
     portalSession: (id: string): WirePortalSession => found(portalSessions, 'billing_portal.session', id),
     subscription: (id: string) => subscriptionRecord(id).sub,
     subscriptions: () => newestFirst([...subscriptions.values()].map((rec) => rec.sub)),

@@ -214,15 +214,6 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
         expand(engine.session(id), parse(params.retrieve, query).expand),
     },
     {
-      method: 'GET',
-      pattern: /^\/v1\/checkout\/sessions\/([^/]+)\/line_items$/,
-      handle: ({ params: [id = ''], query }) => {
-        const p = parse(params.lineItemList, query);
-        const items = engine.checkoutLineItems(id);
-        return expand(paginate(items, p, `/v1/checkout/sessions/${id}/line_items`), p.expand);
-      },
-    },
-    {
       method: 'POST',
       pattern: /^\/v1\/billing_portal\/sessions$/,
       handle: ({ body, ctx }) => {
