@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type { z } from 'zod';
-import type { Engine, RequestContext } from './engine.js';
+import type { Engine, RequestContext } from './engine/index.js';
 import { fromZodError, invalidRequest, SandboxError } from './errors.js';
 import { applyExpansions } from './expand.js';
 import { decodeForm, FormDecodeError, type FormObject } from './form.js';
