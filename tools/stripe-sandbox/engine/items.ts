@@ -104,36 +104,26 @@ export function createItems(state: EngineState, catalog: Catalog) {
   ): LineDraft[] {
     if (at >= period.end || period.end <= period.start) return [];
     const fraction = (period.end - Math.max(at, period.start)) / (period.end - period.start);
+    // A credit (sign -1, "Unused time") for what was there, a charge (+1, "Remaining time") for what replaces it.
+    const line = (
+      change: ItemChange,
+      side: { readonly price: WirePrice; readonly quantity: number },
+      sign: 1 | -1,
+    ): LineDraft => ({
+      amount: sign * Math.round(unitAmount(side.price) * side.quantity * fraction),
+      currency: sub.currency,
+      description: `${sign < 0 ? 'Unused' : 'Remaining'} time on ${side.quantity} × ${productName(side.price)} after ${dateLabel(at)}`,
+      price: side.price,
+      quantity: side.quantity,
+      periodStart: at,
+      periodEnd: period.end,
+      subscriptionItemId: change.itemId,
+      proration: true,
+    });
     const lines: LineDraft[] = [];
     for (const change of changes) {
-      if (change.before) {
-        const { price: p, quantity } = change.before;
-        lines.push({
-          amount: -Math.round(unitAmount(p) * quantity * fraction),
-          currency: sub.currency,
-          description: `Unused time on ${quantity} × ${productName(p)} after ${dateLabel(at)}`,
-          price: p,
-          quantity,
-          periodStart: at,
-          periodEnd: period.end,
-          subscriptionItemId: change.itemId,
-          proration: true,
-        });
-      }
-      if (change.after && credits === 'credits_and_charges') {
-        const { price: p, quantity } = change.after;
-        lines.push({
-          amount: Math.round(unitAmount(p) * quantity * fraction),
-          currency: sub.currency,
-          description: `Remaining time on ${quantity} × ${productName(p)} after ${dateLabel(at)}`,
-          price: p,
-          quantity,
-          periodStart: at,
-          periodEnd: period.end,
-          subscriptionItemId: change.itemId,
-          proration: true,
-        });
-      }
+      if (change.before) lines.push(line(change, change.before, -1));
+      if (change.after && credits === 'credits_and_charges') lines.push(line(change, change.after, 1));
     }
     return lines;
   }

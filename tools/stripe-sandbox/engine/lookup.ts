@@ -4,36 +4,21 @@ import type { EngineState } from './state.js';
 
 /** How `expand[]` finds objects by id, and the lists Stripe shows only when expanded. */
 export function createLookup(state: EngineState): ObjectLookup {
-  const {
-    customers,
-    products,
-    prices,
-    portalSessions,
-    invoices,
-    paymentIntents,
-    charges,
-    refunds,
-    disputes,
-    invoicePayments,
-    eventsById,
-    subscriptions,
-    schedules,
-    sessions,
-  } = state;
+  const { subscriptions, schedules, sessions } = state;
 
   function findObject(id: string): unknown {
     const stores: ReadonlyArray<Map<string, unknown>> = [
-      customers,
-      products,
-      prices,
-      portalSessions,
-      invoices,
-      paymentIntents,
-      charges,
-      refunds,
-      disputes,
-      invoicePayments,
-      eventsById,
+      state.customers,
+      state.products,
+      state.prices,
+      state.portalSessions,
+      state.invoices,
+      state.paymentIntents,
+      state.charges,
+      state.refunds,
+      state.disputes,
+      state.invoicePayments,
+      state.eventsById,
     ];
     for (const store of stores) {
       const found = store.get(id);
