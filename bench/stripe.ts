@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { QueueClient } from '@azure/storage-queue';
 import Stripe from 'stripe';
 import { STRIPE_API_VERSION } from '../src/adapters/stripe/gateway.js';
-import { type SandboxEvent, startStripeSandbox } from '../src/adapters/stripe/sandbox/index.js';
 import { createAzureTable } from '../src/adapters/tables/azure-table.js';
 import { catalog } from '../src/billing/catalog.js';
 import { type EventRef, orderingKeyOf, refFromStripeEvent } from '../src/billing/event-ref.js';
@@ -22,6 +21,7 @@ import { startQueueWorker } from '../src/local/queue-worker.js';
 import { silenceFunctionsTestModeWarnings } from '../src/local/quiet.js';
 import { startLocalHost } from '../src/local/server.js';
 import { sandboxPrices } from '../src/local/stripe-seed.js';
+import { type SandboxEvent, startStripeSandbox } from '../tools/stripe-sandbox/index.js';
 import {
   BenchError,
   loadAverage,

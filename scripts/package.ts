@@ -4,8 +4,8 @@
  *   tsx scripts/package.ts [--out <zip>] [--dist <compiled dir>] [--no-check] [--no-deps] [--level <0-9>]
  *
  * Contents: `host.json`; a `package.json` without scripts and devDependencies; the compiled `src/**` as
- * `dist/src/**`, except the local host and the Stripe sandbox (development tools that must never run in
- * Azure); and the production dependencies as the lock file lists them, copied from the installed
+ * `dist/src/**`, except the local host (a development tool that must never run in Azure; the Stripe
+ * sandbox lives in `tools/`, outside `src/`, and is never compiled in); and the production dependencies as the lock file lists them, copied from the installed
  * `node_modules` (the versions the tests ran, nothing downloaded), without type declarations and source maps.
  *
  * It refuses to write a zip whose code could fail at load: a shipped file importing a file left out (the
@@ -61,7 +61,7 @@ export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.u
  * Compiled source directories that never ship, relative to the compiled `src/`: development tools only.
  * Production code must not import them; `checkImports` fails the package if it does.
  */
-export const EXCLUDED_SOURCE_DIRS = ['local', 'adapters/stripe/sandbox'] as const;
+export const EXCLUDED_SOURCE_DIRS = ['local'] as const;
 
 const packageJsonSchema = z.object({
   name: z.string(),
@@ -221,7 +221,10 @@ export function checkImports(
       if (specifier.startsWith('.')) {
         const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier));
         if (files.has(target)) continue;
-        const excluded = EXCLUDED_SOURCE_DIRS.some((dir) => target.startsWith(`dist/src/${dir}/`));
+        // The local host, and `tools/` (the Stripe sandbox), which lives outside `src/` and never compiles in.
+        const excluded =
+          EXCLUDED_SOURCE_DIRS.some((dir) => target.startsWith(`dist/src/${dir}/`)) ||
+          target.startsWith('dist/tools/');
         problems.push(
           excluded
             ? {

@@ -1,6 +1,6 @@
 import type { LogHandler } from '@azure/functions';
+import { type StripeSandbox, startStripeSandbox } from '../../tools/stripe-sandbox/index.js';
 import { STRIPE_API_VERSION } from '../adapters/stripe/gateway.js';
-import { type StripeSandbox, startStripeSandbox } from '../adapters/stripe/sandbox/index.js';
 import { catalog } from '../billing/catalog.js';
 import { createServices } from '../composition.js';
 import { ConfigError, loadConfig } from '../config.js';

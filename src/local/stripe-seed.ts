@@ -1,4 +1,4 @@
-import type { SandboxPriceSeed } from '../adapters/stripe/sandbox/index.js';
+import type { SandboxPriceSeed } from '../../tools/stripe-sandbox/index.js';
 import { type Catalog, CREDIT_PACKS, INTERVALS, PLAN_NAMES } from '../billing/catalog.js';
 
 /** The sandbox's products and prices, made from the catalog (plans and credit packs) so they always match it. */

@@ -1,8 +1,8 @@
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SandboxEvent } from '../../src/adapters/stripe/sandbox/index.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
+import type { SandboxEvent } from '../../tools/stripe-sandbox/index.js';
 import { startTestHost, type TestHost } from '../support/harness.js';
 
 const OWNER = 'u-order';

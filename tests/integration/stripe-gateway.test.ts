@@ -2,17 +2,19 @@ import Stripe from 'stripe';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createStripeClient, createStripeGateway } from '../../src/adapters/stripe/gateway.js';
+import { createWebhookVerifier } from '../../src/adapters/stripe/webhooks.js';
+import { PaymentsError, type PaymentsGateway } from '../../src/billing/payments.js';
 import {
   type SandboxPriceSeed,
   type StripeSandbox,
   startStripeSandbox,
-} from '../../src/adapters/stripe/sandbox/index.js';
-import { createWebhookVerifier } from '../../src/adapters/stripe/webhooks.js';
-import { PaymentsError, type PaymentsGateway } from '../../src/billing/payments.js';
+} from '../../tools/stripe-sandbox/index.js';
 
 /**
- * The payments gateway through the official SDK against the local sandbox: each port method, and the
- * real-Stripe shapes (pages, proration lines, weekly prices, schedules made elsewhere) it must cope with.
+ * The payments gateway through the official SDK against the local sandbox, where a test needs what only the
+ * sandbox offers: its clock (renewals, schedules made elsewhere), faults, paying a hosted Checkout page,
+ * closing a dispute, its event log; and the real-Stripe shapes (pages, proration lines, weekly prices) the
+ * gateway must cope with. Each port method's behaviour on any Stripe is in `payments-gateway.contract.test.ts`.
  */
 
 const SECRET = 'whsec_gateway_test_secret';
@@ -253,23 +255,14 @@ describe('Stripe gateway against the sandbox', () => {
     expect(after.scheduledPhase).toMatchObject({ scheduleId: schedule.id, price: { id: pro }, quantity: 1 });
   });
 
-  it('lists open checkout sessions and expires them; expired and completed ones are no error', async () => {
+  // The contract suite covers open, expired and missing sessions; only the sandbox can pay one from code.
+  it('expires a completed checkout session without error, and without changing it', async () => {
     const w = await world();
     const { id: customerId } = await w.customer();
-    const a = await w.checkout({ customerId, lookupKey: 'pro_monthly', mode: 'subscription', pay: false });
-    const b = await w.checkout({ customerId, lookupKey: 'credits_pack', mode: 'payment', pay: false });
     const done = await w.checkout({ customerId, lookupKey: 'credits_pack', mode: 'payment' });
-    const open = await w.gateway.listOpenCheckoutSessions(customerId);
-    expect(open.map((s) => s.id).sort()).toEqual([a.session.id, b.session.id].sort());
-    for (const session of open) await w.gateway.expireCheckoutSession(session.id, `expire-${session.id}`);
-    expect(await w.gateway.listOpenCheckoutSessions(customerId)).toEqual([]);
-    await w.gateway.expireCheckoutSession(a.session.id, 'expire-again');
     await w.gateway.expireCheckoutSession(done.session.id, 'expire-paid');
-    expect((await w.gateway.getCheckoutSession(a.session.id)).status).toBe('expired');
-    expect(w.sandbox.events().filter((e) => e.type === 'checkout.session.expired')).toHaveLength(2);
-    await expect(w.gateway.expireCheckoutSession('cs_test_missing', 'expire-missing')).rejects.toMatchObject({
-      code: 'not_found',
-    });
+    expect((await w.gateway.getCheckoutSession(done.session.id)).status).toBe('complete');
+    expect(w.sandbox.events().filter((e) => e.type === 'checkout.session.expired')).toHaveLength(0);
   });
 
   it('finds paid credit-pack sessions with their line items, by time and by payment intent', async () => {
@@ -328,15 +321,6 @@ describe('Stripe gateway against the sandbox', () => {
       customer: customerId,
       amount_refunded: 1_000,
     });
-    expect(await w.gateway.getCharge(chargeId)).toEqual({
-      id: chargeId,
-      customerId,
-      paymentIntentId,
-      amount: 3_000,
-      amountRefunded: 1_000,
-      currency: 'usd',
-      dispute: null,
-    });
     await w.stripe.refunds.create({ charge: chargeId });
     expect((await w.gateway.getCharge(chargeId)).amountRefunded).toBe(3_000);
     await expect(w.stripe.refunds.create({ charge: chargeId })).rejects.toMatchObject({
@@ -355,18 +339,6 @@ describe('Stripe gateway against the sandbox', () => {
     const opened = await w.post(`/_sandbox/charges/${chargeId}/dispute`, {});
     expect(opened.status).toBe(200);
     const disputeId = z.object({ id: z.string() }).parse(opened.body).id;
-    expect(await w.gateway.getDispute(disputeId)).toEqual({
-      id: disputeId,
-      chargeId,
-      status: 'needs_response',
-      amount: 1_000,
-      currency: 'usd',
-    });
-    expect((await w.gateway.getCharge(chargeId)).dispute).toEqual({
-      id: disputeId,
-      status: 'needs_response',
-      amount: 1_000,
-    });
     await expect(w.stripe.refunds.create({ charge: chargeId })).rejects.toMatchObject({
       code: 'charge_disputed',
     });
@@ -385,53 +357,6 @@ describe('Stripe gateway against the sandbox', () => {
     });
     expect(events[0]?.data.object).not.toHaveProperty('customer');
     expect((await w.gateway.getDispute(disputeId)).status).toBe('won');
-  });
-
-  it('cancels a duplicate subscription and refunds its first invoice once, however often it is called', async () => {
-    const w = await world();
-    const { subscriptionId } = await w.subscribe('team_monthly', 2);
-    const first = await w.gateway.cancelDuplicateSubscription(subscriptionId, 'dup-1');
-    expect(first).toMatchObject({ subscriptionId, refund: { amount: 10_000, currency: 'usd' } });
-    expect(first.refund?.id).toMatch(/^re_/);
-    const again = await w.gateway.cancelDuplicateSubscription(subscriptionId, 'dup-1');
-    expect(again).toEqual(first);
-    // A later call with a new key (the first key expired) still refunds nothing more.
-    const later = await w.gateway.cancelDuplicateSubscription(subscriptionId, 'dup-2');
-    expect(later).toEqual(first);
-    expect(w.sandbox.events().filter((e) => e.type === 'charge.refunded')).toHaveLength(1);
-    expect(w.sandbox.events().filter((e) => e.type === 'customer.subscription.deleted')).toHaveLength(1);
-    expect((await w.gateway.getSubscription(subscriptionId)).status).toBe('canceled');
-  });
-
-  it('lists events oldest first, a page at a time, from a time and of given types', async () => {
-    const w = await world();
-    await w.subscribe();
-    await w.advance(DAY);
-    const since = w.sandbox.now();
-    for (let i = 0; i < 3; i++) await w.subscribe('team_monthly');
-    const types = ['customer.subscription.created', 'invoice.paid'];
-    const expected = w.sandbox
-      .events()
-      .filter((e) => types.includes(e.type) && e.created >= seconds(since))
-      .map((e) => e.id);
-    expect(expected).toHaveLength(6);
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    for (let guard = 0; guard < 10; guard++) {
-      const page = await w.gateway.listEvents({ since, types, cursor, limit: 4 });
-      seen.push(...page.items.map((e) => e.id));
-      cursor = page.nextCursor;
-      if (cursor === null) break;
-    }
-    expect(seen).toEqual(expected);
-    const [created] = (await w.gateway.listEvents({ since, types, cursor: null, limit: 1 })).items;
-    const sub = w.sandbox.events().find((e) => e.id === created?.id);
-    const object = z.object({ id: z.string(), customer: z.string() }).loose().parse(sub?.data.object);
-    expect(created).toMatchObject({
-      type: 'customer.subscription.created',
-      objectId: object.id,
-      customerId: object.customer,
-    });
   });
 
   it('fails every read for a while with a timed fault, and maps it to a transient error with its cause', async () => {

@@ -9,7 +9,7 @@ import {
   type SandboxPriceSeed,
   type StripeSandbox,
   startStripeSandbox,
-} from '../../src/adapters/stripe/sandbox/index.js';
+} from '../../tools/stripe-sandbox/index.js';
 
 /**
  * The sandbox is driven by the real `stripe` SDK, and its webhooks are verified by the SDK's own

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { STRIPE_API_VERSION } from '../../src/adapters/stripe/gateway.js';
-import { type StripeSandbox, startStripeSandbox } from '../../src/adapters/stripe/sandbox/index.js';
 import { catalog } from '../../src/billing/catalog.js';
 import type { Clock } from '../../src/billing/clock.js';
 import { createServices, type Services } from '../../src/composition.js';
@@ -12,6 +11,7 @@ import { silenceFunctionsTestModeWarnings } from '../../src/local/quiet.js';
 import { startLocalHost } from '../../src/local/server.js';
 import { sandboxPrices } from '../../src/local/stripe-seed.js';
 import { mintToken } from '../../src/local/token.js';
+import { type StripeSandbox, startStripeSandbox } from '../../tools/stripe-sandbox/index.js';
 import { baseTestEnv } from './env.js';
 import { assertDocumented } from './openapi.js';
 

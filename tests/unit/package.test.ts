@@ -77,7 +77,8 @@ describe('npm run package: the deployment zip', () => {
   it('leaves out the local host, the Stripe sandbox, the bench, the tests and the scripts', () => {
     for (const prefix of [
       'dist/src/local/',
-      'dist/src/adapters/stripe/sandbox/',
+      'dist/tools/',
+      'tools/',
       'dist/bench/',
       'dist/tests/',
       'dist/scripts/',
@@ -164,7 +165,7 @@ describe('npm run package: the import check', () => {
   });
 
   it.each([
-    ['the Stripe sandbox', "import { s } from '../adapters/stripe/sandbox/index.js';", 'forbidden_import'],
+    ['the Stripe sandbox', "import { s } from '../../tools/stripe-sandbox/index.js';", 'forbidden_import'],
     ['the local host', "export * from '../local/server.js';", 'forbidden_import'],
     ['a file not shipped', "import '../billing/gone.js';", 'missing_import'],
     ['a dev dependency', "import { describe } from 'vitest';", 'undeclared_dependency'],

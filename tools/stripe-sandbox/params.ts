@@ -71,8 +71,6 @@ export function inRange(created: number, range: CreatedRange | undefined): boole
 
 export const prorationBehavior = z.enum(['always_invoice', 'create_prorations', 'none']);
 
-export const lineItemList = z.strictObject(pagination);
-
 export const customerCreate = z.strictObject({
   email: text.optional(),
   name: text.optional(),

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createEngine } from './engine.js';
+import { createEngine } from './engine/index.js';
 import { createRequestListener } from './server.js';
 import type { SandboxOptions, StripeSandbox } from './types.js';
 import { createDispatcher } from './webhooks.js';

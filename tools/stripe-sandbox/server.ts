@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import type { z } from 'zod';
-import type { Engine, RequestContext } from './engine.js';
+import type { Engine, RequestContext } from './engine/index.js';
 import { fromZodError, invalidRequest, SandboxError } from './errors.js';
 import { applyExpansions } from './expand.js';
 import { decodeForm, FormDecodeError, type FormObject } from './form.js';
@@ -212,15 +212,6 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
       pattern: /^\/v1\/checkout\/sessions\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>
         expand(engine.session(id), parse(params.retrieve, query).expand),
-    },
-    {
-      method: 'GET',
-      pattern: /^\/v1\/checkout\/sessions\/([^/]+)\/line_items$/,
-      handle: ({ params: [id = ''], query }) => {
-        const p = parse(params.lineItemList, query);
-        const items = engine.checkoutLineItems(id);
-        return expand(paginate(items, p, `/v1/checkout/sessions/${id}/line_items`), p.expand);
-      },
     },
     {
       method: 'POST',
