@@ -236,7 +236,9 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
       toleranceSeconds: config.stripe.webhookToleranceSeconds,
-      clock,
+      // Wall time, not the business clock: Stripe signs deliveries when it sends them, even for
+      // subscriptions on a test clock, so freshness is judged against the real time.
+      clock: systemClock,
     }),
     stripeApiVersion: STRIPE_API_VERSION,
     metering,
