@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { OwnerId } from './ids.js';
+import { LruMap } from './lru.js';
 import type { PaymentsGateway } from './payments.js';
 import { EntityExistsError, type EntityTable } from './store.js';
 
@@ -23,6 +24,10 @@ export function createCustomers(deps: {
   readonly payments: PaymentsGateway;
 }): Customers {
   const { table, payments } = deps;
+  // A customer's owner never changes (one customer per owner, created under the owner's idempotency key),
+  // so a mapping once read is remembered: each event of a known customer saves a round trip. Absence is
+  // never remembered: an operator may link a customer later and replay its events.
+  const owners = new LruMap<string, OwnerId>(100_000);
 
   const customerOf = async (ownerId: OwnerId) => {
     const row = await table.get(ownerId, CUSTOMER_ROW);
@@ -32,8 +37,12 @@ export function createCustomers(deps: {
   return {
     customerOf,
     async ownerOf(customerId) {
+      const known = owners.get(customerId);
+      if (known !== undefined) return known;
       const row = await table.get(`customer:${customerId}`, 'ref');
-      return row ? indexSchema.parse(row.props).ownerId : undefined;
+      const ownerId = row ? indexSchema.parse(row.props).ownerId : undefined;
+      if (ownerId !== undefined) owners.set(customerId, ownerId);
+      return ownerId;
     },
     async ensure(ownerId) {
       const existing = await customerOf(ownerId);

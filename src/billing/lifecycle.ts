@@ -225,12 +225,12 @@ const markerKey = (cause: SyncCause) => `${cause.kind}|${cause.id}`;
 export interface SubscriptionSync {
   /**
    * Re-reads the customer's subscriptions and applies the result once for `cause`. `extra` rows (an
-   * invoice) commit in the same transaction.
+   * invoice, read from Stripe beside the subscriptions) commit in the same transaction.
    */
   syncCustomer(
     customerId: string,
     cause: SyncCause,
-    extra?: (ownerId: OwnerId) => readonly TransactionAction[],
+    extra?: () => Promise<readonly TransactionAction[]>,
   ): Promise<SyncOutcome>;
 }
 
@@ -293,7 +293,12 @@ export function createSubscriptionSync(deps: {
             const [seen, snapshot] = await Promise.all([table.get(ownerId, marker), owners.read(ownerId)]);
             if (seen) return answer({ kind: 'duplicate', ownerId });
             const stored = snapshot.subscription;
-            const listed = await payments.listSubscriptions(customerId);
+            // Stripe is read after our rows, and the extra rows (an invoice re-read) with it, so the version
+            // the commit is conditioned on guards them too.
+            const [listed, extraRows] = await Promise.all([
+              payments.listSubscriptions(customerId),
+              extra?.() ?? Promise.resolve([]),
+            ]);
             const foreign = listed.filter((sub) => !isOurs(sub, catalog)).map((sub) => sub.id);
             const ours = listed.filter((sub) => isOurs(sub, catalog));
             const { keep, extra: duplicates } = duplicateLive(ours);
@@ -320,7 +325,7 @@ export function createSubscriptionSync(deps: {
 
             const actions: TransactionAction[] = [
               { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
-              ...(extra?.(ownerId) ?? []),
+              ...extraRows,
               ...cancelled.map((c) => duplicateAuditAction(c, cause, at)),
             ];
             if (changed && next) {

@@ -53,14 +53,19 @@ export function createEventProcessor(deps: {
         case 'schedule':
           return sync.syncCustomer(customerOf(ref), cause);
         case 'invoice': {
-          // The invoice too is re-read, so a late `invoice.payment_failed` cannot overwrite a later `paid`.
-          const invoice = invoiceRecord(await payments.getInvoice(ref.objectId));
-          const row: TransactionAction = {
-            kind: 'upsert',
-            rowKey: invoiceRowKey(invoice.id),
-            props: { json: JSON.stringify(invoice), created: invoice.created, status: invoice.status },
+          // The invoice too is re-read, inside the sync's attempt, so a late `invoice.payment_failed`
+          // cannot overwrite a later `paid`.
+          const invoiceRow = async (): Promise<TransactionAction[]> => {
+            const invoice = invoiceRecord(await payments.getInvoice(ref.objectId));
+            return [
+              {
+                kind: 'upsert',
+                rowKey: invoiceRowKey(invoice.id),
+                props: { json: JSON.stringify(invoice), created: invoice.created, status: invoice.status },
+              },
+            ];
           };
-          return sync.syncCustomer(customerOf(ref), cause, () => [row]);
+          return sync.syncCustomer(customerOf(ref), cause, invoiceRow);
         }
         case 'checkout': {
           const session = await payments.getCheckoutSession(ref.objectId);

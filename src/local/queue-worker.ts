@@ -116,7 +116,29 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     return (properties.approximateMessagesCount ?? 0) === 0;
   };
 
+  /**
+   * What the Functions host does (`batchSize` 16, `newBatchThreshold` 8): another batch is fetched as soon
+   * as no more than 8 messages are in flight, rather than after the whole batch is done.
+   */
+  const lanes = new Map<string, Promise<void>>();
+  let release: (() => void) | undefined;
+  const wake = () => {
+    if (release && (inFlight <= NEW_BATCH_THRESHOLD || !running)) {
+      const resolve = release;
+      release = undefined;
+      resolve();
+    }
+  };
+  const belowThreshold = () =>
+    inFlight <= NEW_BATCH_THRESHOLD
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          release = resolve;
+        });
+
   const poll = async () => {
+    await belowThreshold();
+    if (!running) return;
     const pollStarted = Date.now();
     let received: Item[] = [];
     try {
@@ -144,18 +166,18 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     }
     inFlight += received.length;
     // Like Service Bus sessions: one owner's events one at a time, in order; different owners in parallel.
-    // Without this a batch of one customer's events races itself on the owner's row.
-    const groups = new Map<string, Array<{ item: Item; text: string }>>();
+    // Without this a batch of one customer's events races itself on the owner's row. Lanes outlive a
+    // batch, so the next batch can be received while this one is still being applied.
     for (const item of received) {
       const text = Buffer.from(item.messageText, 'base64').toString('utf8');
       const key = orderingKeyOf(text) ?? item.messageId;
-      groups.set(key, [...(groups.get(key) ?? []), { item, text }]);
+      const next = (lanes.get(key) ?? Promise.resolve()).then(() => handle(item, text));
+      lanes.set(key, next);
+      void next.finally(() => {
+        if (lanes.get(key) === next) lanes.delete(key);
+        wake();
+      });
     }
-    await Promise.all(
-      [...groups.values()].map(async (group) => {
-        for (const { item, text } of group) await handle(item, text);
-      }),
-    );
   };
 
   const loop = (async () => {
@@ -175,12 +197,16 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     poisoned: () => poisonedIds,
     async stop() {
       running = false;
+      wake();
       await loop;
+      await Promise.all(lanes.values());
     },
   };
 }
 
 /** The Stripe event id a message carries (`body.eventId`, or the envelope id of a version-1 message). */
+const NEW_BATCH_THRESHOLD = 8;
+
 function eventIdOf(text: string): string | undefined {
   const envelope = envelopeSchema.safeParse(safeJson(text));
   if (!envelope.success) return undefined;
