@@ -5,7 +5,13 @@ import type { Customers } from './customers.js';
 import type { Directory } from './directory/index.js';
 import { conflict, unavailable, validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
-import { currentSubscription, detectTier, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
+import {
+  currentSubscription,
+  detectTier,
+  isLiveInStripe,
+  type SubscriptionSync,
+  type SyncOutcome,
+} from './lifecycle.js';
 import type { CheckoutSessionInfo, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import type { Pricing } from './pricing.js';
 import type { EntityTable } from './store.js';
@@ -77,8 +83,6 @@ export const invoiceRecordSchema = z.object({
 
 export const invoiceRowKey = (invoiceId: string) => `invoice|${invoiceId}`;
 
-const LIVE = new Set(['active', 'trialing', 'past_due', 'unpaid', 'paused']);
-
 /** Plans rank by what they give; for one plan, yearly ranks above monthly (it is paid up front). */
 function rank(plan: PlanName, interval: Interval): number {
   return PLAN_NAMES.indexOf(plan) * INTERVALS.length + INTERVALS.indexOf(interval);
@@ -135,7 +139,7 @@ export function createBillingActions(deps: {
     const customerId = await customers.customerOf(ownerId);
     if (!customerId) return undefined;
     const current = currentSubscription(await payments.listSubscriptions(customerId));
-    return current && LIVE.has(current.status) ? current : undefined;
+    return current && isLiveInStripe(current) ? current : undefined;
   }
 
   async function requireLive(ownerId: OwnerId): Promise<SubscriptionInfo> {

@@ -11,7 +11,13 @@ import { listOwnedItems } from './owner/items.js';
 import { SUBSCRIPTION_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { withVersion } from './owner/snapshot.js';
-import type { DuplicateCancellation, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
+import type {
+  DuplicateCancellation,
+  PaymentsGateway,
+  PriceInfo,
+  ProcessorSubscriptionStatus,
+  SubscriptionInfo,
+} from './payments.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
   ConcurrencyExhaustedError,
@@ -128,7 +134,15 @@ export function internalStatus(sub: SubscriptionInfo, dunning: DunningPolicy): S
   }
 }
 
-const LIVE = new Set(['active', 'trialing', 'past_due', 'unpaid', 'paused']);
+/** Stripe's statuses of a subscription that still bills (or is owed): not ended, not incomplete. */
+const LIVE: ReadonlySet<string> = new Set<ProcessorSubscriptionStatus>([
+  'active',
+  'trialing',
+  'past_due',
+  'unpaid',
+  'paused',
+]);
+export const isLiveInStripe = (sub: SubscriptionInfo): boolean => LIVE.has(sub.status);
 
 /** Whether every item's price is one of our plans' (a subscription on any other price is not ours). */
 export function isOurs(sub: SubscriptionInfo, catalog: Catalog): boolean {

@@ -20,7 +20,7 @@ import {
   STATE_ROW,
 } from './reconcile-state.js';
 import type { EntityTable } from './store.js';
-import type { SubscriptionStatus } from './subscription.js';
+import { LIVE_STATUSES, type SubscriptionStatus } from './subscription.js';
 
 /**
  * The reconciler: finds where our state parted from Stripe's (an event lost to an outage, a webhook
@@ -161,18 +161,6 @@ export const RECONCILE_EVENT_TYPES: readonly string[] = HANDLED_EVENT_TYPES.filt
     (subject === 'subscription' || subject === 'schedule' || subject === 'invoice' || subject === 'checkout')
   );
 });
-
-/** Our statuses under which an owner holds (or is owed) a paid plan: the ones a lost event could leave stale. */
-export const LIVE_STATUSES: ReadonlySet<string> = new Set<SubscriptionStatus>([
-  'active',
-  'trialing',
-  'retrying',
-  'grace',
-  'past_due',
-  'unpaid',
-  'paused',
-  'incomplete',
-]);
 
 export const MAX_FAILURES = 50;
 /** The live-owner sweep saves its place this often, so a run that dies mid-sweep loses little. */

@@ -21,6 +21,11 @@ export const SUBSCRIPTION_STATUSES = [
 ] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
+/** Our statuses under which an owner holds (or is owed) a paid plan: every one but `canceled`. */
+export const LIVE_STATUSES: ReadonlySet<string> = new Set<SubscriptionStatus>(
+  SUBSCRIPTION_STATUSES.filter((status) => status !== 'canceled'),
+);
+
 /** What a payment state means for access: `access/capabilities.ts` (`accessLevelOf`), the one place. */
 export type { AccessLevel } from './access/capabilities.js';
 

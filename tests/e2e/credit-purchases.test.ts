@@ -29,15 +29,7 @@ describe('credit packs over HTTP: grant, clawback on refund and dispute', () => 
   let service: string;
   let stripe: ReturnType<typeof createStripeClient>;
 
-  const sandboxPost = async (path: string, body: unknown) => {
-    const response = await fetch(`${host.sandbox?.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status, await response.clone().text()).toBe(200);
-    return response.json() as Promise<unknown>;
-  };
+  const sandboxPost = (path: string, body: unknown) => host.sandboxOk('POST', path, body);
 
   const credits = async () =>
     z

@@ -18,15 +18,7 @@ describe('event processing failures', () => {
   let host: TestHost;
   let admin: string;
 
-  const sandbox = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${host.sandbox?.url}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    expect(response.status, await response.clone().text()).toBeLessThan(300);
-    return (await response.json()) as Record<string, unknown>;
-  };
+  const sandbox = (method: string, path: string, body?: unknown) => host.sandboxOk(method, path, body);
   const summary = async (sub: string) => {
     const response = await host.call('GET', '/api/billing/summary', { token: await token({ sub }) });
     expect(response.status, response.text).toBe(200);

@@ -10,15 +10,7 @@ describe('the reconciler end to end', () => {
   let host: TestHost;
   let admin: string;
 
-  const sandbox = async (path: string, body: unknown = {}) => {
-    const response = await fetch(`${host.sandbox?.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status, await response.clone().text()).toBeLessThan(300);
-    return (await response.json()) as Record<string, unknown>;
-  };
+  const sandbox = (path: string, body: unknown = {}) => host.sandboxOk('POST', path, body);
   /** An owner (an organization's creator) with a paid Pro subscription, applied by its webhooks. */
   const subscribedOwner = async (userId: string, orgId: string) => {
     const service = await host.serviceToken();

@@ -27,15 +27,7 @@ describe('subscription lifecycle end to end', () => {
   };
   const post = (path: string, body?: unknown, as = owner) =>
     host.call('POST', path, { token: as, ...(body === undefined ? {} : { body }) });
-  const sandboxCall = async (path: string, body: unknown = {}) => {
-    const response = await fetch(`${host.sandbox?.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status, await response.clone().text()).toBeLessThan(300);
-    return (await response.json()) as Record<string, unknown>;
-  };
+  const sandboxCall = (path: string, body: unknown = {}) => host.sandboxOk('POST', path, body);
   const customerId = async () => {
     const id = await host.services.customers.customerOf('u-life');
     if (!id) throw new Error('no customer yet');

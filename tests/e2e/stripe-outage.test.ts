@@ -19,15 +19,7 @@ describe(`a ${OUTAGE_SECONDS} s Stripe outage`, () => {
   const stripe = () =>
     createStripeClient({ secretKey: 'sk_test_sandbox', apiBase: new URL(host.sandbox?.url ?? '') });
 
-  const sandboxPost = async (path: string, body: unknown = {}) => {
-    const response = await fetch(`${host.sandbox?.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status, await response.clone().text()).toBeLessThan(300);
-    return (await response.json()) as Record<string, unknown>;
-  };
+  const sandboxPost = (path: string, body: unknown = {}) => host.sandboxOk('POST', path, body);
   const summary = async (sub: string) => {
     const response = await host.call('GET', '/api/billing/summary', { token: await token({ sub }) });
     expect(response.status, response.text).toBe(200);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
 import type { SandboxEvent } from '../../tools/stripe-sandbox/index.js';
-import { startTestHost, type TestHost } from '../support/harness.js';
+import { sandboxOk, startTestHost, type TestHost } from '../support/harness.js';
 
 const OWNER = 'u-order';
 const PERMUTATIONS = 6;
@@ -25,15 +25,7 @@ describe('webhook delivery order does not matter', () => {
   let events: SandboxEvent[];
   let customerId: string;
 
-  const sandboxCall = async (path: string, body: unknown = {}) => {
-    const response = await fetch(`${origin.sandbox?.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-    return response.json() as Promise<Record<string, unknown>>;
-  };
+  const sandboxCall = (path: string, body: unknown = {}) => sandboxOk(origin.sandbox, 'POST', path, body);
 
   beforeAll(async () => {
     // The lifecycle runs in the sandbox with webhook delivery off; its events are replayed below.

@@ -73,6 +73,40 @@ export interface CallOptions {
   readonly undocumented?: true;
 }
 
+export interface SandboxAnswer {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** A JSON call to a Stripe sandbox, for tests that drive it as a customer or an operator would. */
+export async function callSandbox(
+  sandbox: StripeSandbox | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<SandboxAnswer> {
+  if (!sandbox) throw new Error('this test host has no Stripe sandbox');
+  const response = await fetch(`${sandbox.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+export async function sandboxOk(
+  sandbox: StripeSandbox | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<Record<string, unknown>> {
+  const answer = await callSandbox(sandbox, method, path, body);
+  if (answer.status >= 300) {
+    throw new Error(`sandbox ${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`);
+  }
+  return answer.body;
+}
+
 export interface TestHost {
   readonly url: string;
   readonly services: Services;
@@ -81,6 +115,10 @@ export interface TestHost {
   readonly worker: QueueWorker | undefined;
   /** Waits until webhooks are delivered and the queue is drained. */
   settle(): Promise<void>;
+  /** A JSON call to the sandbox (its control API, a hosted page, or a Stripe route), as it answered. */
+  sandboxCall(method: string, path: string, body?: unknown): Promise<SandboxAnswer>;
+  /** The same, failing the test (with the sandbox's own message) unless it answered 2xx. */
+  sandboxOk(method: string, path: string, body?: unknown): Promise<Record<string, unknown>>;
   call(method: string, path: string, options?: CallOptions): Promise<ApiResponse>;
   /** A token with the `service` role, as the platform's backends use. */
   serviceToken(): Promise<string>;
@@ -143,6 +181,8 @@ export async function startTestHost(
       await sandbox?.idle();
       await worker?.drained();
     },
+    sandboxCall: (method, path, body) => callSandbox(sandbox, method, path, body),
+    sandboxOk: (method, path, body) => sandboxOk(sandbox, method, path, body),
     async call(method, path, callOptions = {}) {
       const headers: Record<string, string> = { ...callOptions.headers };
       if (callOptions.token) headers.authorization = `Bearer ${callOptions.token}`;

@@ -11,38 +11,13 @@ import {
   stateFromSubscription,
   UnmappedPriceError,
 } from '../../src/billing/lifecycle.js';
-import type { PriceInfo, SubscriptionInfo } from '../../src/billing/payments.js';
+import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
 
 const pro = catalog.pro.prices;
 if (!pro) throw new Error('pro must be priced');
 
-const price = (overrides: Partial<PriceInfo> = {}): PriceInfo => ({
-  id: 'price_1',
-  lookupKey: pro.monthly.lookupKey,
-  unitAmount: pro.monthly.unitAmount,
-  currency: pro.monthly.currency,
-  interval: 'month',
-  productId: 'prod_1',
-  productMetadata: {},
-  ...overrides,
-});
-
-const subscription = (overrides: Partial<SubscriptionInfo> = {}): SubscriptionInfo => ({
-  id: 'sub_1',
-  customerId: 'cus_1',
-  status: 'active',
-  items: [{ id: 'si_1', price: price(), quantity: 1 }],
-  currentPeriodStart: new Date('2026-11-01T00:00:00Z'),
-  billingCycleAnchor: new Date('2026-11-01T00:00:00Z'),
-  currentPeriodEnd: new Date('2026-12-01T00:00:00Z'),
-  cancelAtPeriodEnd: false,
-  created: new Date('2026-11-01T00:00:00Z'),
-  scheduleId: null,
-  scheduledPhase: null,
-  latestInvoiceAttempts: 0,
-  metadata: {},
-  ...overrides,
-});
+const price = priceInfo;
+const subscription = subscriptionInfo;
 
 const dunning = { graceAfterAttempts: 2, lockAfterAttempts: 4 };
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
-import { CREDIT_PACKS, catalog } from '../../src/billing/catalog.js';
+import { CREDIT_PACKS } from '../../src/billing/catalog.js';
 import { createCreditPurchases } from '../../src/billing/credit-purchases.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import {
@@ -32,9 +32,7 @@ import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from '../support/env.js';
 import { token } from '../support/harness.js';
 import { givenSubscription, manualClock } from '../support/memory.js';
-
-const pro = catalog.pro.prices?.monthly;
-if (!pro) throw new Error('pro must be priced');
+import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
 
 const START = '2026-11-15T12:00:00.000Z';
 const MINUTE = 60_000;
@@ -135,37 +133,13 @@ function fakeStripe() {
   return { payments, subscriptions, events, sessions, calls, failing };
 }
 
-function subscription(customerId: string, status: SubscriptionInfo['status']): SubscriptionInfo {
-  return {
+const subscription = (customerId: string, status: SubscriptionInfo['status']): SubscriptionInfo =>
+  subscriptionInfo({
     id: `sub_${customerId}`,
     customerId,
     status,
-    items: [
-      {
-        id: `si_${customerId}`,
-        price: {
-          id: 'price_pro',
-          lookupKey: pro?.lookupKey ?? null,
-          unitAmount: pro?.unitAmount ?? null,
-          currency: pro?.currency ?? 'usd',
-          interval: 'month',
-          productId: 'prod_pro',
-          productMetadata: {},
-        },
-        quantity: 1,
-      },
-    ],
-    currentPeriodStart: new Date('2026-11-01T00:00:00Z'),
-    currentPeriodEnd: new Date('2026-12-01T00:00:00Z'),
-    billingCycleAnchor: new Date('2026-11-01T00:00:00Z'),
-    cancelAtPeriodEnd: false,
-    created: new Date('2026-11-01T00:00:00Z'),
-    scheduleId: null,
-    scheduledPhase: null,
-    latestInvoiceAttempts: 0,
-    metadata: {},
-  };
-}
+    items: [{ id: `si_${customerId}`, price: priceInfo({ id: 'price_pro' }), quantity: 1 }],
+  });
 
 let eventSeq = 0;
 const event = (customerId: string | null, created: string, type = 'customer.subscription.updated') => ({

@@ -3,50 +3,23 @@ import { catalog } from '../../src/billing/catalog.js';
 import { createCustomers } from '../../src/billing/customers.js';
 import { createSubscriptionSync, type SyncCause } from '../../src/billing/lifecycle.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
-import type {
-  DuplicateCancellation,
-  PaymentsGateway,
-  PriceInfo,
-  SubscriptionInfo,
-} from '../../src/billing/payments.js';
+import type { DuplicateCancellation, PaymentsGateway, SubscriptionInfo } from '../../src/billing/payments.js';
 import { parseSubscriptionRow } from '../../src/billing/subscription.js';
 import { manualClock, memoryServices } from '../support/memory.js';
+import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
 
 /**
  * The sync's decisions about what Stripe lists, on the memory store with a payments double that lists
  * what each test says and records cancellations. (The same paths run against the Stripe sandbox in
  * tests/e2e/stripe-convergence.test.ts; these cover shapes the sandbox cannot be made to list.)
  */
-const pro = catalog.pro.prices;
-if (!pro) throw new Error('pro must be priced');
-
-const price = (overrides: Partial<PriceInfo> = {}): PriceInfo => ({
-  id: 'price_pro',
-  lookupKey: pro.monthly.lookupKey,
-  unitAmount: pro.monthly.unitAmount,
-  currency: pro.monthly.currency,
-  interval: 'month',
-  productId: 'prod_1',
-  productMetadata: {},
-  ...overrides,
-});
-
-const sub = (overrides: Partial<SubscriptionInfo> = {}): SubscriptionInfo => ({
-  id: 'sub_1',
-  customerId: 'cus_1',
-  status: 'active',
-  items: [{ id: 'si_1', price: price(), quantity: 1 }],
-  currentPeriodStart: new Date('2026-11-01T00:00:00Z'),
-  currentPeriodEnd: new Date('2026-12-01T00:00:00Z'),
-  billingCycleAnchor: new Date('2026-10-01T00:00:00Z'),
-  cancelAtPeriodEnd: false,
-  created: new Date('2026-10-01T00:00:00Z'),
-  scheduleId: null,
-  scheduledPhase: null,
-  latestInvoiceAttempts: 0,
-  metadata: {},
-  ...overrides,
-});
+const price = priceInfo;
+const sub = (overrides: Parameters<typeof subscriptionInfo>[0] = {}) =>
+  subscriptionInfo({
+    billingCycleAnchor: new Date('2026-10-01T00:00:00Z'),
+    created: new Date('2026-10-01T00:00:00Z'),
+    ...overrides,
+  });
 
 function setup() {
   const clock = manualClock('2026-11-15T12:00:00.000Z');
