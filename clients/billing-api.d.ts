@@ -508,7 +508,8 @@ export interface paths {
          *        - `subscription_schedule.*`: `object: subscription_schedule`, `id` (`sub_sched_…`),
          *          `customer`;
          *        - `invoice.*`: `object: invoice`, `id` (`in_…`), `customer`.
-         *     6. The queue does not accept it: 503 `queue_unavailable`.
+         *     6. The queue does not accept it, or does not answer within the storage timeout (10 s by
+         *        default): 503 `queue_unavailable`.
          *
          *     Types acted on: `checkout.session.completed`, `checkout.session.async_payment_succeeded`,
          *     `customer.subscription.created`, `customer.subscription.updated`,
@@ -2196,7 +2197,8 @@ export interface components {
                 };
             };
         };
-        /** @description `storage_unavailable`: Table Storage did not answer, so the request may not have completed. Retry
+        /** @description `storage_unavailable`: Table Storage did not answer (or not within the storage timeout, 10 s by
+         *     default), so the request may not have completed. Retry
          *     the same request after `Retry-After` seconds (1): retries are safe and finish or undo what was
          *     started. `contended`: too many concurrent changes hit the same account; retry the same request
          *     after `Retry-After` seconds (1), retries are safe. `identity_provider_unavailable` (JWKS

@@ -93,14 +93,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const queueConnection = connectionFor('queue');
 
   const tables = overrides.tables ?? {
-    directory: createAzureTable(tableConnection, `${config.tablePrefix}directory`),
-    billing: createAzureTable(tableConnection, `${config.tablePrefix}billing`),
+    directory: createAzureTable(tableConnection, `${config.tablePrefix}directory`, {
+      timeoutMs: config.storageTimeoutMs,
+    }),
+    billing: createAzureTable(tableConnection, `${config.tablePrefix}billing`, {
+      timeoutMs: config.storageTimeoutMs,
+    }),
   };
   const transport = config.queueTransport;
   const queue =
     overrides.queue ??
     (transport.kind === 'storage'
-      ? createStorageQueue(queueConnection, config.queueName)
+      ? createStorageQueue(queueConnection, config.queueName, { timeoutMs: config.storageTimeoutMs })
       : createServiceBusQueue(
           transport.kind === 'serviceBus'
             ? { kind: 'connectionString', connectionString: transport.connectionString }
@@ -110,6 +114,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
                 credential: credential ?? new DefaultAzureCredential(),
               },
           config.queueName,
+          { timeoutMs: config.storageTimeoutMs },
         ));
   const catalog = defaultCatalog;
   const migration = createLegacyMigration({

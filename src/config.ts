@@ -11,6 +11,11 @@ export interface Config {
   readonly storage:
     | { readonly kind: 'connectionString'; readonly connectionString: string }
     | { readonly kind: 'managedIdentity'; readonly tableEndpoint: string; readonly queueEndpoint: string };
+  /**
+   * How long one storage call (a table read or write, a queue send) may take in all, the SDK's own
+   * retries included, before it fails as unavailable (503 with Retry-After). @default 10000
+   */
+  readonly storageTimeoutMs: number;
   /** Prepended to every table name, so several environments (or test runs) can share one account. */
   readonly tablePrefix: string;
   readonly queueName: string;
@@ -136,6 +141,9 @@ const envSchema = z.object({
   BILLING_STORAGE_CONNECTION: optional,
   BILLING_TABLE_ENDPOINT: optional.pipe(z.url().optional()),
   BILLING_QUEUE_ENDPOINT: optional.pipe(z.url().optional()),
+  BILLING_STORAGE_TIMEOUT_MS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(100).max(120_000).optional(),
+  ),
   BILLING_TABLE_PREFIX: optional.pipe(
     z
       .string()
@@ -340,6 +348,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
 
   return {
     storage,
+    storageTimeoutMs: e.BILLING_STORAGE_TIMEOUT_MS ?? 10_000,
     tablePrefix: e.BILLING_TABLE_PREFIX ?? '',
     queueName: e.BILLING_QUEUE_NAME ?? 'billing-events',
     auth: e.AUTH_JWKS_URL

@@ -4,6 +4,7 @@ import { EventShapeError } from './event-ref.js';
 import { UnknownCustomerError, UnmappedPriceError } from './lifecycle.js';
 import { CorruptRowError } from './owner/rows.js';
 import { PaymentsError } from './payments.js';
+import { QueueUnavailableError } from './queue.js';
 import { StoreError, StoreRejectedError } from './store.js';
 
 /**
@@ -41,6 +42,8 @@ export function describeFailure(error: unknown, depth = 0): Failure {
   // store_unavailable and store_contended, and the conflicts the commit helper would normally absorb
   // (a lost race): each may go the other way on the next delivery.
   if (error instanceof StoreError) return { kind: 'transient', code: error.code };
+  // A redelivery or replay that could not be queued: the queue may take it next time.
+  if (error instanceof QueueUnavailableError) return { kind: 'transient', code: error.code };
   if (error instanceof BillingError) {
     // Only `unavailable` is ours-and-temporary; every other kind describes the event or the account.
     return { kind: error.kind === 'unavailable' ? 'transient' : 'permanent', code: error.code };

@@ -28,3 +28,19 @@ export interface EventQueue {
   /** Cheap round trip for health checks; throws when the queue cannot be reached. */
   ping(): Promise<void>;
 }
+
+/**
+ * The queue did not take the message (or did not answer within the storage timeout): a network failure,
+ * a 5xx, throttling, auth, a frozen service. Retry later; the webhook answers 503 so that Stripe does.
+ */
+export class QueueUnavailableError extends Error {
+  readonly code = 'queue_unavailable';
+  constructor(
+    message: string,
+    readonly queue: string,
+    options?: { readonly cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'QueueUnavailableError';
+  }
+}

@@ -2,13 +2,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import path from 'node:path';
+import { removePidFile, stopStaleAzurite, writePidFile } from './azurite-pidfile.js';
 
 /** Azurite's well-known development account. Public by design; not a secret. */
 const ACCOUNT = 'devstoreaccount1';
 const KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 export interface AzuriteOptions {
-  /** Data directory; omit to keep everything in memory (tests, benchmarks). */
+  /**
+   * Data directory; omit to keep everything in memory (tests, benchmarks). With one, a pid file there
+   * (`azurite.pid`) lets the next start stop an Azurite a killed host left running on the same data.
+   */
   readonly location?: string;
   /** Fixed ports (the standard 10000-10002 for `npm start`); omit to take free ones. */
   readonly ports?: { readonly blob: number; readonly queue: number; readonly table: number };
@@ -19,6 +24,8 @@ export interface AzuriteOptions {
 export interface RunningAzurite {
   readonly connectionString: string;
   readonly ports: { readonly blob: number; readonly queue: number; readonly table: number };
+  /** The Azurite process (`undefined` only if it could not be spawned at all). */
+  readonly pid: number | undefined;
   /** Stops the process; resolves once it has exited. */
   stop(): Promise<void>;
 }
@@ -60,10 +67,36 @@ export function connectionStringFor(ports: RunningAzurite['ports']): string {
 }
 
 /**
+ * Loaded into the Azurite process before Azurite itself (`--import`), so that it dies with its parent.
+ * The parent holds the other end of an IPC channel; the operating system closes it when the parent
+ * exits in any way, SIGKILL included, and Node then emits 'disconnect' here. SIGTERM lets Azurite close
+ * its servers and save its data as on Ctrl-C; exit anyway should that hang. The channel is unref'd so
+ * that it alone never keeps Azurite alive. A data: URL, because the guard must run the same from source
+ * (tsx) and from `dist/`, and needs no file of its own.
+ */
+const PARENT_GUARD = [
+  'process.channel?.unref();',
+  "const stop = () => { process.kill(process.pid, 'SIGTERM'); setTimeout(() => process.exit(1), 5000).unref(); };",
+  "if (process.connected) process.once('disconnect', stop); else stop();",
+].join('\n');
+
+/**
  * Starts Azurite (the `azurite` devDependency) as a child process and waits until its queue and table
- * services accept connections. The Functions host also needs blob, so all three run.
+ * services accept connections. The Functions host also needs blob, so all three run. Azurite exits when
+ * this process does, however it ends (see `PARENT_GUARD`); with a `location`, an Azurite that a previous
+ * start on the same data left running is stopped first (see `stopStaleAzurite`).
  */
 export async function startAzurite(options: AzuriteOptions = {}): Promise<RunningAzurite> {
+  const bin = createRequire(import.meta.url).resolve('azurite/dist/src/azurite.js');
+  // Absolute, so that the pid file check can compare it with the survivor's command line.
+  const location = options.location === undefined ? undefined : path.resolve(options.location);
+  if (location !== undefined) {
+    mkdirSync(location, { recursive: true });
+    const stale = await stopStaleAzurite(location, bin);
+    if (stale.kind === 'stopped') {
+      console.log(`Stopped Azurite ${stale.pid}, left running on ${location} by an earlier start.`);
+    }
+  }
   const ports = options.ports ?? { blob: await freePort(), queue: await freePort(), table: await freePort() };
   for (const [service, port] of Object.entries(ports)) {
     if (await accepts(port)) {
@@ -72,8 +105,9 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
       );
     }
   }
-  const bin = createRequire(import.meta.url).resolve('azurite/dist/src/azurite.js');
   const args = [
+    '--import',
+    `data:text/javascript,${encodeURIComponent(PARENT_GUARD)}`,
     bin,
     '--silent',
     '--skipApiVersionCheck',
@@ -91,15 +125,22 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
     '--tablePort',
     String(ports.table),
   ];
-  if (options.location) {
-    mkdirSync(options.location, { recursive: true });
-    args.push('--location', options.location);
+  if (location !== undefined) {
+    args.push('--location', location);
   } else {
     args.push('--inMemoryPersistence');
   }
   const child: ChildProcess = spawn(process.execPath, args, {
-    stdio: options.verbose ? 'inherit' : ['ignore', 'ignore', 'pipe'],
+    // The fourth descriptor is the IPC channel whose closing tells Azurite that we are gone.
+    stdio: options.verbose ? ['inherit', 'inherit', 'inherit', 'ipc'] : ['ignore', 'ignore', 'pipe', 'ipc'],
   });
+  // Held open for Azurite's sake only: it must not keep this process alive either.
+  child.channel?.unref();
+  const pid = child.pid;
+  if (pid !== undefined && location !== undefined) writePidFile(location, pid);
+  const forgetPid = () => {
+    if (pid !== undefined && location !== undefined) removePidFile(location, pid);
+  };
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4_000);
@@ -110,9 +151,13 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
 
   const deadline = Date.now() + 30_000;
   while (!((await accepts(ports.queue)) && (await accepts(ports.table)))) {
-    if (child.exitCode !== null) throw new Error(`Azurite exited with code ${child.exitCode}: ${stderr}`);
+    if (child.exitCode !== null) {
+      forgetPid();
+      throw new Error(`Azurite exited with code ${child.exitCode}: ${stderr}`);
+    }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
+      forgetPid();
       throw new Error(`Azurite did not start within 30 s: ${stderr}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -121,12 +166,14 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
   return {
     connectionString: connectionStringFor(ports),
     ports,
+    pid,
     async stop() {
       process.removeListener('exit', killOnExit);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);
+      forgetPid();
     },
   };
 }

@@ -33,6 +33,18 @@ const accepts = (port: number) =>
     socket.once('error', () => resolve(false));
   });
 
+/** The status of /api/health once the host answers it with 200, or the last answer after 30 s. */
+async function healthy(port: number): Promise<number | undefined> {
+  const started = Date.now();
+  let health: Response | undefined;
+  while (Date.now() - started < 30_000) {
+    health = await fetch(`http://127.0.0.1:${port}/api/health`).catch(() => undefined);
+    if (health?.ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return health?.status;
+}
+
 describe('the local host entry point (npm start)', () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'billing-start-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -68,6 +80,42 @@ describe('the local host entry point (npm start)', () => {
     expect(await accepts(table)).toBe(false);
     expect(await accepts(port)).toBe(false);
   }, 60_000);
+
+  it('takes Azurite down with it when killed (SIGKILL), so the next start gets its ports', async () => {
+    const location = mkdtempSync(path.join(tmpdir(), 'billing-killed-'));
+    try {
+      const settings = {
+        LOCAL_PORT: String(await freePort()),
+        AZURITE_BLOB_PORT: String(await freePort()),
+        AZURITE_QUEUE_PORT: String(await freePort()),
+        AZURITE_TABLE_PORT: String(await freePort()),
+        AZURITE_LOCATION: location,
+        STRIPE_SANDBOX_PORT: String(await freePort()),
+        BILLING_STORAGE_CONNECTION: '',
+      };
+      const table = Number(settings.AZURITE_TABLE_PORT);
+      const first = startLocal(settings);
+      expect(await healthy(Number(settings.LOCAL_PORT)), first.output()).toBe(200);
+      expect(await accepts(table)).toBe(true);
+
+      // No handler runs on SIGKILL: only the operating system closing the IPC channel tells Azurite.
+      first.child.kill('SIGKILL');
+      await first.exited;
+      const deadline = Date.now() + 5_000;
+      while ((await accepts(table)) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(await accepts(table)).toBe(false);
+
+      const second = startLocal(settings);
+      expect(await healthy(Number(settings.LOCAL_PORT)), second.output()).toBe(200);
+      second.child.kill('SIGINT');
+      expect(await second.exited).toBe(0);
+      expect(await accepts(table)).toBe(false);
+    } finally {
+      rmSync(location, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it('refuses to start on a bad setting, naming it', async () => {
     const local = startLocal({

@@ -31,6 +31,13 @@ describe('configuration', () => {
     expect(config.enforcement).toEqual({ defaultMode: 'enforce', overrides: {} });
   });
 
+  it('gives every storage call 10 s unless told otherwise, and refuses a timeout out of range', () => {
+    expect(loadConfig(valid).storageTimeoutMs).toBe(10_000);
+    expect(loadConfig({ ...valid, BILLING_STORAGE_TIMEOUT_MS: '2500' }).storageTimeoutMs).toBe(2_500);
+    expect(problems({ ...valid, BILLING_STORAGE_TIMEOUT_MS: '10' })).toMatch(/BILLING_STORAGE_TIMEOUT_MS/);
+    expect(problems({ ...valid, BILLING_STORAGE_TIMEOUT_MS: 'soon' })).toMatch(/BILLING_STORAGE_TIMEOUT_MS/);
+  });
+
   it('names every missing setting at once', () => {
     const message = problems({});
     for (const name of [

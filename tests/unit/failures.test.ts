@@ -11,7 +11,12 @@ import {
 import { UnknownCustomerError, UnmappedPriceError } from '../../src/billing/lifecycle.js';
 import { CorruptRowError } from '../../src/billing/owner/rows.js';
 import { PaymentsError } from '../../src/billing/payments.js';
-import type { EventQueue, QueueMessage, SendOptions } from '../../src/billing/queue.js';
+import {
+  type EventQueue,
+  type QueueMessage,
+  QueueUnavailableError,
+  type SendOptions,
+} from '../../src/billing/queue.js';
 import {
   ConcurrencyExhaustedError,
   EtagMismatchError,
@@ -73,6 +78,11 @@ describe('classifyFailure', () => {
       'transient',
     );
     expect(new BillingError('unavailable', 'x', 'y').kind).toBe('unavailable');
+  });
+
+  it('names a queue that did not take a message as transient queue_unavailable', () => {
+    const error = new QueueUnavailableError('send failed', 'billing-events', { cause: new Error('frozen') });
+    expect(describeFailure(error)).toEqual({ kind: 'transient', code: 'queue_unavailable' });
   });
 });
 

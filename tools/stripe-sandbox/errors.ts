@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /** Stripe's v1 error types; the SDK picks its error class from the status code and these. */
 export type StripeErrorType = 'api_error' | 'card_error' | 'idempotency_error' | 'invalid_request_error';
@@ -84,6 +84,29 @@ export function bracketParam(path: ReadonlyArray<PropertyKey>): string {
   return `${first ?? ''}${rest.map((segment) => `[${segment}]`).join('')}`;
 }
 
+/** The Stripe error codes a parameter check can name (see `stripeCoded`). */
+export type ParameterCode = 'parameter_invalid_integer' | 'parameter_invalid_empty';
+
+const codedParams = z.object({
+  stripeCode: z.enum(['parameter_invalid_integer', 'parameter_invalid_empty']),
+});
+
+/**
+ * Options for a zod `refine` whose failure Stripe reports with `code`: the code rides on the issue's
+ * `params`, so `fromZodError` reads it from there instead of guessing it from the message.
+ */
+export function stripeCoded(code: ParameterCode, message: string) {
+  return { message, params: { stripeCode: code } };
+}
+
+/** The Stripe code of a failed check, from the issue's kind and the code its check carries. */
+function parameterCode(issue: z.core.$ZodIssue): ParameterCode | undefined {
+  if (issue.code === 'custom') return codedParams.safeParse(issue.params).data?.stripeCode;
+  // A JSON number that is not whole, where an integer is expected (`z.number().int()`).
+  if (issue.code === 'invalid_type' && issue.expected === 'int') return 'parameter_invalid_integer';
+  return undefined;
+}
+
 /** Turns the first zod issue into the error Stripe would give for the same mistake. */
 export function fromZodError(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): SandboxError {
   const issue = error.issues[0];
@@ -116,11 +139,7 @@ export function fromZodError(error: z.ZodError, prefix: ReadonlyArray<PropertyKe
       { param, ...notReplayable },
     );
   }
-  const code = /integer/i.test(issue.message)
-    ? 'parameter_invalid_integer'
-    : /empty/i.test(issue.message)
-      ? 'parameter_invalid_empty'
-      : undefined;
+  const code = parameterCode(issue);
   return new SandboxError(400, 'invalid_request_error', `${issue.message} (${param || 'request'})`, {
     param,
     ...(code !== undefined ? { code } : {}),

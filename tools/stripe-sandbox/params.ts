@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { stripeCoded } from './errors.js';
 
 /**
  * Request parameters per endpoint, as zod schemas over the decoded form (every leaf is a string).
@@ -10,15 +11,26 @@ import { z } from 'zod';
 const ignored = z.unknown().optional();
 
 const text = z.string();
-const nonEmpty = z.string().min(1, 'Invalid value: this parameter cannot be empty');
+const nonEmpty = z
+  .string()
+  .refine(
+    (value) => value.length > 0,
+    stripeCoded('parameter_invalid_empty', 'Invalid value: this parameter cannot be empty'),
+  );
 
 const integer = z
   .string()
-  .regex(/^-?\d+$/, 'Invalid integer')
+  .refine((value) => /^-?\d+$/.test(value), stripeCoded('parameter_invalid_integer', 'Invalid integer'))
   .transform(Number)
-  .refine((n) => Number.isSafeInteger(n), 'Invalid integer: out of range');
+  .refine(
+    (n) => Number.isSafeInteger(n),
+    stripeCoded('parameter_invalid_integer', 'Invalid integer: out of range'),
+  );
 
-const positiveInteger = integer.refine((n) => n >= 1, 'Invalid integer: must be at least 1');
+const positiveInteger = integer.refine(
+  (n) => n >= 1,
+  stripeCoded('parameter_invalid_integer', 'Invalid integer: must be at least 1'),
+);
 
 const boolean = z.enum(['true', 'false']).transform((value) => value === 'true');
 

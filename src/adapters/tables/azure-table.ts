@@ -51,6 +51,12 @@ const MAX_FILTER_COMPARISONS = 15;
  * conflicts become `EntityExistsError`/`EtagMismatchError`/`EntityNotFoundError` (or
  * `TransactionFailedError`), a request the service refuses as malformed (400/413) `StoreRejectedError`,
  * and anything else (network, 5xx, auth, throttling, a missing table) `StoreError('store_unavailable')`.
+ *
+ * Every SDK call carries an abort signal that fires `timeoutMs` after the call starts. The SDK's retry
+ * policy sends the same request object again and waits between tries on that signal, so one deadline
+ * bounds the whole call, retries and back-off included: a frozen service costs a caller `timeoutMs`,
+ * not `maxRetries` times a socket timeout. A call cut off this way is `store_unavailable` like any other
+ * call without an answer. Listings get a fresh deadline per page (see `query`).
  */
 export function createAzureTable(
   connection: TableConnection,
@@ -58,8 +64,23 @@ export function createAzureTable(
   options: {
     /** Retries of transient failures inside the SDK (exponential back-off). @default 3 */
     readonly maxRetries?: number;
+    /** How long one call may take in all, the SDK's retries included. @default 10000 */
+    readonly timeoutMs?: number;
   } = {},
 ): EntityTable {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  /**
+   * Runs one SDK call under its own deadline. The cut-off is recognised by our signal having fired, not
+   * by the SDK's error (its `AbortError` classes differ between its packages), and reported as such.
+   */
+  const timed = async <T>(call: (options: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> => {
+    const abortSignal = AbortSignal.timeout(timeoutMs);
+    try {
+      return await call({ abortSignal });
+    } catch (error) {
+      throw abortSignal.aborted ? new DeadlineExceeded(timeoutMs, { cause: error }) : error;
+    }
+  };
   const clientOptions = {
     allowInsecureConnection: true,
     retryOptions: { maxRetries: options.maxRetries ?? 3 },
@@ -71,7 +92,7 @@ export function createAzureTable(
 
   let ready: Promise<void> | undefined;
   const ensureTable = (): Promise<void> => {
-    ready ??= client.createTable().catch((error: unknown) => {
+    ready ??= timed((o) => client.createTable(o)).catch((error: unknown) => {
       ready = undefined; // let the next call try again rather than caching a transient failure
       const message = `Could not create or reach table ${tableName}: ${describe(error)}`;
       throw new StoreError(message, tableName, 'store_unavailable', { cause: error });
@@ -174,14 +195,29 @@ export function createAzureTable(
       ...(filter === undefined ? {} : { filter }),
       ...(select === undefined ? {} : { select: [...select] }),
     };
+    // The iterator follows continuation tokens: one request per page of up to 1,000 rows. A listing may
+    // run as long as it has pages, so the deadline is per wait for the next row (in effect per page
+    // request), and it does not run while the caller holds a row: a slow consumer is not a slow service.
+    const watchdog = new AbortController();
+    const entities = client
+      .listEntities<Record<string, unknown>>({ queryOptions, abortSignal: watchdog.signal })
+      [Symbol.asyncIterator]();
     try {
-      // The iterator follows continuation tokens: one request per page of up to 1,000 rows.
-      for await (const entity of client.listEntities<Record<string, unknown>>({ queryOptions })) {
-        yield toStored(entity, partitionKey);
+      while (true) {
+        const timer = setTimeout(() => watchdog.abort(), timeoutMs);
+        let next: IteratorResult<TableEntityResult<Record<string, unknown>>>;
+        try {
+          next = await entities.next();
+        } finally {
+          clearTimeout(timer);
+        }
+        if (next.done) return;
+        yield toStored(next.value, partitionKey);
       }
     } catch (error) {
       if (error instanceof StoreError) throw error; // from `toProps`
-      throw rowError(error, what, partitionKey ?? '*', '*');
+      const cause = watchdog.signal.aborted ? new DeadlineExceeded(timeoutMs, { cause: error }) : error;
+      throw rowError(cause, what, partitionKey ?? '*', '*');
     }
   }
 
@@ -204,18 +240,20 @@ export function createAzureTable(
   const writeOne = async (partitionKey: string, action: TransactionAction): Promise<string | undefined> => {
     switch (action.kind) {
       case 'create':
-        return (await client.createEntity(entityOf(partitionKey, action.rowKey, action.props))).etag;
+        return (
+          await timed((o) => client.createEntity(entityOf(partitionKey, action.rowKey, action.props), o))
+        ).etag;
       case 'upsert': {
         const entity = entityOf(partitionKey, action.rowKey, action.props);
-        return (await client.upsertEntity(entity, 'Replace')).etag;
+        return (await timed((o) => client.upsertEntity(entity, 'Replace', o))).etag;
       }
       case 'update': {
         const entity = entityOf(partitionKey, action.rowKey, action.props);
-        return (await client.updateEntity(entity, 'Replace', { etag: action.etag })).etag;
+        return (await timed((o) => client.updateEntity(entity, 'Replace', { ...o, etag: action.etag }))).etag;
       }
       case 'delete':
         // No etag: like the batch's delete action, it fails only when the row is absent.
-        await client.deleteEntity(partitionKey, action.rowKey);
+        await timed((o) => client.deleteEntity(partitionKey, action.rowKey, o));
         return undefined;
     }
   };
@@ -226,7 +264,9 @@ export function createAzureTable(
     async get(partitionKey, rowKey) {
       await ensureTable();
       try {
-        return toStored(await client.getEntity<Record<string, unknown>>(partitionKey, rowKey));
+        return toStored(
+          await timed((o) => client.getEntity<Record<string, unknown>>(partitionKey, rowKey, o)),
+        );
       } catch (error) {
         if (error instanceof StoreError) throw error; // from `toProps`
         const failure = classifyFailure(error);
@@ -239,7 +279,7 @@ export function createAzureTable(
       refuseUnrepresentable(`create ${partitionKey}/${rowKey}`, props);
       await ensureTable();
       try {
-        const response = await client.createEntity(entityOf(partitionKey, rowKey, props));
+        const response = await timed((o) => client.createEntity(entityOf(partitionKey, rowKey, props), o));
         return { partitionKey, rowKey, etag: response.etag ?? '', props: { ...props } };
       } catch (error) {
         throw rowError(error, 'create', partitionKey, rowKey);
@@ -250,7 +290,7 @@ export function createAzureTable(
       refuseUnrepresentable(`upsert ${partitionKey}/${rowKey}`, props);
       await ensureTable();
       try {
-        await client.upsertEntity(entityOf(partitionKey, rowKey, props), 'Replace');
+        await timed((o) => client.upsertEntity(entityOf(partitionKey, rowKey, props), 'Replace', o));
       } catch (error) {
         throw rowError(error, 'upsert', partitionKey, rowKey);
       }
@@ -260,9 +300,9 @@ export function createAzureTable(
       refuseUnrepresentable(`update ${partitionKey}/${rowKey}`, props);
       await ensureTable();
       try {
-        const response = await client.updateEntity(entityOf(partitionKey, rowKey, props), 'Replace', {
-          etag,
-        });
+        const response = await timed((o) =>
+          client.updateEntity(entityOf(partitionKey, rowKey, props), 'Replace', { ...o, etag }),
+        );
         return { partitionKey, rowKey, etag: response.etag ?? '', props: { ...props } };
       } catch (error) {
         throw rowError(error, 'update', partitionKey, rowKey);
@@ -272,7 +312,9 @@ export function createAzureTable(
     async delete(partitionKey, rowKey, etag) {
       await ensureTable();
       try {
-        await client.deleteEntity(partitionKey, rowKey, etag === undefined ? {} : { etag });
+        await timed((o) =>
+          client.deleteEntity(partitionKey, rowKey, etag === undefined ? o : { ...o, etag }),
+        );
         return true;
       } catch (error) {
         const failure = classifyFailure(error);
@@ -304,8 +346,11 @@ export function createAzureTable(
       if (only && actions.length === 1) return transactOne(partitionKey, only, actions);
       let subResponses: readonly TableTransactionEntityResponse[];
       try {
-        ({ subResponses } = await client.submitTransaction(
-          actions.map((action) => toSdkAction(partitionKey, action)),
+        ({ subResponses } = await timed((o) =>
+          client.submitTransaction(
+            actions.map((action) => toSdkAction(partitionKey, action)),
+            o,
+          ),
         ));
       } catch (error) {
         throw transactionError(error, partitionKey, actions);
@@ -325,7 +370,7 @@ export function createAzureTable(
       await ensureTable();
       try {
         // A point read of a row that never exists: one cheap round trip that proves auth and reachability.
-        await client.getEntity('health', 'ping');
+        await timed((o) => client.getEntity('health', 'ping', o));
       } catch (error) {
         const failure = classifyFailure(error);
         if (failure.kind === 'conflict' && failure.reason === 'not_found') return;
@@ -333,6 +378,17 @@ export function createAzureTable(
       }
     },
   };
+}
+
+/**
+ * A call that got no answer within its deadline (`timeoutMs`). Internal to this adapter: it reaches
+ * callers as the `cause` of a `StoreError('store_unavailable')`, which is all they need to know.
+ */
+class DeadlineExceeded extends Error {
+  constructor(timeoutMs: number, options: { readonly cause: unknown }) {
+    super(`no answer within ${timeoutMs} ms (the SDK's retries included)`, options);
+    this.name = 'DeadlineExceeded';
+  }
 }
 
 /** What a failed request means, decided by HTTP status and the service's error code only. */
