@@ -646,11 +646,14 @@ export interface paths {
         };
         /**
          * Credit balance, ledger and the packs on sale
-         * @description The billing owner's credit balance, the 100 most recent entries of its ledger (newest first) and
-         *     the credit packs on sale. Credits are bought in packs (`POST /billing/credits/checkout`) and
-         *     cover consumption beyond a meter's period allowance, one credit per unit. Members may read it, but
-         *     only the billing owner gets the ledger (it names runs in all of the owner's organizations); for
-         *     members `ledger` is `null`.
+         * @description The billing owner's credit balance, one page of its ledger (newest first; `limit` entries, 50 by
+         *     default) and the credit packs on sale. Pass `nextCursor` back as `cursor` for the next, older
+         *     page; it is `null` on the last. Ledger entries older than the retention period
+         *     (`BILLING_RETENTION_DAYS`, 400 days by default) are pruned; the balance never changes by it.
+         *     Credits are bought in packs (`POST /billing/credits/checkout`) and cover consumption beyond a
+         *     meter's period allowance, one credit per unit. Members may read it, but only the billing owner
+         *     gets the ledger (it names runs in all of the owner's organizations); for members `ledger` and
+         *     `nextCursor` are `null`.
          *
          */
         get: operations["billingCredits"];
@@ -1702,8 +1705,10 @@ export interface components {
         };
         CreditsOverview: {
             balance: number;
-            /** @description The 100 most recent entries, newest first; `null` unless the caller is the billing owner. */
+            /** @description One page of entries (`limit`, 50 by default), newest first; `null` unless the caller is the billing owner. */
             ledger: components["schemas"]["LedgerEntry"][] | null;
+            /** @description Pass as `cursor` for the next, older page of the ledger; `null` on the last page, and for members. */
+            nextCursor: string | null;
             /** @description The packs on sale, smallest first. */
             packs: components["schemas"]["CreditPack"][];
         };
@@ -3358,14 +3363,19 @@ export interface operations {
     };
     billingCredits: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Ledger entries per page. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The balance, the ledger and the packs. */
+            /** @description The balance, one page of the ledger and the packs. */
             200: {
                 headers: {
                     "Cache-Control": components["headers"]["CacheControlNoStore"];
@@ -3396,6 +3406,7 @@ export interface operations {
                      *           "periodKey": null
                      *         }
                      *       ],
+                     *       "nextCursor": null,
                      *       "packs": [
                      *         {
                      *           "id": "credits_5k",
@@ -3416,6 +3427,8 @@ export interface operations {
                     "application/json": components["schemas"]["CreditsOverview"];
                 };
             };
+            /** @description `invalid_query`: `limit` not an integer from 1 to 100, a `cursor` this endpoint did not return, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             /** @description `not_a_member`: the token names an organization the caller is not a member of, or one the directory does not know. */
             403: components["responses"]["Forbidden"];
