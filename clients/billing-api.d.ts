@@ -563,7 +563,9 @@ export interface paths {
          *     `quantity` is 409 `idempotency_key_reused`. A run that was denied and should be tried again (say
          *     after the owner bought credits) needs a new key (e.g. `<runId>:<attempt>`). Under `enforce` the
          *     lock check comes before the key is looked up, so a key first answered 200 answers 402
-         *     `resource_locked` once its workflow is locked.
+         *     `resource_locked` once its workflow is locked. "Forever" is the retention period: a key's answer
+         *     is kept `BILLING_RETENTION_DAYS` (400 days by default, never under 90), far past any retry; the
+         *     same key after that is counted as new.
          *
          *     A key may contain `@` as far as the body is concerned, but metering refuses it: 400
          *     `invalid_consume_request` (with `errors` at `idempotencyKey`). Use keys without `@`.
@@ -595,7 +597,8 @@ export interface paths {
          *     the units return to that period's allowance, the credits drawn return to the balance (with a
          *     `refund` ledger entry) and overage is reversed. Repeating it answers 200 `already_refunded` and
          *     changes nothing. A key whose answer was a denial consumed nothing: 409
-         *     `consumption_was_denied`. A key this owner never consumed under: 404 `consumption_not_found`.
+         *     `consumption_was_denied`. A key this owner never consumed under, or one older than the retention
+         *     period (`BILLING_RETENTION_DAYS`), whose answer was pruned: 404 `consumption_not_found`.
          *     As for consume, a key with `@` passes the body check and is then refused with 400
          *     `invalid_refund_request`.
          *
