@@ -564,7 +564,9 @@ export interface paths {
          *     `quantity` is 409 `idempotency_key_reused`. A run that was denied and should be tried again (say
          *     after the owner bought credits) needs a new key (e.g. `<runId>:<attempt>`). Under `enforce` the
          *     lock check comes before the key is looked up, so a key first answered 200 answers 402
-         *     `resource_locked` once its workflow is locked.
+         *     `resource_locked` once its workflow is locked. "Forever" is the retention period: a key's answer
+         *     is kept `BILLING_RETENTION_DAYS` (400 days by default, never under 90), far past any retry; the
+         *     same key after that is counted as new.
          *
          *     A key may contain `@` as far as the body is concerned, but metering refuses it: 400
          *     `invalid_consume_request` (with `errors` at `idempotencyKey`). Use keys without `@`.
@@ -596,7 +598,8 @@ export interface paths {
          *     the units return to that period's allowance, the credits drawn return to the balance (with a
          *     `refund` ledger entry) and overage is reversed. Repeating it answers 200 `already_refunded` and
          *     changes nothing. A key whose answer was a denial consumed nothing: 409
-         *     `consumption_was_denied`. A key this owner never consumed under: 404 `consumption_not_found`.
+         *     `consumption_was_denied`. A key this owner never consumed under, or one older than the retention
+         *     period (`BILLING_RETENTION_DAYS`), whose answer was pruned: 404 `consumption_not_found`.
          *     As for consume, a key with `@` passes the body check and is then refused with 400
          *     `invalid_refund_request`.
          *
@@ -647,11 +650,14 @@ export interface paths {
         };
         /**
          * Credit balance, ledger and the packs on sale
-         * @description The billing owner's credit balance, the 100 most recent entries of its ledger (newest first) and
-         *     the credit packs on sale. Credits are bought in packs (`POST /billing/credits/checkout`) and
-         *     cover consumption beyond a meter's period allowance, one credit per unit. Members may read it, but
-         *     only the billing owner gets the ledger (it names runs in all of the owner's organizations); for
-         *     members `ledger` is `null`.
+         * @description The billing owner's credit balance, one page of its ledger (newest first; `limit` entries, 50 by
+         *     default) and the credit packs on sale. Pass `nextCursor` back as `cursor` for the next, older
+         *     page; it is `null` on the last. Ledger entries older than the retention period
+         *     (`BILLING_RETENTION_DAYS`, 400 days by default) are pruned; the balance never changes by it.
+         *     Credits are bought in packs (`POST /billing/credits/checkout`) and cover consumption beyond a
+         *     meter's period allowance, one credit per unit. Members may read it, but only the billing owner
+         *     gets the ledger (it names runs in all of the owner's organizations); for members `ledger` and
+         *     `nextCursor` are `null`.
          *
          */
         get: operations["billingCredits"];
@@ -1703,8 +1709,10 @@ export interface components {
         };
         CreditsOverview: {
             balance: number;
-            /** @description The 100 most recent entries, newest first; `null` unless the caller is the billing owner. */
+            /** @description One page of entries (`limit`, 50 by default), newest first; `null` unless the caller is the billing owner. */
             ledger: components["schemas"]["LedgerEntry"][] | null;
+            /** @description Pass as `cursor` for the next, older page of the ledger; `null` on the last page, and for members. */
+            nextCursor: string | null;
             /** @description The packs on sale, smallest first. */
             packs: components["schemas"]["CreditPack"][];
         };
@@ -3360,14 +3368,19 @@ export interface operations {
     };
     billingCredits: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Ledger entries per page. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The balance, the ledger and the packs. */
+            /** @description The balance, one page of the ledger and the packs. */
             200: {
                 headers: {
                     "Cache-Control": components["headers"]["CacheControlNoStore"];
@@ -3398,6 +3411,7 @@ export interface operations {
                      *           "periodKey": null
                      *         }
                      *       ],
+                     *       "nextCursor": null,
                      *       "packs": [
                      *         {
                      *           "id": "credits_5k",
@@ -3418,6 +3432,8 @@ export interface operations {
                     "application/json": components["schemas"]["CreditsOverview"];
                 };
             };
+            /** @description `invalid_query`: `limit` not an integer from 1 to 100, a `cursor` this endpoint did not return, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             /** @description `not_a_member`: the token names an organization the caller is not a member of, or one the directory does not know. */
             403: components["responses"]["Forbidden"];

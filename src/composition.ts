@@ -25,6 +25,8 @@ import { createPoisonStore, type PoisonStore } from './billing/poison.js';
 import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricing.js';
 import type { EventQueue } from './billing/queue.js';
 import { createReconciler, type Reconciler } from './billing/reconcile.js';
+import { withRetentionIndex } from './billing/retention/index-writer.js';
+import { createRetention, type Retention } from './billing/retention/prune.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
@@ -55,6 +57,8 @@ export interface Services {
   readonly metering: Metering;
   readonly credits: Credits;
   readonly rollover: Rollover;
+  /** Prunes old idempotency markers and ledger rows (`retentionPrune` timer). */
+  readonly retention: Retention;
   readonly locks: Locks;
   readonly usage: UsageService;
   readonly events: EventProcessor;
@@ -92,13 +96,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const tableConnection = connectionFor('table');
   const queueConnection = connectionFor('queue');
 
-  const tables = overrides.tables ?? {
+  const storedTables = overrides.tables ?? {
     directory: createAzureTable(tableConnection, `${config.tablePrefix}directory`, {
       timeoutMs: config.storageTimeoutMs,
     }),
     billing: createAzureTable(tableConnection, `${config.tablePrefix}billing`, {
       timeoutMs: config.storageTimeoutMs,
     }),
+  };
+  // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts).
+  const tables = {
+    ...storedTables,
+    billing: withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
   };
   const transport = config.queueTransport;
   const queue =
@@ -148,6 +157,11 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     beforeOwner: async (ownerId) => {
       if (!(await migration.complete())) await owners.read(ownerId);
     },
+  });
+  const retention = createRetention({
+    table: tables.billing,
+    clock,
+    options: { retentionDays: config.retention.days },
   });
   const locks = createLocks({ owners, table: tables.billing, catalog });
   const entitlements = createEntitlements({
@@ -249,6 +263,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     metering,
     credits,
     rollover,
+    retention,
     locks,
     usage: createUsageService({ catalog, directory, metering, enforcement: config.enforcement }),
   };

@@ -67,6 +67,8 @@ export interface Config {
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
   /** The Stripe reconciler (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
   readonly reconcile: ReconcileSettings;
+  /** Pruning of old idempotency markers and ledger rows (`retentionPrune` timer; `src/billing/retention/`). */
+  readonly retention: RetentionSettings;
   /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
   readonly telemetry: { readonly connectionString: string } | undefined;
 }
@@ -83,6 +85,21 @@ export interface ReconcileSettings {
   /** How far back the first run, and a run for one owner, look. @default 168 (7 days) */
   readonly lookbackHours: number;
 }
+
+export interface RetentionSettings {
+  /**
+   * Days consume markers and ledger rows are kept (grant markers at least 730: see
+   * `src/billing/retention/policy.ts`). At least 90, far past any client's retry. @default 400
+   */
+  readonly days: number;
+  /** NCRONTAB of the `retentionPrune` timer. @default daily at 02:45 UTC */
+  readonly schedule: string;
+  /** Rows one run reads at most; the next run continues. @default 200000 */
+  readonly maxRows: number;
+}
+
+/** Daily at 02:45 UTC, away from the rollover (00:15) so the two do not compete for the table. */
+export const DEFAULT_RETENTION_SCHEDULE = '0 45 2 * * *';
 
 /** Every 15 minutes, on the quarter hour. */
 export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
@@ -236,6 +253,14 @@ const envSchema = z.object({
   BILLING_RECONCILE_LOOKBACK_HOURS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(720).optional(),
   ),
+  // The floor keeps consume markers far past any retry (see src/billing/retention/policy.ts).
+  BILLING_RETENTION_DAYS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(90).max(3650).optional(),
+  ),
+  BILLING_RETENTION_SCHEDULE: optional.pipe(ncrontab.optional()),
+  BILLING_RETENTION_MAX_ROWS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1000).max(10_000_000).optional(),
+  ),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
       .string()
@@ -385,6 +410,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       overlapSeconds: e.BILLING_RECONCILE_OVERLAP_SECONDS ?? 300,
       lookbackHours: e.BILLING_RECONCILE_LOOKBACK_HOURS ?? 168,
     },
+    retention: {
+      days: e.BILLING_RETENTION_DAYS ?? 400,
+      schedule: e.BILLING_RETENTION_SCHEDULE ?? DEFAULT_RETENTION_SCHEDULE,
+      maxRows: e.BILLING_RETENTION_MAX_ROWS ?? 200_000,
+    },
     telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
       ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
       : undefined,
@@ -403,6 +433,18 @@ export function reconcileScheduleFromEnv(
   const parsed = ncrontab.safeParse(value);
   if (!parsed.success)
     throw new ConfigError([`BILLING_RECONCILE_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
+  return parsed.data;
+}
+
+/** The retention timer's schedule, read at module load for the same reason as the reconciler's. */
+export function retentionScheduleFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
+  const value = (env.BILLING_RETENTION_SCHEDULE ?? '').trim();
+  if (value === '') return DEFAULT_RETENTION_SCHEDULE;
+  const parsed = ncrontab.safeParse(value);
+  if (!parsed.success)
+    throw new ConfigError([`BILLING_RETENTION_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
   return parsed.data;
 }
 

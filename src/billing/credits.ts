@@ -19,7 +19,13 @@ import { BALANCE_ROW } from './owner/keys.js';
 import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
 import { type OwnerSnapshot, withVersion } from './owner/snapshot.js';
 import { commit, RETRY, write } from './storage/commit.js';
-import { ConcurrencyExhaustedError, type EntityTable, type StoredEntity } from './store.js';
+import {
+  ConcurrencyExhaustedError,
+  type EntityTable,
+  FORBIDDEN_KEY_CHARACTERS,
+  type StoredEntity,
+  TABLE_LIMITS,
+} from './store.js';
 
 const readBalance = (row: StoredEntity) => parseOwnerRow(balanceSchema, row).balance;
 
@@ -34,8 +40,26 @@ export interface Credits {
   grantCredits(request: GrantRequest): Promise<GrantOutcome>;
   /** May be below zero: a refunded or disputed pack takes back credits already spent. */
   balance(ownerId: OwnerId): Promise<number>;
-  /** Newest first. */
+  /** The newest entries, newest first: the first page of `ledgerPage`. */
   ledger(ownerId: OwnerId, options?: { readonly limit?: number }): Promise<LedgerEntry[]>;
+  /**
+   * One page of the ledger, newest first, reading at most one row more than the page from storage.
+   * @throws LedgerCursorError for a cursor `ledgerPage` did not return
+   */
+  ledgerPage(ownerId: OwnerId, options?: LedgerPageOptions): Promise<LedgerPage>;
+}
+
+export interface LedgerPageOptions {
+  /** Entries per page, 1 to `LEDGER_PAGE_MAX`. @default 50 */
+  readonly limit?: number;
+  /** The `nextCursor` of the previous page. */
+  readonly cursor?: string;
+}
+
+export interface LedgerPage {
+  readonly entries: LedgerEntry[];
+  /** Pass back as `cursor` for the next (older) page; `null` on the last. */
+  readonly nextCursor: string | null;
 }
 
 export interface GrantRequest {
@@ -80,6 +104,15 @@ export interface LedgerEntry {
   readonly periodKey: string | null;
 }
 
+/** A ledger cursor that `ledgerPage` did not return (forged, truncated, or from another listing). */
+export class LedgerCursorError extends Error {
+  readonly code = 'invalid_cursor';
+  constructor(options: { readonly cause?: unknown } = {}) {
+    super('The cursor is not one this endpoint returned.', options);
+    this.name = 'LedgerCursorError';
+  }
+}
+
 /** Gave up after too many lost races with other processes; nothing was granted. Retry. */
 export class CreditsContentionError extends ConcurrencyExhaustedError {}
 
@@ -102,7 +135,33 @@ const grantSchema = z.object({
   description: z.string().min(1).max(500),
 });
 
-const DEFAULT_LEDGER_LIMIT = 50;
+export const DEFAULT_LEDGER_LIMIT = 50;
+export const LEDGER_PAGE_MAX = 100;
+
+/**
+ * The HTTP cursor is the last row key handed out, base64url-encoded. Only a ledger row key is accepted, and
+ * the next page is read in the caller's own partition, after that key and inside the ledger's prefix: a
+ * forged cursor can skip entries of the caller's own ledger, never reach another row or another owner.
+ */
+const LEDGER_KEY = /^credits\|ledger\|\d{16}\|[a-z]+\|[^|]+$/;
+const encodeLedgerCursor = (rowKey: string) => Buffer.from(rowKey, 'utf8').toString('base64url');
+
+function decodeLedgerCursor(cursor: string): string {
+  const rowKey = Buffer.from(cursor, 'base64url').toString('utf8');
+  // base64url decoding never throws: a cursor is accepted only if it round-trips and names a ledger row.
+  const valid =
+    rowKey.startsWith(LEDGER_PREFIX) &&
+    LEDGER_KEY.test(rowKey) &&
+    !FORBIDDEN_KEY_CHARACTERS.test(rowKey) &&
+    rowKey.length <= TABLE_LIMITS.keyLength;
+  if (encodeLedgerCursor(rowKey) !== cursor || !valid) throw new LedgerCursorError();
+  return rowKey;
+}
+
+const toEntry = (row: StoredEntity): LedgerEntry => {
+  const entry = parseRow(ledgerSchema, row, 'ledger entry');
+  return { ...entry, meter: entry.meter ?? null, periodKey: entry.periodKey ?? null };
+};
 
 export function createCredits(deps: CreditsDeps): Credits {
   const { table, clock, owners } = deps;
@@ -175,6 +234,32 @@ export function createCredits(deps: CreditsDeps): Credits {
     );
   }
 
+  async function ledgerPage(ownerId: OwnerId, options: LedgerPageOptions = {}): Promise<LedgerPage> {
+    const limit = Math.min(LEDGER_PAGE_MAX, Math.max(1, Math.floor(options.limit ?? DEFAULT_LEDGER_LIMIT)));
+    const after = options.cursor === undefined ? undefined : decodeLedgerCursor(options.cursor);
+    // Keys count time down, so key order is newest first. One row beyond the page says whether another
+    // follows, so the last page says so itself. Table Storage may answer a page short (with a token to go
+    // on): ask again for what is missing, so at most `limit + 1` rows are ever read.
+    const rows: StoredEntity[] = [];
+    let storeCursor: string | undefined;
+    do {
+      const page = await table.listPage(ownerId, {
+        prefix: LEDGER_PREFIX,
+        top: limit + 1 - rows.length,
+        ...(after === undefined ? {} : { after }),
+        ...(storeCursor === undefined ? {} : { cursor: storeCursor }),
+      });
+      rows.push(...page.rows);
+      storeCursor = page.nextCursor;
+    } while (storeCursor !== undefined && rows.length <= limit);
+    const entries = rows.slice(0, limit);
+    const last = entries.at(-1);
+    return {
+      entries: entries.map(toEntry),
+      nextCursor: rows.length > limit && last ? encodeLedgerCursor(last.rowKey) : null,
+    };
+  }
+
   return {
     grantCredits,
 
@@ -184,13 +269,9 @@ export function createCredits(deps: CreditsDeps): Credits {
     },
 
     async ledger(ownerId, options = {}) {
-      const limit = Math.max(0, Math.floor(options.limit ?? DEFAULT_LEDGER_LIMIT));
-      // Keys count time down, so key order is newest first. (The port has no `top`: this reads the range.)
-      const rows = await table.list(ownerId, { prefix: LEDGER_PREFIX });
-      return rows.slice(0, limit).map((row) => {
-        const entry = parseRow(ledgerSchema, row, 'ledger entry');
-        return { ...entry, meter: entry.meter ?? null, periodKey: entry.periodKey ?? null };
-      });
+      return (await ledgerPage(ownerId, options)).entries;
     },
+
+    ledgerPage,
   };
 }

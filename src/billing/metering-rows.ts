@@ -5,7 +5,13 @@ import type { OwnerId } from './ids.js';
 import { BALANCE_ROW } from './owner/keys.js';
 import { parseRow as parseOwnerRow } from './owner/rows.js';
 import { utcDay } from './periods.js';
-import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
+import {
+  type EntityProps,
+  prefixEnd,
+  type RowKeyRange,
+  type StoredEntity,
+  type TransactionAction,
+} from './store.js';
 
 /**
  * The row layout of metering, credits and rollover in the `billing` table, in one place.
@@ -31,10 +37,17 @@ import type { EntityProps, StoredEntity, TransactionAction } from './store.js';
  * - `rollover|<YYYY-MM-DD>` / `<ownerId>|<meter>|<periodKey>`  a period that may still need closing,
  *    grouped by the UTC day it ends
  * - `rollover|state` / `cursor`          the earliest day that may still hold index rows
+ *
+ * Retention partitions (see `retention/`):
+ * - `retention|<YYYY-MM>` / `<ownerId>`  an owner with markers or ledger rows that may be due for pruning
+ *    in that month
+ * - `retention|state` / `cursor`          the earliest month that may still hold index rows
  */
 
-export const consumeMarkerKey = (idempotencyKey: string) => `consume|${idempotencyKey}`;
-export const grantMarkerKey = (sourceId: string) => `credits|grant|${sourceId}`;
+export const CONSUME_MARKER_PREFIX = 'consume|';
+export const GRANT_MARKER_PREFIX = 'credits|grant|';
+export const consumeMarkerKey = (idempotencyKey: string) => `${CONSUME_MARKER_PREFIX}${idempotencyKey}`;
+export const grantMarkerKey = (sourceId: string) => `${GRANT_MARKER_PREFIX}${sourceId}`;
 export const reversalRowKey = (sessionId: string) => `credits|reversal|${sessionId}`;
 export const refusalMarkerKey = (sessionId: string, causeKind: string, causeId: string) =>
   `credits|refused|${sessionId}|${causeKind}|${causeId}`;
@@ -71,6 +84,12 @@ export function ledgerRowKey(at: Date, seq: number, kind: LedgerKind, ref: strin
   const time = String(MAX_MS - at.getTime()).padStart(13, '0');
   const order = String(999 - Math.min(seq, 999)).padStart(3, '0');
   return `${LEDGER_PREFIX}${time}${order}|${kind}|${ref}`;
+}
+
+/** The ledger rows written before `cutoff`: the end of the ledger's range, since its keys count time down. */
+export function ledgerOlderThan(cutoff: Date): RowKeyRange {
+  const time = String(MAX_MS - cutoff.getTime() + 1).padStart(13, '0');
+  return { from: `${LEDGER_PREFIX}${time}`, to: prefixEnd(LEDGER_PREFIX) };
 }
 
 /** Keys the caller chooses (idempotency keys, payment ids): safe inside row keys, which forbid `/ \ # ?`. */

@@ -45,6 +45,26 @@ export interface ListOptions {
   readonly select?: readonly string[];
 }
 
+export interface ListPageOptions extends ListOptions {
+  /**
+   * Only rows whose key sorts after this one (exclusive), within `prefix`/`range`: how a caller resumes
+   * after the last row it handed out, when all it kept is that row's key (an HTTP cursor, say).
+   */
+  readonly after?: string;
+  /** At most this many rows, 1 to `TABLE_LIMITS.pageRows` (the service's `$top`); more is refused. */
+  readonly top: number;
+  /** The `nextCursor` of the previous page of the same query; opaque. */
+  readonly cursor?: string;
+}
+
+export interface ListPage {
+  /** In row-key order. May be fewer than `top`, even none, while `nextCursor` is set: Table Storage ends a
+   * page early (five seconds of work, a partition boundary) and says where to go on. */
+  readonly rows: StoredEntity[];
+  /** Pass back as `cursor` for the next page; `undefined` when the query is done. */
+  readonly nextCursor: string | undefined;
+}
+
 /** A query across partitions, for maintenance jobs only (migrations, sweeps); never on a request path. */
 export interface ScanOptions {
   /** Only partitions whose key starts with this. */
@@ -78,6 +98,12 @@ export interface EntityTable {
   /** Rows of one partition in row-key order (every page, one request per 1,000 rows). */
   list(partitionKey: string, options?: ListOptions): Promise<StoredEntity[]>;
   /**
+   * One bounded page of rows of one partition, in row-key order: one request, at most `top` rows. For
+   * reads whose range can grow without bound (a ledger, markers), where `list` would read it all.
+   * @throws StoreRejectedError `invalid_input` for a `top` out of range or a cursor it did not return
+   */
+  listPage(partitionKey: string, options: ListPageOptions): Promise<ListPage>;
+  /**
    * All actions or none, within one partition (an entity-group transaction: at most 100 actions, each
    * row once, at most 4 MiB).
    * @throws TransactionFailedError naming the action that failed, for a conflict (exists, etag, absent)
@@ -108,6 +134,8 @@ export const TABLE_LIMITS = {
   transactionActions: 100,
   /** Bytes of one transaction's payload. */
   transactionBytes: 4 * 1024 * 1024,
+  /** Rows of one query response (`$top` may not ask for more). */
+  pageRows: 1000,
 } as const;
 
 /** Characters Table Storage forbids in keys: `/ \ # ?` and control characters. */
@@ -219,6 +247,14 @@ export function prefixEnd(prefix: string): string {
   if (prefix === '') return '\uffff';
   const last = prefix.charCodeAt(prefix.length - 1);
   return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+}
+
+/** Why a page request cannot be sent (`top` out of range), or `undefined`. Shared by every adapter. */
+export function pageRefusal(options: ListPageOptions): string | undefined {
+  const { top } = options;
+  if (!Number.isInteger(top) || top < 1 || top > TABLE_LIMITS.pageRows)
+    return `top of ${top} (an integer from 1 to ${TABLE_LIMITS.pageRows})`;
+  return undefined;
 }
 
 /** The row-key range `ListOptions` select, or `undefined` for the whole partition. */

@@ -19,6 +19,7 @@ const { refreshPricing } = await import('../functions/pricing-refresh.js');
 const { rollUsageOver } = await import('../functions/usage-rollover.js');
 const { migrateOwners } = await import('../functions/owner-migration.js');
 const { reconcileStripe } = await import('../functions/stripe-reconcile.js');
+const { pruneRetention } = await import('../functions/retention-prune.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
         { name: 'ownerMigration', everyMs: 10 * 60 * 1000, run: migrateOwners },
         { name: 'pricingRefresh', everyMs: 60 * 60 * 1000, run: refreshPricing },
         { name: 'usageRollover', everyMs: 60 * 60 * 1000, run: rollUsageOver },
+        { name: 'retentionPrune', everyMs: 60 * 60 * 1000, run: pruneRetention },
         {
           name: 'stripeReconcile',
           everyMs: config.reconcile.localIntervalSeconds * 1000,

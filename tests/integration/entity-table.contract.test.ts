@@ -9,6 +9,7 @@ import {
   type EntityProps,
   type EntityTable,
   EtagMismatchError,
+  type ListPageOptions,
   type ScanOptions,
   type StoredEntity,
   StoreError,
@@ -435,6 +436,87 @@ describe.each(implementations)('EntityTable contract: %s', (_name, make) => {
     });
   });
 
+  describe('lists one bounded page at a time', () => {
+    const keys = (rows: readonly StoredEntity[]) => rows.map((row) => row.rowKey);
+    /** Every page of a query: Table Storage may end a page early, so only the union and the bound are fixed. */
+    const allPages = async (table: EntityTable, pk: string, options: ListPageOptions) => {
+      const pages: string[][] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await table.listPage(pk, cursor === undefined ? options : { ...options, cursor });
+        expect(page.rows.length).toBeLessThanOrEqual(options.top);
+        pages.push(keys(page.rows));
+        cursor = page.nextCursor;
+      } while (cursor !== undefined && pages.length < 100);
+      return pages;
+    };
+    const seed = async (table: EntityTable) => {
+      await table.transact(
+        'p',
+        ['a', 'l|05', 'l|01', 'l|03', 'l|02', 'l|04', 'm'].map((rowKey) => ({
+          kind: 'upsert',
+          rowKey,
+          props: { key: rowKey, n: 1 },
+        })),
+      );
+      await table.upsert('other', 'l|00', { n: 1 });
+    };
+
+    it('by prefix, in key order, at most `top` rows a page, every row once', async () => {
+      const table = make();
+      await seed(table);
+      const pages = await allPages(table, 'p', { prefix: 'l|', top: 2 });
+      expect(pages.flat()).toEqual(['l|01', 'l|02', 'l|03', 'l|04', 'l|05']);
+      const first = await table.listPage('p', { prefix: 'l|', top: 2 });
+      expect(keys(first.rows)).toEqual(['l|01', 'l|02']);
+      expect(first.nextCursor).toBeTypeOf('string');
+      const whole = await table.listPage('p', { top: 1000 });
+      expect(keys(whole.rows)).toEqual(['a', 'l|01', 'l|02', 'l|03', 'l|04', 'l|05', 'm']);
+      expect(whole.nextCursor).toBeUndefined();
+    });
+
+    it('after a key (exclusive), within the range, with only the selected properties', async () => {
+      const table = make();
+      await seed(table);
+      const page = await table.listPage('p', {
+        range: { from: 'l|', to: 'l|05' },
+        after: 'l|02',
+        top: 10,
+        select: ['n'],
+      });
+      expect(page.rows.map((row) => [row.partitionKey, row.rowKey, row.props])).toEqual([
+        ['p', 'l|03', { n: 1 }],
+        ['p', 'l|04', { n: 1 }],
+      ]);
+      expect(page.nextCursor).toBeUndefined();
+      expect(keys((await table.listPage('p', { prefix: 'l|', after: 'l|05', top: 5 })).rows)).toEqual([]);
+      expect(keys((await table.listPage('p', { prefix: 'l|', after: 'a', top: 1 })).rows)).toEqual(['l|01']);
+    });
+
+    it('of an empty partition or range: no rows and no cursor', async () => {
+      const table = make();
+      await seed(table);
+      expect(await table.listPage('empty', { top: 5 })).toEqual({ rows: [], nextCursor: undefined });
+      const none = await table.listPage('p', { prefix: 'x|', top: 5 });
+      expect(none.rows).toEqual([]);
+      expect(none.nextCursor).toBeUndefined();
+    });
+
+    it.each([0, -1, 1.5, TABLE_LIMITS.pageRows + 1])('refuses a top of %s', async (top) => {
+      const error = await refusal(make().listPage('p', { top }));
+      expect(error.limit).toBe('invalid_input');
+    });
+
+    it('refuses a cursor it did not return', async () => {
+      const table = make();
+      await seed(table);
+      for (const cursor of ['forged', Buffer.from('{"x":1}').toString('base64')]) {
+        const error = await refusal(table.listPage('p', { top: 2, cursor }));
+        expect(error.limit).toBe('invalid_input');
+      }
+    });
+  });
+
   describe('scans across partitions', () => {
     const seed = async (table: EntityTable) => {
       for (const pk of ['acct|2', 'acct|10', 'acct|1', 'other']) {
@@ -551,6 +633,27 @@ describe.each(implementations)('EntityTable contract: %s', (_name, make) => {
  * Table Storage refuses these, and so does the memory twin; Azurite 3.35 does not (see its
  * `dist/src/table/handlers/TableHandler.js`), so they are held against the twin alone rather than faked.
  */
+describe('EntityTable short pages (memory twin, as Table Storage may answer)', () => {
+  it('answers fewer rows than asked with a cursor, and the pages still cover every row once', async () => {
+    const table = createMemoryTable('short', { pageRows: 2 });
+    await table.transact(
+      'p',
+      ['r1', 'r2', 'r3', 'r4', 'r5'].map((rowKey) => ({ kind: 'upsert', rowKey, props: {} })),
+    );
+    const first = await table.listPage('p', { top: 10 });
+    expect(first.rows.map((row) => row.rowKey)).toEqual(['r1', 'r2']);
+    const second = await table.listPage('p', {
+      top: 10,
+      ...(first.nextCursor ? { cursor: first.nextCursor } : {}),
+    });
+    expect(second.rows.map((row) => row.rowKey)).toEqual(['r3', 'r4']);
+    // A cursor is bound to its partition.
+    await expect(
+      table.listPage('q', { top: 10, ...(first.nextCursor ? { cursor: first.nextCursor } : {}) }),
+    ).rejects.toBeInstanceOf(StoreRejectedError);
+  });
+});
+
 describe('EntityTable limits Azurite does not enforce (memory twin only)', () => {
   it('more than 252 custom properties: Azurite has no property-count check', async () => {
     const table = createMemoryTable();

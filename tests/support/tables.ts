@@ -3,10 +3,25 @@ import type { EntityTable } from '../../src/billing/store.js';
 import { StoreError } from '../../src/billing/store.js';
 
 export interface CallLog {
-  /** Every call, in order: table, method, partition. */
-  readonly calls: Array<{ readonly table: string; readonly method: TableMethod; readonly partition: string }>;
+  /** Every call, in order: table, method, partition, and the rows a read returned (once it returned). */
+  readonly calls: Array<{
+    readonly table: string;
+    readonly method: TableMethod;
+    readonly partition: string;
+    rows: number;
+  }>;
   reset(): void;
   count(filter?: { readonly table?: string; readonly method?: TableMethod }): number;
+  /** Rows the matching calls read from storage (`get`, `list`, `listPage`, `scan`). */
+  rowsRead(filter?: { readonly table?: string; readonly method?: TableMethod }): number;
+}
+
+/** Rows in a read's result: a row, a list of rows, or a page of them. */
+function rowsIn(result: unknown): number {
+  if (Array.isArray(result)) return result.length;
+  if (typeof result !== 'object' || result === null) return 0;
+  if ('rows' in result && Array.isArray(result.rows)) return result.rows.length;
+  return 'rowKey' in result ? 1 : 0;
 }
 
 /** Wraps tables so every storage call is recorded (round trips, as the issue counts them). */
@@ -14,24 +29,34 @@ export function countingTables<T extends Record<string, EntityTable>>(
   tables: T,
 ): { tables: T; log: CallLog } {
   const calls: CallLog['calls'] = [];
+  const matching = (filter: { readonly table?: string; readonly method?: TableMethod }) =>
+    calls.filter(
+      (c) =>
+        (filter.table === undefined || c.table === filter.table) &&
+        (filter.method === undefined || c.method === filter.method),
+    );
   const log: CallLog = {
     calls,
     reset: () => {
       calls.length = 0;
     },
-    count: (filter = {}) =>
-      calls.filter(
-        (c) =>
-          (filter.table === undefined || c.table === filter.table) &&
-          (filter.method === undefined || c.method === filter.method),
-      ).length,
+    count: (filter = {}) => matching(filter).length,
+    rowsRead: (filter = {}) =>
+      matching(filter)
+        .filter(
+          (c) => c.method === 'get' || c.method === 'list' || c.method === 'listPage' || c.method === 'scan',
+        )
+        .reduce((sum, c) => sum + c.rows, 0),
   };
   const wrapped = Object.fromEntries(
     Object.entries(tables).map(([key, table]) => [
       key,
-      observeTable(table, (method, partition, run) => {
-        calls.push({ table: key, method, partition });
-        return run();
+      observeTable(table, async (method, partition, run) => {
+        const call = { table: key, method, partition, rows: 0 };
+        calls.push(call);
+        const result = await run();
+        call.rows = rowsIn(result);
+        return result;
       }),
     ]),
   ) as T;

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, reconcileScheduleFromEnv } from '../../src/config.js';
+import {
+  ConfigError,
+  loadConfig,
+  reconcileScheduleFromEnv,
+  retentionScheduleFromEnv,
+} from '../../src/config.js';
 
 const valid = {
   BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
@@ -145,6 +150,16 @@ describe('configuration', () => {
     expect(
       problems({ ...valid, DUNNING_GRACE_AFTER_ATTEMPTS: '3', DUNNING_LOCK_AFTER_ATTEMPTS: '2' }),
     ).toMatch(/DUNNING_LOCK_AFTER_ATTEMPTS: must be greater/);
+  });
+
+  it('keeps markers and ledger rows 400 days unless told otherwise, never under 90, pruning daily', () => {
+    expect(loadConfig(valid).retention).toEqual({ days: 400, schedule: '0 45 2 * * *', maxRows: 200_000 });
+    expect(loadConfig({ ...valid, BILLING_RETENTION_DAYS: '120' }).retention.days).toBe(120);
+    expect(retentionScheduleFromEnv({})).toBe('0 45 2 * * *');
+    expect(() => retentionScheduleFromEnv({ BILLING_RETENTION_SCHEDULE: '45 2 * * *' })).toThrow(ConfigError);
+    const message = problems({ ...valid, BILLING_RETENTION_DAYS: '30', BILLING_RETENTION_MAX_ROWS: '10' });
+    expect(message).toContain('BILLING_RETENTION_DAYS');
+    expect(message).toContain('BILLING_RETENTION_MAX_ROWS');
   });
 
   it('schedules the reconciler every 15 minutes unless told otherwise, and refuses a malformed schedule', () => {

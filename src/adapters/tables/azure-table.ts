@@ -17,6 +17,8 @@ import {
   EtagMismatchError,
   FORBIDDEN_KEY_CHARACTERS,
   type ListOptions,
+  type ListPageOptions,
+  pageRefusal,
   prefixEnd,
   type RowKeyRange,
   rangeOf,
@@ -334,6 +336,41 @@ export function createAzureTable(
       return rows;
     },
 
+    async listPage(partitionKey, options: ListPageOptions) {
+      const refused =
+        pageRefusal(options) ?? (options.cursor === undefined ? undefined : cursorRefusal(options.cursor));
+      if (refused !== undefined) {
+        const message = `listPage ${partitionKey} refused for table ${tableName}: ${refused}`;
+        throw new StoreRejectedError(message, tableName, 'invalid_input');
+      }
+      await ensureTable();
+      const select = options.select ? ['RowKey', ...options.select] : undefined;
+      try {
+        // Only the first page: one request, under the call deadline like every other. The service may
+        // answer fewer rows than `top` and still a token.
+        const page = await timed(({ abortSignal }) =>
+          client
+            .listEntities<Record<string, unknown>>({
+              queryOptions: { filter: pageFilter(partitionKey, options), ...(select ? { select } : {}) },
+              abortSignal,
+            })
+            .byPage({
+              maxPageSize: options.top,
+              ...(options.cursor === undefined ? {} : { continuationToken: options.cursor }),
+            })
+            .next(),
+        );
+        if (page.done) return { rows: [], nextCursor: undefined };
+        return {
+          rows: page.value.map((entity) => toStored(entity, partitionKey)),
+          nextCursor: page.value.continuationToken || undefined,
+        };
+      } catch (error) {
+        if (error instanceof StoreError) throw error; // from `toProps`
+        throw rowError(error, 'listPage', partitionKey, '*');
+      }
+    },
+
     async transact(partitionKey, actions) {
       if (actions.length === 0) return { etags: new Map() };
       actions.forEach((action, index) => {
@@ -389,6 +426,38 @@ class DeadlineExceeded extends Error {
     super(`no answer within ${timeoutMs} ms (the SDK's retries included)`, options);
     this.name = 'DeadlineExceeded';
   }
+}
+
+/** The `$filter` of one page: the partition, the prefix or range, and keys after `after`. */
+function pageFilter(partitionKey: string, options: ListPageOptions): string {
+  const range = rangeOf(options);
+  const clauses = [odata`PartitionKey eq ${partitionKey}`];
+  if (range) clauses.push(odata`RowKey ge ${range.from} and RowKey lt ${range.to}`);
+  if (options.after !== undefined) clauses.push(odata`RowKey gt ${options.after}`);
+  return clauses.join(' and ');
+}
+
+/**
+ * The SDK's continuation token is base64 of `{"nextPartitionKey", "nextRowKey"}` and it parses it without
+ * a guard (a foreign string fails as a `SyntaxError`, which would read as an outage). Refused here instead,
+ * as the memory twin refuses a cursor it did not return.
+ */
+function cursorRefusal(cursor: string): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null && 'nextPartitionKey' in parsed) {
+      const { nextPartitionKey } = parsed;
+      const nextRowKey = 'nextRowKey' in parsed ? parsed.nextRowKey : undefined;
+      if (
+        typeof nextPartitionKey === 'string' &&
+        (nextRowKey === undefined || typeof nextRowKey === 'string')
+      )
+        return undefined;
+    }
+  } catch {
+    // Not base64 JSON: refused below.
+  }
+  return 'not a cursor listPage returned';
 }
 
 /** What a failed request means, decided by HTTP status and the service's error code only. */

@@ -8,6 +8,8 @@ import {
   EtagMismatchError,
   entitySize,
   FORBIDDEN_KEY_CHARACTERS,
+  type ListPageOptions,
+  pageRefusal,
   type RowKeyRange,
   rangeOf,
   type ScanOptions,
@@ -25,7 +27,17 @@ import {
  * error classes as the Azure adapter. It exists to make unit tests fast; it is held to the same contract
  * suite as the Azure adapter (`tests/integration/entity-table.contract.test.ts`). Never used at run time.
  */
-export function createMemoryTable(name = 'memory'): EntityTable {
+export interface MemoryTableOptions {
+  /**
+   * Rows one `listPage` answers at most, whatever `top` asks: Table Storage ends pages early (after five
+   * seconds of work, at partition boundaries), so tests can make callers cope with short pages.
+   * @default 1000
+   */
+  readonly pageRows?: number;
+}
+
+export function createMemoryTable(name = 'memory', options: MemoryTableOptions = {}): EntityTable {
+  const pageRows = Math.max(1, Math.min(TABLE_LIMITS.pageRows, options.pageRows ?? TABLE_LIMITS.pageRows));
   const partitions = new Map<string, Map<string, StoredEntity>>();
   let version = 0;
   const nextEtag = () => `W/"${++version}"`;
@@ -116,6 +128,32 @@ export function createMemoryTable(name = 'memory'): EntityTable {
         .filter((row) => range === undefined || inRange(row.rowKey, range))
         .map((row) => project(row, options.select));
     },
+    async listPage(pk, options: ListPageOptions) {
+      await tick();
+      const refused = pageRefusal(options);
+      if (refused !== undefined)
+        throw rejected(`listPage ${pk}`, { limit: 'invalid_input', detail: refused });
+      const range = rangeOf(options);
+      // The cursor names the next row to read, as the service's continuation token does.
+      const from = options.cursor === undefined ? undefined : cursorKey(options.cursor, pk);
+      if (from === null)
+        throw rejected(`listPage ${pk}`, {
+          limit: 'invalid_input',
+          detail: 'not a cursor listPage returned',
+        });
+      const matching = sortedRows(rowsOf(pk)).filter(
+        (row) =>
+          (range === undefined || inRange(row.rowKey, range)) &&
+          (options.after === undefined || row.rowKey > options.after) &&
+          (from === undefined || row.rowKey >= from),
+      );
+      const page = matching.slice(0, Math.min(options.top, pageRows));
+      const next = matching[page.length];
+      return {
+        rows: page.map((row) => project(row, options.select)),
+        nextCursor: next === undefined ? undefined : encodeCursor(pk, next.rowKey),
+      };
+    },
     async transact(pk, actions: readonly TransactionAction[]) {
       await tick();
       const what = `transaction on ${pk}`;
@@ -203,6 +241,20 @@ export function createMemoryTable(name = 'memory'): EntityTable {
       ),
     );
     for (const row of snapshot) yield project(row, options.select);
+  }
+}
+
+const encodeCursor = (pk: string, rk: string) => Buffer.from(JSON.stringify([pk, rk])).toString('base64url');
+
+/** The next row key a cursor names; `null` for a cursor this table did not return for this partition. */
+function cursorKey(cursor: string, pk: string): string | null {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!Array.isArray(parsed) || parsed[0] !== pk || typeof parsed[1] !== 'string') return null;
+    return encodeCursor(pk, parsed[1]) === cursor ? parsed[1] : null;
+  } catch {
+    // Not JSON: not a cursor this table made.
+    return null;
   }
 }
 

@@ -8,6 +8,7 @@ export const TABLE_METHODS = [
   'update',
   'delete',
   'list',
+  'listPage',
   'transact',
   'scan',
   'ping',
@@ -37,6 +38,7 @@ export function observeTable(table: EntityTable, observe: CallObserver): EntityT
     update: (pk, rk, props, etag) => observe('update', pk, () => table.update(pk, rk, props, etag)),
     delete: (pk, rk, etag) => observe('delete', pk, () => table.delete(pk, rk, etag)),
     list: (pk, options) => observe('list', pk, () => table.list(pk, options)),
+    listPage: (pk, options) => observe('listPage', pk, () => table.listPage(pk, options)),
     transact: (pk, actions) => observe('transact', pk, () => table.transact(pk, actions)),
     async *scan(options) {
       const rows = await observe('scan', options.partitionPrefix ?? '', async () => {
