@@ -86,10 +86,24 @@ async function main(): Promise<void> {
     const events: SandboxEvent[] = sandbox
       .events()
       .filter((e) => refFromStripeEvent(e, STRIPE_API_VERSION).kind === 'enqueue');
-    const refs: EventRef[] = events.flatMap((e) => {
+    const byCustomer = new Map<string, EventRef[]>();
+    for (const e of events) {
       const decision = refFromStripeEvent(e, STRIPE_API_VERSION);
-      return decision.kind === 'enqueue' ? [decision.ref] : [];
-    });
+      if (decision.kind !== 'enqueue') continue;
+      const key = orderingKeyOf(decision.ref);
+      byCustomer.set(key, [...(byCustomer.get(key) ?? []), decision.ref]);
+    }
+    // Queued as they would arrive from many customers at once: interleaved, each customer's in order. (The
+    // sandbox lists them customer by customer; queued so, a batch would hold two or three customers, whose
+    // events the processor must apply one at a time, and measure that rather than the processor.)
+    const lanes = [...byCustomer.values()];
+    const refs: EventRef[] = [];
+    for (let i = 0; refs.length < events.length; i++) {
+      for (const lane of lanes) {
+        const ref = lane[i];
+        if (ref) refs.push(ref);
+      }
+    }
     console.log(`Seeded ${OWNERS} subscriptions: ${events.length} events of types we act on`);
     const payloads = events.map((e) => JSON.stringify(e, null, 2));
     const sign = (payload: string) =>
@@ -178,11 +192,10 @@ async function main(): Promise<void> {
       const queue = new QueueClient(azurite.connectionString, services.config.queueName);
       await queue.createIfNotExists();
       // A fresh queue per round (fresh() names one), holding exactly what ingest would have queued.
-      await Promise.all(
-        refs.map((ref) =>
-          services.queue.send({ id: ref.eventId, orderingKey: orderingKeyOf(ref), body: ref }),
-        ),
-      );
+      // One at a time, so the queue holds them in the order above.
+      for (const ref of refs) {
+        await services.queue.send({ id: ref.eventId, orderingKey: orderingKeyOf(ref), body: ref });
+      }
       const started = performance.now();
       const worker = await startQueueWorker({
         services,

@@ -300,12 +300,13 @@ export function createSubscriptionSync(deps: {
           table,
           ownerId,
           async () => {
-            // A redelivered event is usually caught here, before any Stripe call; a concurrent copy is
-            // caught by the marker's create in the transaction below. Our rows first (both at once), then
-            // Stripe: if another event commits a newer read in between, our ETag is stale and this round is
-            // redone from fresh state, so an older read never overwrites a newer one.
-            const [seen, snapshot] = await Promise.all([table.get(ownerId, marker), owners.read(ownerId)]);
-            if (seen) return answer({ kind: 'duplicate', ownerId });
+            // A copy of an event already applied is caught by the marker's create in the transaction below
+            // (action 0), not by reading the marker first: copies are rare (the processor re-queues only what
+            // did not commit), and that read would cost every event a storage call to save a copy a Stripe
+            // read. Our rows first, then Stripe: if another event commits a newer read in between, our
+            // version is stale and this round is redone from fresh state, so an older read never overwrites
+            // a newer one.
+            const snapshot = await owners.read(ownerId);
             const stored = snapshot.subscription;
             // Stripe is read after our rows, and the extra rows (an invoice re-read) with it, so the version
             // the commit is conditioned on guards them too.

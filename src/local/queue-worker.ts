@@ -6,6 +6,10 @@ import type { Services } from '../composition.js';
 import { processBillingEvent } from '../functions/process-billing-event.js';
 import { InvocationContext } from '../http/functions-runtime.js';
 
+/** host.json `extensions.queues`: what the Functions host receives at once, and when it fetches more. */
+export const HOST_QUEUE_SETTINGS = { batchSize: 16, newBatchThreshold: 16 } as const;
+const NEW_BATCH_THRESHOLD = HOST_QUEUE_SETTINGS.newBatchThreshold;
+
 export interface QueueWorkerOptions {
   readonly services: Services;
   readonly connectionString: string;
@@ -117,8 +121,8 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
   };
 
   /**
-   * What the Functions host does (`batchSize` 16, `newBatchThreshold` 8): another batch is fetched as soon
-   * as no more than 8 messages are in flight, rather than after the whole batch is done.
+   * What the Functions host does (host.json `batchSize` 16, `newBatchThreshold` 16): another batch is
+   * fetched as soon as no more than 16 messages are in flight, rather than after the whole batch is done.
    */
   const lanes = new Map<string, Promise<void>>();
   let release: (() => void) | undefined;
@@ -144,7 +148,7 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
     try {
       received = (
         await queue.receiveMessages({
-          numberOfMessages: 16,
+          numberOfMessages: HOST_QUEUE_SETTINGS.batchSize,
           visibilityTimeout: options.visibilityTimeoutSeconds ?? 2,
         })
       ).receivedMessageItems;
@@ -205,7 +209,6 @@ export async function startQueueWorker(options: QueueWorkerOptions): Promise<Que
 }
 
 /** The Stripe event id a message carries (`body.eventId`, or the envelope id of a version-1 message). */
-const NEW_BATCH_THRESHOLD = 8;
 
 function eventIdOf(text: string): string | undefined {
   const envelope = envelopeSchema.safeParse(safeJson(text));

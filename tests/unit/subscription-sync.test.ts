@@ -157,6 +157,19 @@ describe('subscription sync: what Stripe lists', () => {
     expect(t.cancelled).toEqual(['sub_2']);
   });
 
+  it('applies an event once: a copy is caught by its marker in the transaction and changes nothing', async () => {
+    const t = setup();
+    await t.map();
+    t.list([sub()]);
+    const cause = t.event();
+    expect((await t.sync.syncCustomer('cus_1', cause)).kind).toBe('applied');
+    const rows = await t.rows();
+    t.list([sub({ status: 'unpaid' })]);
+    expect((await t.sync.syncCustomer('cus_1', cause)).kind).toBe('duplicate');
+    expect(await t.rows()).toEqual(rows);
+    expect(await t.state()).toMatchObject({ status: 'active' });
+  });
+
   it('keeps the billing cycle anchor, which usage windows step from', async () => {
     const t = setup();
     await t.map();
