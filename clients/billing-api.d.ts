@@ -181,11 +181,17 @@ export interface paths {
          *
          *     Seats are the distinct people across the owner's organizations, the owner included. A new member
          *     who is neither the owner nor already a member of another of the owner's organizations takes a
-         *     new seat. Under `enforce` enforcement, a new seat over the owner's `seats` limit is refused with
-         *     402 and nothing is written; under `monitor` (configured for `seats`, or while the owner is in a
-         *     payment grace period) the member is added and the would-be denial recorded. Adding someone who
-         *     already holds a seat, and changing an existing member's role, are never refused. A body with
-         *     `enforce: false` adds the member without checking the seat limit (a backfill).
+         *     new seat. On plans not billed per seat (`free`, `pro`), under `enforce` enforcement, a new seat
+         *     over the owner's `seats` limit is refused with 402 `limit_exceeded` and nothing is written; under
+         *     `monitor` (configured for `seats`, or while the owner is in a payment grace period) the member is
+         *     added and the would-be denial recorded. On per-seat plans (`team`, `enterprise`) nobody is
+         *     refused for lack of seats: every person is billed, and the Stripe quantity follows membership
+         *     (raised promptly with a prorated invoice, lowered at the next renewal), through the queue, so
+         *     this request never waits on Stripe. The one refusal there is the owner's own cap
+         *     (`PUT /billing/seats`): a new seat past `maxSeats` answers 402 `seat_cap_reached` and nothing is
+         *     written. Adding someone who already holds a seat, and changing an existing member's role, are
+         *     never refused. A body with `enforce: false` adds the member without checking the seat limit or
+         *     the cap (a backfill).
          *
          */
         put: operations["directoryMemberPut"];
@@ -315,6 +321,31 @@ export interface paths {
          *
          */
         post: operations["billingCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/billing/seats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set or clear the billing owner's cap on seats
+         * @description On per-seat plans every person across the owner's organizations (the owner included) is billed.
+         *     `maxSeats` bounds that: a member PUT that would add a new person past it answers 402
+         *     `seat_cap_reached` and writes nothing. `null` removes the cap. A cap below the people already in
+         *     use refuses new people only; nobody is removed. Only the billing owner may set it (403
+         *     `billing_owner_only` for a member). The change is audited.
+         *
+         */
+        put: operations["billingSeatsPut"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1180,6 +1211,14 @@ export interface components {
             seats: number | null;
             /** Format: date-time */
             effectiveAt: string;
+        };
+        SeatCapRequest: {
+            /** @description The most people (owner included) the owner's organizations may hold; null for no cap. */
+            maxSeats: number | null;
+        };
+        SeatCap: {
+            /** @description The cap in force; null for none. */
+            maxSeats: number | null;
         };
         CheckoutRequest: {
             /** @description The plan to buy; only self-serve paid plans (`pro`, `team`) are sold here. */
@@ -2754,7 +2793,7 @@ export interface operations {
             /** @description `invalid_id`, `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body`. */
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `limit_exceeded` or `payment_required` with `feature: seats`: the new member would take a seat over the limit; nothing was written. */
+            /** @description `limit_exceeded` or `payment_required` with `feature: seats`: the new member would take a seat over the limit; `seat_cap_reached`: over the billing owner's `maxSeats`. Nothing was written. */
             402: components["responses"]["LimitReached"];
             /** @description `service_role_required`: the token lacks the `service` role. */
             403: components["responses"]["Forbidden"];
@@ -2936,6 +2975,39 @@ export interface operations {
             502: components["responses"]["PaymentsRejected"];
             /** @description `storage_unavailable`, `contended`, `identity_provider_unavailable`, `payments_rate_limited`, `payments_unavailable`, `payments_misconfigured`, `price_not_configured` (no active Stripe price has the plan's lookup key) or `checkout_unavailable` (Stripe returned a session without a URL). */
             503: components["responses"]["PaymentsUnavailable"];
+        };
+    };
+    billingSeatsPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SeatCapRequest"];
+            };
+        };
+        responses: {
+            /** @description The cap in force now. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeatCap"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` or `invalid_body` (`maxSeats` must be a whole number from 1 to 100000, or null). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     billingPortal: {

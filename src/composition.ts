@@ -26,6 +26,7 @@ import { catalogLookupKeys, createPricing, type Pricing } from './billing/pricin
 import type { EventQueue } from './billing/queue.js';
 import { createReconciler, type Reconciler } from './billing/reconcile.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
+import { createSeatCaps, type SeatCaps } from './billing/seat-cap.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
@@ -63,6 +64,8 @@ export interface Services {
   /** Events the processor gave up on, for an admin to list and replay. */
   readonly poison: PoisonStore;
   readonly actions: BillingActions;
+  /** The billing owner's cap on billable seats. */
+  readonly seatCaps: SeatCaps;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
   readonly stripeApiVersion: string;
@@ -233,6 +236,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     reconciler,
     poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
+    seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
       toleranceSeconds: config.stripe.webhookToleranceSeconds,

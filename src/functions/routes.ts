@@ -4,6 +4,7 @@ import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
 import { billingLocks } from './billing-locks.js';
 import { billingPortal } from './billing-portal.js';
+import { billingSeats } from './billing-seats.js';
 import { billingSummary } from './billing-summary.js';
 import { billingUsage } from './billing-usage.js';
 import { directoryCredential } from './directory-credentials.js';
@@ -45,6 +46,7 @@ export const routes: readonly Route[] = [
   billingCredits,
   creditsCheckout,
   billingLocks,
+  billingSeats,
   opsReconcile,
   opsPoisonList,
   opsPoisonReplay,

@@ -5,6 +5,7 @@ import type { OrgId, OwnerId, UserId } from '../ids.js';
 import { memberPrefix, memberRowKey, orgRowKey, SEATS_ROW, seatRowKey } from '../owner/keys.js';
 import { memberRowSchema, type OrgRow, parseRow, seatRowSchema } from '../owner/rows.js';
 import { type OwnerSnapshot, withVersion } from '../owner/snapshot.js';
+import { seatCapRefusal } from '../seats.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { StoredEntity, TransactionAction } from '../store.js';
 import { type DirectoryContext, orgNotFound, ownerOfOrg } from './context.js';
@@ -132,6 +133,8 @@ export function createMembers(ctx: DirectoryContext) {
             );
           }
           const newSeat = userId !== ownerId && seat === undefined;
+          const capped = input.enforce ? seatCapRefusal(snapshot, newSeat) : undefined;
+          if (capped) throw capped;
           const verdict = decideCreate(snapshot, ctx.catalog, ctx.enforcement, {
             kind: 'member',
             workspace: { kind: 'org', orgId },
