@@ -27,6 +27,8 @@ import type { EventQueue } from './billing/queue.js';
 import { createReconciler, type Reconciler } from './billing/reconcile.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
 import { createSeatCaps, type SeatCaps } from './billing/seat-cap.js';
+import { createSeatSync, type SeatSync } from './billing/seat-sync.js';
+import { requestSeatSync } from './billing/seat-sync-message.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
@@ -66,6 +68,8 @@ export interface Services {
   readonly actions: BillingActions;
   /** The billing owner's cap on billable seats. */
   readonly seatCaps: SeatCaps;
+  /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
+  readonly seatSync: SeatSync;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
   readonly stripeApiVersion: string;
@@ -134,6 +138,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     catalog,
     enforcement: config.enforcement,
     clock,
+    // Queued, delayed a few seconds so a burst coalesces; a lost request is repaired by the seatSync timer.
+    seatsChanged: async (ownerId) => {
+      try {
+        await requestSeatSync(
+          queue,
+          { ownerId, trigger: 'membership', attempt: 0 },
+          config.seatSync.delaySeconds,
+        );
+      } catch (error) {
+        console.warn(`seat sync of ${ownerId} not queued (the seatSync timer will repair it)`, error);
+      }
+    },
   });
   // One lane per owner in this process, shared by consumption and credit grants.
   const lanes = createOwnerLanes();
@@ -237,6 +253,17 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
     seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
+    seatSync: createSeatSync({
+      table: tables.billing,
+      owners,
+      payments,
+      catalog,
+      clock,
+      options: {
+        maxUpdatesPerHour: config.seatSync.maxUpdatesPerHour,
+        leaseSeconds: config.seatSync.leaseSeconds,
+      },
+    }),
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
       toleranceSeconds: config.stripe.webhookToleranceSeconds,

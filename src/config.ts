@@ -62,8 +62,23 @@ export interface Config {
   readonly dunning: { readonly graceAfterAttempts: number; readonly lockAfterAttempts: number };
   /** The Stripe reconciler (`stripeReconcile` timer, `POST /api/ops/reconcile`). */
   readonly reconcile: ReconcileSettings;
+  /** Per-seat subscriptions following membership (`src/billing/seat-sync.ts`, the `seatSync` timer). */
+  readonly seatSync: SeatSyncSettings;
   /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
   readonly telemetry: { readonly connectionString: string } | undefined;
+}
+
+export interface SeatSyncSettings {
+  /** How long after a membership change its sync runs, so a burst coalesces into one Stripe update. @default 5 */
+  readonly delaySeconds: number;
+  /** Stripe quantity updates per subscription per rolling hour; more wait (Stripe allows 200). @default 20 */
+  readonly maxUpdatesPerHour: number;
+  /** How long one sync holds an owner's sync row while it talks to Stripe. @default 60 */
+  readonly leaseSeconds: number;
+  /** NCRONTAB of the `seatSync` timer (drift repair). @default hourly */
+  readonly schedule: string;
+  /** How often the local host runs it (the Functions host follows `schedule`). @default 3600 */
+  readonly localIntervalSeconds: number;
 }
 
 export interface ReconcileSettings {
@@ -81,6 +96,9 @@ export interface ReconcileSettings {
 
 /** Every 15 minutes, on the quarter hour. */
 export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
+
+/** Hourly, on the half hour (away from the reconciler's quarter hours). */
+export const DEFAULT_SEAT_SYNC_SCHEDULE = '0 30 * * * *';
 
 /**
  * A six-field NCRONTAB expression as the Functions timer takes it (`{second} {minute} {hour} {day}
@@ -227,6 +245,19 @@ const envSchema = z.object({
   // Stripe keeps events for 30 days: further back there is nothing to list.
   BILLING_RECONCILE_LOOKBACK_HOURS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1).max(720).optional(),
+  ),
+  BILLING_SEAT_SYNC_DELAY_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(0).max(300).optional(),
+  ),
+  BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(200).optional(),
+  ),
+  BILLING_SEAT_SYNC_LEASE_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(5).max(600).optional(),
+  ),
+  BILLING_SEAT_SYNC_SCHEDULE: optional.pipe(ncrontab.optional()),
+  BILLING_SEAT_SYNC_INTERVAL_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
   ),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
@@ -376,6 +407,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       overlapSeconds: e.BILLING_RECONCILE_OVERLAP_SECONDS ?? 300,
       lookbackHours: e.BILLING_RECONCILE_LOOKBACK_HOURS ?? 168,
     },
+    seatSync: {
+      delaySeconds: e.BILLING_SEAT_SYNC_DELAY_SECONDS ?? 5,
+      maxUpdatesPerHour: e.BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR ?? 20,
+      leaseSeconds: e.BILLING_SEAT_SYNC_LEASE_SECONDS ?? 60,
+      schedule: e.BILLING_SEAT_SYNC_SCHEDULE ?? DEFAULT_SEAT_SYNC_SCHEDULE,
+      localIntervalSeconds: e.BILLING_SEAT_SYNC_INTERVAL_SECONDS ?? 3600,
+    },
     telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
       ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
       : undefined,
@@ -394,6 +432,18 @@ export function reconcileScheduleFromEnv(
   const parsed = ncrontab.safeParse(value);
   if (!parsed.success)
     throw new ConfigError([`BILLING_RECONCILE_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
+  return parsed.data;
+}
+
+/** The `seatSync` timer's schedule, read at module load like the reconciler's. */
+export function seatSyncScheduleFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
+  const value = (env.BILLING_SEAT_SYNC_SCHEDULE ?? '').trim();
+  if (value === '') return DEFAULT_SEAT_SYNC_SCHEDULE;
+  const parsed = ncrontab.safeParse(value);
+  if (!parsed.success)
+    throw new ConfigError([`BILLING_SEAT_SYNC_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
   return parsed.data;
 }
 

@@ -83,6 +83,7 @@ function setup() {
     releaseSchedule: unexpected,
     setCancelAtPeriodEnd: unexpected,
     setQuantity: unexpected,
+    setSeats: unexpected,
     getInvoice: unexpected,
     listInvoices: unexpected,
   };

@@ -22,6 +22,11 @@ export interface DirectoryContext {
   readonly clock: Clock;
   /** Claims for one owner run one after another in this process, so they do not race each other. */
   readonly lanes: OwnerLanes;
+  /**
+   * Told after a membership change that moved the owner's count of people has committed (the seat
+   * sync is queued from here; it never fails the change: the `seatSync` timer repairs a lost request).
+   */
+  readonly seatsChanged?: (ownerId: OwnerId) => Promise<void>;
 }
 
 export async function readOrgIndex(ctx: DirectoryContext, orgId: OrgId): Promise<OrgIndex | undefined> {
