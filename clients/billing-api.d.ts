@@ -856,6 +856,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/seats/sync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run the seat sync's drift repair now
+         * @description Runs what the `seatSync` timer runs hourly (`BILLING_SEAT_SYNC_SCHEDULE`): every owner on a per-seat
+         *     plan (`team`, `enterprise`) with a live subscription, or only `ownerId`, has its Stripe quantity
+         *     compared with the one computed from membership (`max(included seats, distinct people)`), and drift
+         *     is repaired through the same sync the queue runs: an increase now, prorated and invoiced; a
+         *     decrease at the next renewal. Each repair is audited in the owner's history with cause
+         *     `seat_sync`. Nothing changes while Stripe says `past_due`, `unpaid` or `paused` (`held`). An
+         *     owner another sync is busy with, or whose hourly update budget is spent, is `deferred`: queued
+         *     to run again, never dropped. A failure about one owner is listed in `failures` and the sweep
+         *     goes on.
+         *
+         */
+        post: operations["opsSeatSync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1149,6 +1178,21 @@ export interface components {
             /** @description The subscription's interval; `null` when access is free. */
             interval: components["schemas"]["Interval"] | null;
         };
+        /** @description People and what they cost. On per-seat plans the Stripe quantity follows membership: it rises
+         *     soon after a new person is added (prorated and invoiced at once) and falls at the next renewal
+         *     after people leave (no credit for the rest of the period); it is never below the plan's included
+         *     seats.
+         *      */
+        SeatSummary: {
+            /** @description Distinct people across the owner's organizations, the owner included. */
+            used: number;
+            /** @description The quantity billed this period on a per-seat plan; `null` otherwise. */
+            billed: number | null;
+            /** @description The quantity the renewal will bill on a per-seat plan (lower than `billed` while a decrease waits for it); `null` otherwise. */
+            nextPeriod: number | null;
+            /** @description The billing owner's cap on people (`PUT /billing/seats`); `null` for none. */
+            maxSeats: number | null;
+        };
         /** @description Everything the billing page needs for one workspace, from its billing owner's point of view. */
         BillingSummary: {
             /** @description The billing owner (a user id): the token's user, or the organization's creator. */
@@ -1170,7 +1214,10 @@ export interface components {
              *     plan is not billed per seat.
              *      */
             seatsPurchased: number | null;
-            /** @description A downgrade waiting for the end of the current period; `null` when none is pending. */
+            seats: components["schemas"]["SeatSummary"];
+            /** @description A downgrade waiting for the end of the current period; `null` when none is pending. A pending
+             *     decrease of seats alone on the same plan is not a change of plan: see `seats.nextPeriod`.
+             *      */
             scheduledChange: components["schemas"]["ScheduledChange"] | null;
             /** @description Limits in force now: the plan's (for per-seat plans, `seats` is the larger of the included
              *     and the purchased seats), or the free plan's while access is locked.
@@ -1211,6 +1258,44 @@ export interface components {
             seats: number | null;
             /** Format: date-time */
             effectiveAt: string;
+        };
+        SeatSyncRequest: {
+            /** @description Only this owner; without it, every per-seat owner with a live subscription. */
+            ownerId?: string;
+        };
+        SeatQuantities: {
+            /** @description The quantity billed in the current period. */
+            now: number;
+            /** @description The quantity the next period will bill. */
+            next: number;
+        };
+        SeatSweepReport: {
+            examined: number;
+            /** @description How many owners ended in each outcome. */
+            outcomes: {
+                not_per_seat: number;
+                no_subscription: number;
+                /** @description Stripe says past_due, unpaid or paused: left as it is. */
+                held: number;
+                already_applied: number;
+                in_sync: number;
+                /** @description A newer computation was applied first. */
+                stale: number;
+                applied: number;
+                /** @description Busy or over the hourly budget; queued again. */
+                deferred: number;
+            };
+            repaired: {
+                ownerId: string;
+                subscriptionId: string;
+                before: components["schemas"]["SeatQuantities"];
+                after: components["schemas"]["SeatQuantities"];
+            }[];
+            failures: {
+                ownerId: string;
+                code: string;
+                message: string;
+            }[];
         };
         SeatCapRequest: {
             /** @description The most people (owner included) the owner's organizations may hold; null for no cap. */
@@ -3747,6 +3832,40 @@ export interface operations {
                     };
                 };
             };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsSeatSync: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["SeatSyncRequest"];
+            };
+        };
+        responses: {
+            /** @description What the sweep found and repaired. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeatSweepReport"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body` (an unknown field, or an `ownerId` that is not an id). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

@@ -263,6 +263,8 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
         maxUpdatesPerHour: config.seatSync.maxUpdatesPerHour,
         leaseSeconds: config.seatSync.leaseSeconds,
       },
+      later: (ownerId, delaySeconds) =>
+        requestSeatSync(queue, { ownerId, trigger: 'deferred', attempt: 0 }, delaySeconds),
     }),
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { Catalog } from './catalog.js';
+import { type Catalog, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { OwnerId } from './ids.js';
 import { detectTier } from './lifecycle.js';
+import { SUBSCRIPTION_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { definedProps, parseRow } from './owner/rows.js';
 import { type PaymentsGateway, SEAT_GENERATION_METADATA, type SubscriptionInfo } from './payments.js';
@@ -40,6 +41,8 @@ const HELD = new Set(['past_due', 'unpaid', 'paused']);
 const SYNCABLE = new Set(['active', 'trialing']);
 const HOUR_MS = 3_600_000;
 
+const isPlanName = (value: string): value is PlanName => PLAN_NAMES.some((p) => p === value);
+
 export type SeatSyncOutcome =
   | { readonly kind: 'not_per_seat' | 'no_subscription' }
   /** Payment is in trouble (Stripe's status): nothing changes until it recovers. */
@@ -61,6 +64,28 @@ export type SeatSyncOutcome =
 
 export interface SeatSync {
   run(ownerId: OwnerId, trigger: SeatSyncTrigger): Promise<SeatSyncOutcome>;
+  /**
+   * The drift repair (`seatSync` timer, `POST /api/ops/seats/sync`): every per-seat owner with a live
+   * subscription (or one owner) compared with Stripe through `run`, repairs audited there.
+   */
+  sweep(input: { readonly ownerId?: OwnerId; readonly trigger: 'timer' | 'admin' }): Promise<SeatSweepReport>;
+}
+
+export interface SeatSweepReport {
+  readonly examined: number;
+  readonly outcomes: Readonly<Record<SeatSyncOutcome['kind'], number>>;
+  /** What was changed in Stripe. */
+  readonly repaired: ReadonlyArray<{
+    readonly ownerId: OwnerId;
+    readonly subscriptionId: string;
+    readonly before: { readonly now: number; readonly next: number };
+    readonly after: { readonly now: number; readonly next: number };
+  }>;
+  readonly failures: ReadonlyArray<{
+    readonly ownerId: OwnerId;
+    readonly code: string;
+    readonly message: string;
+  }>;
 }
 
 const syncRowSchema = z.object({
@@ -91,6 +116,8 @@ export function createSeatSync(deps: {
   readonly catalog: Catalog;
   readonly clock: Clock;
   readonly options: SeatSyncOptions;
+  /** Runs a deferred sync again later (the queue); without it a sweep leaves it to the next sweep. */
+  readonly later?: (ownerId: OwnerId, delaySeconds: number) => Promise<void>;
 }): SeatSync {
   const { table, owners, payments, catalog, clock, options } = deps;
 
@@ -192,66 +219,120 @@ export function createSeatSync(deps: {
     return { current, want };
   }
 
-  return {
-    async run(ownerId, trigger) {
-      const snapshot = await owners.read(ownerId);
-      const state = snapshot.subscription?.state;
-      if (!state?.stripeSubscriptionId || state.status === 'canceled') return { kind: 'no_subscription' };
-      const plan = catalog[state.plan];
-      if (!plan.perSeat) return { kind: 'not_per_seat' };
-      const generation = snapshot.version.value;
-      const target = perSeatQuantity(plan, billableSeats(snapshot));
-      // The timer and operators compare with Stripe whatever was recorded: that is how drift is found.
-      const force = trigger === 'timer' || trigger === 'admin' || trigger === 'recovery';
-      const claimed = await claim(ownerId, generation, target, force);
-      if (claimed.kind !== 'claimed') return claimed;
-      let applied: Parameters<typeof release>[2];
-      try {
-        const sub = await payments.getSubscription(state.stripeSubscriptionId);
-        if (HELD.has(sub.status)) return { kind: 'held', status: sub.status };
-        if (!SYNCABLE.has(sub.status)) return { kind: 'no_subscription' };
-        const stamped = Number.parseInt(sub.metadata[SEAT_GENERATION_METADATA] ?? '', 10);
-        if (Number.isFinite(stamped) && stamped > generation)
-          return { kind: 'stale', generation, newer: stamped };
-        const plan = wanted(sub, target);
-        if (!plan) return { kind: 'no_subscription' };
-        const { current, want } = plan;
-        if (current.now === want.now && current.next === want.next) {
-          applied = { generation, target, updated: false };
-          return { kind: 'in_sync', quantity: current.now, nextPeriod: current.next };
-        }
-        await payments.setSeats({
-          subscription: sub,
-          quantityNow: want.now,
-          quantityNext: want.next,
-          generation,
-          idempotencyKey: `seats-${sub.id}-${want.now}-${want.next}-g${generation}`,
-        });
-        const at = clock.now().toISOString();
-        applied = {
-          generation,
-          target,
-          updated: true,
-          audit: {
-            kind: 'create',
-            rowKey: `audit|${at}|seatsync-${generation}`,
-            props: {
-              at,
-              kind: 'seats_synced',
-              causeKind: 'seat_sync',
-              causeType: trigger,
-              actor: trigger === 'timer' ? 'seat_sync' : trigger === 'admin' ? 'admin' : 'billing',
-              subscriptionId: sub.id,
-              generation,
-              before: JSON.stringify(current),
-              after: JSON.stringify(want),
-            },
-          },
-        };
-        return { kind: 'applied', subscriptionId: sub.id, generation, before: current, after: want };
-      } finally {
-        await release(ownerId, claimed.leaseId, applied);
+  async function run(ownerId: OwnerId, trigger: SeatSyncTrigger): Promise<SeatSyncOutcome> {
+    const snapshot = await owners.read(ownerId);
+    const state = snapshot.subscription?.state;
+    if (!state?.stripeSubscriptionId || state.status === 'canceled') return { kind: 'no_subscription' };
+    const plan = catalog[state.plan];
+    if (!plan.perSeat) return { kind: 'not_per_seat' };
+    const generation = snapshot.version.value;
+    const target = perSeatQuantity(plan, billableSeats(snapshot));
+    // The timer and operators compare with Stripe whatever was recorded: that is how drift is found.
+    const force = trigger === 'timer' || trigger === 'admin' || trigger === 'recovery';
+    const claimed = await claim(ownerId, generation, target, force);
+    if (claimed.kind !== 'claimed') return claimed;
+    let applied: Parameters<typeof release>[2];
+    try {
+      const sub = await payments.getSubscription(state.stripeSubscriptionId);
+      if (HELD.has(sub.status)) return { kind: 'held', status: sub.status };
+      if (!SYNCABLE.has(sub.status)) return { kind: 'no_subscription' };
+      const stamped = Number.parseInt(sub.metadata[SEAT_GENERATION_METADATA] ?? '', 10);
+      if (Number.isFinite(stamped) && stamped > generation)
+        return { kind: 'stale', generation, newer: stamped };
+      const plan = wanted(sub, target);
+      if (!plan) return { kind: 'no_subscription' };
+      const { current, want } = plan;
+      if (current.now === want.now && current.next === want.next) {
+        applied = { generation, target, updated: false };
+        return { kind: 'in_sync', quantity: current.now, nextPeriod: current.next };
       }
-    },
-  };
+      await payments.setSeats({
+        subscription: sub,
+        quantityNow: want.now,
+        quantityNext: want.next,
+        generation,
+        // The transition, not only the target: a retry of this change is one change in Stripe, while a
+        // repair of drift back to a target applied before (same generation) is a new one.
+        idempotencyKey: `seats-${sub.id}-g${generation}-${current.now}.${current.next}-${want.now}.${want.next}`,
+      });
+      const at = clock.now().toISOString();
+      applied = {
+        generation,
+        target,
+        updated: true,
+        audit: {
+          kind: 'create',
+          rowKey: `audit|${at}|seatsync-${generation}-${claimed.leaseId}`,
+          props: {
+            at,
+            kind: 'seats_synced',
+            causeKind: 'seat_sync',
+            causeType: trigger,
+            actor: trigger === 'timer' ? 'seat_sync' : trigger === 'admin' ? 'admin' : 'billing',
+            subscriptionId: sub.id,
+            generation,
+            before: JSON.stringify(current),
+            after: JSON.stringify(want),
+          },
+        },
+      };
+      return { kind: 'applied', subscriptionId: sub.id, generation, before: current, after: want };
+    } finally {
+      await release(ownerId, claimed.leaseId, applied);
+    }
+  }
+
+  async function sweep(input: {
+    readonly ownerId?: OwnerId;
+    readonly trigger: 'timer' | 'admin';
+  }): Promise<SeatSweepReport> {
+    const outcomes: Record<SeatSyncOutcome['kind'], number> = {
+      not_per_seat: 0,
+      no_subscription: 0,
+      held: 0,
+      already_applied: 0,
+      in_sync: 0,
+      stale: 0,
+      applied: 0,
+      deferred: 0,
+    };
+    const repaired: Array<SeatSweepReport['repaired'][number]> = [];
+    const failures: Array<SeatSweepReport['failures'][number]> = [];
+    let examined = 0;
+    const one = async (ownerId: OwnerId) => {
+      examined++;
+      try {
+        const outcome = await run(ownerId, input.trigger);
+        outcomes[outcome.kind]++;
+        if (outcome.kind === 'applied')
+          repaired.push({
+            ownerId,
+            subscriptionId: outcome.subscriptionId,
+            before: outcome.before,
+            after: outcome.after,
+          });
+        if (outcome.kind === 'deferred') await deps.later?.(ownerId, outcome.delaySeconds);
+      } catch (error) {
+        // One owner's failure (Stripe or storage) does not stop the others; the next sweep retries it.
+        const code =
+          typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'failed';
+        failures.push({ ownerId, code, message: error instanceof Error ? error.message : String(error) });
+      }
+    };
+    if (input.ownerId !== undefined) {
+      await one(input.ownerId);
+      return { examined, outcomes, repaired, failures };
+    }
+    // One row per owner that ever subscribed; the row key filter runs in the service.
+    for await (const row of table.scan({ rowKeys: [SUBSCRIPTION_ROW], select: ['plan', 'status'] })) {
+      const plan = row.props.plan;
+      const status = row.props.status;
+      if (typeof plan !== 'string' || !isPlanName(plan) || !catalog[plan].perSeat) continue;
+      if (status === 'canceled' || status === 'incomplete') continue;
+      await one(row.partitionKey);
+    }
+    return { examined, outcomes, repaired, failures };
+  }
+
+  return { run, sweep };
 }

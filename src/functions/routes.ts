@@ -15,6 +15,7 @@ import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
+import { opsSeatSync } from './ops-seats.js';
 import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
 import { subscriptionChange } from './subscription-change.js';
@@ -48,6 +49,7 @@ export const routes: readonly Route[] = [
   billingLocks,
   billingSeats,
   opsReconcile,
+  opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
 ];

@@ -269,4 +269,22 @@ describe('seat sync', () => {
     // Claim, Stripe, release: each storage call of both writes and their reads failed in turn.
     expect(crashed).toBeGreaterThanOrEqual(8);
   });
+  it('the sweep finds drift in Stripe, repairs it through the same sync, and audits it', async () => {
+    const { sync, stripe, add, raw } = await setup();
+    await add('b', 'c', 'd', 'e');
+    await sync.run('alice', 'membership');
+    stripe.state.quantity = 2; // someone changed it in the Dashboard
+    const report = await sync.sweep({ trigger: 'timer' });
+    expect(report).toMatchObject({
+      examined: 1,
+      outcomes: { applied: 1 },
+      repaired: [{ ownerId: 'alice', before: { now: 2 }, after: { now: 5, next: 5 } }],
+      failures: [],
+    });
+    expect(stripe.state.quantity).toBe(5);
+    const audits = await raw.billing.list('alice', { prefix: 'audit|' });
+    const repair = audits.find((row) => row.props.causeType === 'timer');
+    expect(repair?.props).toMatchObject({ kind: 'seats_synced', causeKind: 'seat_sync', actor: 'seat_sync' });
+    expect((await sync.sweep({ trigger: 'timer' })).outcomes.in_sync).toBe(1);
+  });
 });

@@ -79,4 +79,32 @@ describe('seats at member create', () => {
     );
     expect((await services.owners.read('alice')).version.value).toBe(v1);
   });
+
+  it('summarises seats: used, billed this period, billed next period, and the cap', async () => {
+    await services.directory.putMember('acme', 'bob', { enforce: true });
+    const free = await services.summaries.forWorkspace(
+      'alice',
+      { kind: 'personal', userId: 'alice' },
+      'alice',
+    );
+    expect(free.seats).toEqual({ used: 2, billed: null, nextPeriod: null, maxSeats: null });
+    await givenSubscription(services, 'alice', {
+      plan: 'team',
+      status: 'active',
+      seats: 5,
+      scheduledPlan: 'team',
+      scheduledInterval: 'monthly',
+      scheduledSeats: 3,
+      scheduledAt: '2026-12-01T00:00:00.000Z',
+    });
+    await services.seatCaps.set({ ownerId: 'alice', maxSeats: 9, actor: 'alice' });
+    const team = await services.summaries.forWorkspace(
+      'alice',
+      { kind: 'personal', userId: 'alice' },
+      'alice',
+    );
+    expect(team.seats).toEqual({ used: 2, billed: 5, nextPeriod: 3, maxSeats: 9 });
+    // Fewer seats at renewal on the same plan is not a plan change.
+    expect(team.scheduledChange).toBeNull();
+  });
 });
