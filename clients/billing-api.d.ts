@@ -1551,7 +1551,7 @@ export interface components {
             /** @constant */
             status?: 402;
             /** @enum {unknown} */
-            code?: "limit_exceeded" | "payment_required";
+            code?: "limit_exceeded" | "payment_required" | "seat_cap_reached";
             /**
              * @description The limit that was reached.
              * @enum {string}
@@ -2434,6 +2434,8 @@ export interface components {
          *     - `limit_exceeded`: the limit in force does not leave room. Upgrade, or remove some first.
          *     - `payment_required`: the account is locked for payment (the free plan's limits are in force)
          *       and the subscribed plan would allow it: paying the overdue invoice fixes it.
+         *     - `seat_cap_reached` (members only): a new person past the billing owner's own cap
+         *       (`PUT /billing/seats`); `limit` is the cap. Raise or clear the cap, or remove someone first.
          *
          *     Beside the problem fields: `feature` (the limit: `workflows`, `workflows_per_org`,
          *     `nodes_per_workflow`, `credentials` or `seats`), `limit` (the limit in force), `used` (how many
