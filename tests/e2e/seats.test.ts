@@ -224,6 +224,33 @@ describe('seats follow membership end to end', () => {
     await sandboxCall('/_sandbox/webhooks', { enabled: true });
   });
 
+  it('a declined seat increase follows dunning: the member stays added, the invoice stays open', async () => {
+    const customerId = (await subscription()).customerId;
+    await sandboxCall(`/_sandbox/customers/${customerId}/payment_method`, { fails: true });
+    expect((await putMember('dun1')).status).toBe(201);
+    const target = Math.max(included, await people());
+    await eventually(quantities, (q) => q.now === target);
+    expect((await subscription()).status).toBe('past_due');
+    const invoices = await host.services.payments.listInvoices(customerId, 10);
+    const open = invoices.find((i) => i.status === 'open' && i.billingReason === 'subscription_update');
+    expect(open).toBeDefined();
+    expect(await host.services.directory.isMember(orgId, 'dun1')).toBe(true);
+    const status = await eventually(
+      async () =>
+        ((await host.call('GET', '/api/billing/summary', { token: owner })).body as { status: string })
+          .status,
+      (value) => value !== 'active',
+    );
+    expect(['retrying', 'grace', 'past_due']).toContain(status);
+    await sandboxCall(`/_sandbox/customers/${customerId}/payment_method`, { fails: false });
+    await sandboxCall(`/_sandbox/invoices/${open?.id ?? ''}/retry`);
+    await eventually(
+      async () => (await subscription()).status,
+      (value) => value === 'active',
+    );
+    expect((await quantities()).now).toBe(target);
+  });
+
   it('the owner cap refuses a new person with seat_cap_reached and writes nothing', async () => {
     const used = await people();
     const member = await token({ sub: 'r1', org: orgId });
