@@ -138,17 +138,17 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     catalog,
     enforcement: config.enforcement,
     clock,
-    // Queued, delayed a few seconds so a burst coalesces; a lost request is repaired by the seatSync timer.
+    // Queued, delayed a few seconds so a burst coalesces. Not awaited: a queue that is slow or down (its
+    // client retries for half a minute) must not hold a member PUT; a request lost that way is repaired
+    // by the hourly seatSync timer.
     seatsChanged: async (ownerId) => {
-      try {
-        await requestSeatSync(
-          queue,
-          { ownerId, trigger: 'membership', attempt: 0 },
-          config.seatSync.delaySeconds,
-        );
-      } catch (error) {
-        console.warn(`seat sync of ${ownerId} not queued (the seatSync timer will repair it)`, error);
-      }
+      requestSeatSync(
+        queue,
+        { ownerId, trigger: 'membership', attempt: 0 },
+        config.seatSync.delaySeconds,
+      ).catch((error: unknown) =>
+        console.warn(`seat sync of ${ownerId} not queued (the seatSync timer will repair it)`, error),
+      );
     },
   });
   // One lane per owner in this process, shared by consumption and credit grants.

@@ -24,7 +24,8 @@ export interface DirectoryContext {
   readonly lanes: OwnerLanes;
   /**
    * Told after a membership change that moved the owner's count of people has committed (the seat
-   * sync is queued from here; it never fails the change: the `seatSync` timer repairs a lost request).
+   * sync is queued from here). It must answer at once and never throw: the change is made whatever
+   * happens to the request, and the `seatSync` timer repairs a lost one.
    */
   readonly seatsChanged?: (ownerId: OwnerId) => Promise<void>;
 }
