@@ -309,9 +309,12 @@ export interface paths {
          *
          *     Only self-serve paid plans are sold here: `free` answers 400 `plan_not_purchasable` and
          *     `enterprise` (sold by contract) 400 `plan_not_self_serve`. `seats` is only for per-seat plans
-         *     (otherwise 400 `seats_not_applicable`) and is a minimum: the quantity bought is the largest of
-         *     `seats`, the seats in use now (distinct people across the owner's organizations, the owner
-         *     included) and the plan's included seats (`limits.seats`). Other plans are bought with quantity 1.
+         *     (otherwise 400 `seats_not_applicable`) and is a minimum for the first period: the quantity bought
+         *     is the largest of `seats`, the seats in use now (distinct people across the owner's organizations,
+         *     the owner included) and the plan's included seats. From then on the quantity follows membership
+         *     (more people are invoiced at once, prorated; fewer take effect at the next renewal), so seats
+         *     bought beyond the people in use last until the first renewal. Other plans are bought with
+         *     quantity 1.
          *     An owner who already has a live subscription (Stripe status `active`, `trialing`, `past_due`,
          *     `unpaid` or `paused`) gets 409 `subscription_exists`: change it with
          *     `POST /billing/subscription/change` or in the billing portal.
