@@ -181,11 +181,17 @@ export interface paths {
          *
          *     Seats are the distinct people across the owner's organizations, the owner included. A new member
          *     who is neither the owner nor already a member of another of the owner's organizations takes a
-         *     new seat. Under `enforce` enforcement, a new seat over the owner's `seats` limit is refused with
-         *     402 and nothing is written; under `monitor` (configured for `seats`, or while the owner is in a
-         *     payment grace period) the member is added and the would-be denial recorded. Adding someone who
-         *     already holds a seat, and changing an existing member's role, are never refused. A body with
-         *     `enforce: false` adds the member without checking the seat limit (a backfill).
+         *     new seat. On plans not billed per seat (`free`, `pro`), under `enforce` enforcement, a new seat
+         *     over the owner's `seats` limit is refused with 402 `limit_exceeded` and nothing is written; under
+         *     `monitor` (configured for `seats`, or while the owner is in a payment grace period) the member is
+         *     added and the would-be denial recorded. On per-seat plans (`team`, `enterprise`) nobody is
+         *     refused for lack of seats: every person is billed, and the Stripe quantity follows membership
+         *     (raised promptly with a prorated invoice, lowered at the next renewal), through the queue, so
+         *     this request never waits on Stripe. The one refusal there is the owner's own cap
+         *     (`PUT /billing/seats`): a new seat past `maxSeats` answers 402 `seat_cap_reached` and nothing is
+         *     written. Adding someone who already holds a seat, and changing an existing member's role, are
+         *     never refused. A body with `enforce: false` adds the member without checking the seat limit or
+         *     the cap (a backfill).
          *
          */
         put: operations["directoryMemberPut"];
@@ -303,9 +309,12 @@ export interface paths {
          *
          *     Only self-serve paid plans are sold here: `free` answers 400 `plan_not_purchasable` and
          *     `enterprise` (sold by contract) 400 `plan_not_self_serve`. `seats` is only for per-seat plans
-         *     (otherwise 400 `seats_not_applicable`) and is a minimum: the quantity bought is the largest of
-         *     `seats`, the seats in use now (distinct people across the owner's organizations, the owner
-         *     included) and the plan's included seats (`limits.seats`). Other plans are bought with quantity 1.
+         *     (otherwise 400 `seats_not_applicable`) and is a minimum for the first period: the quantity bought
+         *     is the largest of `seats`, the seats in use now (distinct people across the owner's organizations,
+         *     the owner included) and the plan's included seats. From then on the quantity follows membership
+         *     (more people are invoiced at once, prorated; fewer take effect at the next renewal), so seats
+         *     bought beyond the people in use last until the first renewal. Other plans are bought with
+         *     quantity 1.
          *     An owner who already has a live subscription (Stripe status `active`, `trialing`, `past_due`,
          *     `unpaid` or `paused`) gets 409 `subscription_exists`: change it with
          *     `POST /billing/subscription/change` or in the billing portal.
@@ -315,6 +324,31 @@ export interface paths {
          *
          */
         post: operations["billingCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/billing/seats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set or clear the billing owner's cap on seats
+         * @description On per-seat plans every person across the owner's organizations (the owner included) is billed.
+         *     `maxSeats` bounds that: a member PUT that would add a new person past it answers 402
+         *     `seat_cap_reached` and writes nothing. `null` removes the cap. A cap below the people already in
+         *     use refuses new people only; nobody is removed. Only the billing owner may set it (403
+         *     `billing_owner_only` for a member). The change is audited.
+         *
+         */
+        put: operations["billingSeatsPut"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -832,6 +866,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/seats/sync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run the seat sync's drift repair now
+         * @description Runs what the `seatSync` timer runs hourly (`BILLING_SEAT_SYNC_SCHEDULE`): every owner on a per-seat
+         *     plan (`team`, `enterprise`) with a live subscription, or only `ownerId`, has its Stripe quantity
+         *     compared with the one computed from membership (`max(included seats, distinct people)`), and drift
+         *     is repaired through the same sync the queue runs: an increase now, prorated and invoiced; a
+         *     decrease at the next renewal. Each repair is audited in the owner's history with cause
+         *     `seat_sync`. Nothing changes while Stripe says `past_due`, `unpaid` or `paused` (`held`). An
+         *     owner another sync is busy with, or whose hourly update budget is spent, is `deferred`: queued
+         *     to run again, never dropped. A failure about one owner is listed in `failures` and the sweep
+         *     goes on.
+         *
+         */
+        post: operations["opsSeatSync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1125,6 +1188,21 @@ export interface components {
             /** @description The subscription's interval; `null` when access is free. */
             interval: components["schemas"]["Interval"] | null;
         };
+        /** @description People and what they cost. On per-seat plans the Stripe quantity follows membership: it rises
+         *     soon after a new person is added (prorated and invoiced at once) and falls at the next renewal
+         *     after people leave (no credit for the rest of the period); it is never below the plan's included
+         *     seats.
+         *      */
+        SeatSummary: {
+            /** @description Distinct people across the owner's organizations, the owner included. */
+            used: number;
+            /** @description The quantity billed this period on a per-seat plan; `null` otherwise. */
+            billed: number | null;
+            /** @description The quantity the renewal will bill on a per-seat plan (lower than `billed` while a decrease waits for it); `null` otherwise. */
+            nextPeriod: number | null;
+            /** @description The billing owner's cap on people (`PUT /billing/seats`); `null` for none. */
+            maxSeats: number | null;
+        };
         /** @description Everything the billing page needs for one workspace, from its billing owner's point of view. */
         BillingSummary: {
             /** @description The billing owner (a user id): the token's user, or the organization's creator. */
@@ -1146,7 +1224,10 @@ export interface components {
              *     plan is not billed per seat.
              *      */
             seatsPurchased: number | null;
-            /** @description A downgrade waiting for the end of the current period; `null` when none is pending. */
+            seats: components["schemas"]["SeatSummary"];
+            /** @description A downgrade waiting for the end of the current period; `null` when none is pending. A pending
+             *     decrease of seats alone on the same plan is not a change of plan: see `seats.nextPeriod`.
+             *      */
             scheduledChange: components["schemas"]["ScheduledChange"] | null;
             /** @description Limits in force now: the plan's (for per-seat plans, `seats` is the larger of the included
              *     and the purchased seats), or the free plan's while access is locked.
@@ -1187,6 +1268,52 @@ export interface components {
             seats: number | null;
             /** Format: date-time */
             effectiveAt: string;
+        };
+        SeatSyncRequest: {
+            /** @description Only this owner; without it, every per-seat owner with a live subscription. */
+            ownerId?: string;
+        };
+        SeatQuantities: {
+            /** @description The quantity billed in the current period. */
+            now: number;
+            /** @description The quantity the next period will bill. */
+            next: number;
+        };
+        SeatSweepReport: {
+            examined: number;
+            /** @description How many owners ended in each outcome. */
+            outcomes: {
+                not_per_seat: number;
+                no_subscription: number;
+                /** @description Stripe says past_due, unpaid or paused: left as it is. */
+                held: number;
+                already_applied: number;
+                in_sync: number;
+                /** @description A newer computation was applied first. */
+                stale: number;
+                applied: number;
+                /** @description Busy or over the hourly budget; queued again. */
+                deferred: number;
+            };
+            repaired: {
+                ownerId: string;
+                subscriptionId: string;
+                before: components["schemas"]["SeatQuantities"];
+                after: components["schemas"]["SeatQuantities"];
+            }[];
+            failures: {
+                ownerId: string;
+                code: string;
+                message: string;
+            }[];
+        };
+        SeatCapRequest: {
+            /** @description The most people (owner included) the owner's organizations may hold; null for no cap. */
+            maxSeats: number | null;
+        };
+        SeatCap: {
+            /** @description The cap in force; null for none. */
+            maxSeats: number | null;
         };
         CheckoutRequest: {
             /** @description The plan to buy; only self-serve paid plans (`pro`, `team`) are sold here. */
@@ -1434,7 +1561,7 @@ export interface components {
             /** @constant */
             status?: 402;
             /** @enum {unknown} */
-            code?: "limit_exceeded" | "payment_required";
+            code?: "limit_exceeded" | "payment_required" | "seat_cap_reached";
             /**
              * @description The limit that was reached.
              * @enum {string}
@@ -2320,6 +2447,8 @@ export interface components {
          *     - `limit_exceeded`: the limit in force does not leave room. Upgrade, or remove some first.
          *     - `payment_required`: the account is locked for payment (the free plan's limits are in force)
          *       and the subscribed plan would allow it: paying the overdue invoice fixes it.
+         *     - `seat_cap_reached` (members only): a new person past the billing owner's own cap
+         *       (`PUT /billing/seats`); `limit` is the cap. Raise or clear the cap, or remove someone first.
          *
          *     Beside the problem fields: `feature` (the limit: `workflows`, `workflows_per_org`,
          *     `nodes_per_workflow`, `credentials` or `seats`), `limit` (the limit in force), `used` (how many
@@ -2764,7 +2893,7 @@ export interface operations {
             /** @description `invalid_id`, `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body`. */
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `limit_exceeded` or `payment_required` with `feature: seats`: the new member would take a seat over the limit; nothing was written. */
+            /** @description `limit_exceeded` or `payment_required` with `feature: seats`: the new member would take a seat over the limit; `seat_cap_reached`: over the billing owner's `maxSeats`. Nothing was written. */
             402: components["responses"]["LimitReached"];
             /** @description `service_role_required`: the token lacks the `service` role. */
             403: components["responses"]["Forbidden"];
@@ -2946,6 +3075,39 @@ export interface operations {
             502: components["responses"]["PaymentsRejected"];
             /** @description `storage_unavailable`, `contended`, `identity_provider_unavailable`, `payments_rate_limited`, `payments_unavailable`, `payments_misconfigured`, `price_not_configured` (no active Stripe price has the plan's lookup key) or `checkout_unavailable` (Stripe returned a session without a URL). */
             503: components["responses"]["PaymentsUnavailable"];
+        };
+    };
+    billingSeatsPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SeatCapRequest"];
+            };
+        };
+        responses: {
+            /** @description The cap in force now. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeatCap"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` or `invalid_body` (`maxSeats` must be a whole number from 1 to 100000, or null). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     billingPortal: {
@@ -3693,6 +3855,40 @@ export interface operations {
                     };
                 };
             };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsSeatSync: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["SeatSyncRequest"];
+            };
+        };
+        responses: {
+            /** @description What the sweep found and repaired. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SeatSweepReport"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body` (an unknown field, or an `ownerId` that is not an id). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

@@ -30,6 +30,7 @@ const summarySchema = z.object({
   currentPeriodEnd: z.string().nullable(),
   scheduledChange: z.object({ plan: z.string(), interval: z.string(), effectiveAt: z.string() }).nullable(),
   limits: limitsSchema,
+  seats: z.object({ used: z.number(), billed: z.number().nullable(), nextPeriod: z.number().nullable() }),
 });
 type Summary = z.infer<typeof summarySchema>;
 const plansSchema = z.object({ plans: z.array(z.object({ name: z.string(), limits: limitsSchema })) });
@@ -259,7 +260,32 @@ async function main(): Promise<void> {
   showSummary(upgrade.summary);
   if (upgrade.summary.plan.name !== 'team') throw new DemoError('Expected the upgrade to apply at once.');
 
-  heading(6, 'It downgrades to Pro: scheduled for the renewal');
+  heading(6, 'It adds people on Team: the Stripe quantity follows');
+  const people = ['carol', 'dave', 'erin'].map((name) => `${name}-${stamp}`);
+  const isSeatInvoice = (i: z.infer<typeof invoiceSchema>) => i.billingReason === 'subscription_update';
+  // The upgrade above was invoiced the same way: wait for one more.
+  const earlier = (await invoices()).filter(isSeatInvoice).length;
+  await Promise.all(
+    people.map((id) => api(ignored, 'PUT', `/directory/orgs/${orgId}/members/${id}`, { token: service })),
+  );
+  const used = 2 + people.length; // the owner, the first member and these
+  say(`added ${people.join(', ')}: ${used} people; one coalesced seat sync goes through the queue ...`);
+  const seated = await waitSummary(`quantity ${used}`, (s) => s.seats.billed === used);
+  say(
+    `seats: used ${seated.seats.used}, billed ${seated.seats.billed}, next period ${seated.seats.nextPeriod}`,
+  );
+  const prorations = await waitFor(
+    'the proration invoice',
+    async () => (await invoices()).filter(isSeatInvoice),
+    (found) => found.length > earlier,
+  );
+  const proration = prorations[0];
+  if (!proration) throw new DemoError('No proration invoice.');
+  say(
+    `proration invoice ${proration.number ?? proration.id}: ${(proration.amountDue / 100).toFixed(2)} ${proration.currency.toUpperCase()}, ${proration.status}`,
+  );
+
+  heading(7, 'It downgrades to Pro: scheduled for the renewal');
   const downgrade = await api(changeSchema, 'POST', '/billing/subscription/change', {
     token: owner,
     body: { plan: 'pro', interval: 'monthly' },
@@ -277,7 +303,7 @@ async function main(): Promise<void> {
     ),
   );
 
-  heading(7, 'A payment fails');
+  heading(8, 'A payment fails');
   const session = await call(sessionSchema, 'GET', `${SANDBOX}/v1/checkout/sessions/${checkout.sessionId}`, {
     headers: { authorization: `Bearer ${env.STRIPE_SECRET_KEY}`, 'stripe-version': STRIPE_API_VERSION },
   });
@@ -311,7 +337,7 @@ async function main(): Promise<void> {
   await retryUntil(['grace']);
   await retryUntil(['past_due', 'unpaid']);
 
-  heading(8, 'It recovers');
+  heading(9, 'It recovers');
   await sandbox(ignored, 'POST', `/_sandbox/customers/${customer}/payment_method`, { fails: false });
   say(`card of ${customer} fixed`);
   await sandbox(ignored, 'POST', `/_sandbox/invoices/${open.id}/retry`);

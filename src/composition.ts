@@ -28,6 +28,9 @@ import { createReconciler, type Reconciler } from './billing/reconcile.js';
 import { withRetentionIndex } from './billing/retention/index-writer.js';
 import { createRetention, type Retention } from './billing/retention/prune.js';
 import { createRollover, type Rollover } from './billing/rollover.js';
+import { createSeatCaps, type SeatCaps } from './billing/seat-cap.js';
+import { createSeatSync, type SeatSync } from './billing/seat-sync.js';
+import { requestSeatSync } from './billing/seat-sync-message.js';
 import type { EntityTable } from './billing/store.js';
 import { createEventProcessor, type EventProcessor } from './billing/stripe-events.js';
 import { createSummaries, type Summaries } from './billing/summary.js';
@@ -67,6 +70,10 @@ export interface Services {
   /** Events the processor gave up on, for an admin to list and replay. */
   readonly poison: PoisonStore;
   readonly actions: BillingActions;
+  /** The billing owner's cap on billable seats. */
+  readonly seatCaps: SeatCaps;
+  /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
+  readonly seatSync: SeatSync;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
   readonly stripeApiVersion: string;
@@ -145,6 +152,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     catalog,
     enforcement: config.enforcement,
     clock,
+    // Queued, delayed a few seconds so a burst coalesces. Not awaited: a queue that is slow or down (its
+    // client retries for half a minute) must not hold a member PUT; a request lost that way is repaired
+    // by the hourly seatSync timer.
+    seatsChanged: async (ownerId) => {
+      requestSeatSync(
+        queue,
+        { ownerId, trigger: 'membership', attempt: 0 },
+        config.seatSync.delaySeconds,
+      ).catch((error: unknown) =>
+        console.warn(`seat sync of ${ownerId} not queued (the seatSync timer will repair it)`, error),
+      );
+    },
   });
   // One lane per owner in this process, shared by consumption and credit grants.
   const lanes = createOwnerLanes();
@@ -252,6 +271,20 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     reconciler,
     poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
+    seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
+    seatSync: createSeatSync({
+      table: tables.billing,
+      owners,
+      payments,
+      catalog,
+      clock,
+      options: {
+        maxUpdatesPerHour: config.seatSync.maxUpdatesPerHour,
+        leaseSeconds: config.seatSync.leaseSeconds,
+      },
+      later: (ownerId, delaySeconds) =>
+        requestSeatSync(queue, { ownerId, trigger: 'deferred', attempt: 0 }, delaySeconds),
+    }),
     webhooks: createWebhookVerifier({
       secret: config.stripe.webhookSecret,
       toleranceSeconds: config.stripe.webhookToleranceSeconds,

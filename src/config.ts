@@ -69,8 +69,23 @@ export interface Config {
   readonly reconcile: ReconcileSettings;
   /** Pruning of old idempotency markers and ledger rows (`retentionPrune` timer; `src/billing/retention/`). */
   readonly retention: RetentionSettings;
+  /** Per-seat subscriptions following membership (`src/billing/seat-sync.ts`, the `seatSync` timer). */
+  readonly seatSync: SeatSyncSettings;
   /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
   readonly telemetry: { readonly connectionString: string } | undefined;
+}
+
+export interface SeatSyncSettings {
+  /** How long after a membership change its sync runs, so a burst coalesces into one Stripe update. @default 5 */
+  readonly delaySeconds: number;
+  /** Stripe quantity updates per subscription per rolling hour; more wait (Stripe allows 200). @default 20 */
+  readonly maxUpdatesPerHour: number;
+  /** How long one sync holds an owner's sync row while it talks to Stripe. @default 60 */
+  readonly leaseSeconds: number;
+  /** NCRONTAB of the `seatSync` timer (drift repair). @default hourly */
+  readonly schedule: string;
+  /** How often the local host runs it (the Functions host follows `schedule`). @default 3600 */
+  readonly localIntervalSeconds: number;
 }
 
 export interface ReconcileSettings {
@@ -103,6 +118,9 @@ export const DEFAULT_RETENTION_SCHEDULE = '0 45 2 * * *';
 
 /** Every 15 minutes, on the quarter hour. */
 export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
+
+/** Hourly, on the half hour (away from the reconciler's quarter hours). */
+export const DEFAULT_SEAT_SYNC_SCHEDULE = '0 30 * * * *';
 
 /**
  * A six-field NCRONTAB expression as the Functions timer takes it (`{second} {minute} {hour} {day}
@@ -261,6 +279,19 @@ const envSchema = z.object({
   BILLING_RETENTION_MAX_ROWS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(1000).max(10_000_000).optional(),
   ),
+  BILLING_SEAT_SYNC_DELAY_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(0).max(300).optional(),
+  ),
+  BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(200).optional(),
+  ),
+  BILLING_SEAT_SYNC_LEASE_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(5).max(600).optional(),
+  ),
+  BILLING_SEAT_SYNC_SCHEDULE: optional.pipe(ncrontab.optional()),
+  BILLING_SEAT_SYNC_INTERVAL_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
+  ),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
       .string()
@@ -415,38 +446,47 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       schedule: e.BILLING_RETENTION_SCHEDULE ?? DEFAULT_RETENTION_SCHEDULE,
       maxRows: e.BILLING_RETENTION_MAX_ROWS ?? 200_000,
     },
+    seatSync: {
+      delaySeconds: e.BILLING_SEAT_SYNC_DELAY_SECONDS ?? 5,
+      maxUpdatesPerHour: e.BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR ?? 20,
+      leaseSeconds: e.BILLING_SEAT_SYNC_LEASE_SECONDS ?? 60,
+      schedule: e.BILLING_SEAT_SYNC_SCHEDULE ?? DEFAULT_SEAT_SYNC_SCHEDULE,
+      localIntervalSeconds: e.BILLING_SEAT_SYNC_INTERVAL_SECONDS ?? 3600,
+    },
     telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
       ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
       : undefined,
   };
 }
 
+/** The timers whose NCRONTAB schedule is a setting, with their defaults. */
+const TIMER_SCHEDULES = {
+  BILLING_RECONCILE_SCHEDULE: DEFAULT_RECONCILE_SCHEDULE,
+  BILLING_RETENTION_SCHEDULE: DEFAULT_RETENTION_SCHEDULE,
+  BILLING_SEAT_SYNC_SCHEDULE: DEFAULT_SEAT_SYNC_SCHEDULE,
+} as const;
+
 /**
- * The reconciler timer's schedule, read at module load like the queue transport: the Functions host
- * must know a trigger's schedule when it indexes the app, before the rest of the configuration is read.
+ * A timer's schedule, read at module load like the queue transport: the Functions host must know a
+ * trigger's schedule when it indexes the app, before the rest of the configuration is read.
  */
-export function reconcileScheduleFromEnv(
+export function timerScheduleFromEnv(
+  setting: keyof typeof TIMER_SCHEDULES,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): string {
-  const value = (env.BILLING_RECONCILE_SCHEDULE ?? '').trim();
-  if (value === '') return DEFAULT_RECONCILE_SCHEDULE;
+  const value = (env[setting] ?? '').trim();
+  if (value === '') return TIMER_SCHEDULES[setting];
   const parsed = ncrontab.safeParse(value);
-  if (!parsed.success)
-    throw new ConfigError([`BILLING_RECONCILE_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
+  if (!parsed.success) throw new ConfigError([`${setting}: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
   return parsed.data;
 }
 
-/** The retention timer's schedule, read at module load for the same reason as the reconciler's. */
-export function retentionScheduleFromEnv(
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): string {
-  const value = (env.BILLING_RETENTION_SCHEDULE ?? '').trim();
-  if (value === '') return DEFAULT_RETENTION_SCHEDULE;
-  const parsed = ncrontab.safeParse(value);
-  if (!parsed.success)
-    throw new ConfigError([`BILLING_RETENTION_SCHEDULE: ${parsed.error.issues[0]?.message ?? 'invalid'}`]);
-  return parsed.data;
-}
+export const reconcileScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
+  timerScheduleFromEnv('BILLING_RECONCILE_SCHEDULE', env);
+export const retentionScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
+  timerScheduleFromEnv('BILLING_RETENTION_SCHEDULE', env);
+export const seatSyncScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
+  timerScheduleFromEnv('BILLING_SEAT_SYNC_SCHEDULE', env);
 
 /**
  * Which trigger the processor function registers with, read at module load (before the rest of the

@@ -14,6 +14,7 @@ import {
 } from './lifecycle.js';
 import type { CheckoutSessionInfo, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import type { Pricing } from './pricing.js';
+import { quantityFor } from './seats.js';
 import type { EntityTable } from './store.js';
 
 /**
@@ -186,8 +187,10 @@ export function createBillingActions(deps: {
           'A subscription is already live; change it with POST /api/billing/subscription/change or manage it in the portal (POST /api/billing/portal).',
         );
       }
-      const used = perSeat ? (await directory.counts(ownerId)).seats : 1;
-      const quantity = perSeat ? Math.max(seats ?? 0, used, catalog[plan].limits.seats ?? 1) : 1;
+      // The people billed now (`seats.ts`); an explicit `seats` may buy more for the first period only,
+      // since the seat sync brings the quantity back to the people at the next renewal.
+      const billable = perSeat ? (await directory.counts(ownerId)).seats : 1;
+      const quantity = perSeat ? Math.max(seats ?? 0, quantityFor(catalog[plan], billable)) : 1;
       const [price, customerId] = await Promise.all([priceFor(plan, interval), customers.ensure(ownerId)]);
       const session = await payments.createCheckoutSession({
         customerId,
@@ -247,9 +250,9 @@ export function createBillingActions(deps: {
       }
       const currentTier = detectTier(item.price, catalog);
       if (!currentTier) throw unavailable('price_unmapped', `Price ${item.price.id} matches no plan.`);
-      // Per-seat plans bill at least the included seats and every seat in use, and keep what was bought.
+      // The same computation as the seat sync: Pro -> Team bills the people in the organizations now.
       const quantity = catalog[plan].perSeat
-        ? Math.max(item.quantity, catalog[plan].limits.seats ?? 1, (await directory.counts(ownerId)).seats)
+        ? quantityFor(catalog[plan], (await directory.counts(ownerId)).seats)
         : 1;
       const key = `change-${randomUUID()}`;
       const upgrade = rank(plan, interval) > rank(currentTier.plan, currentTier.interval);

@@ -193,6 +193,9 @@ export class PaymentsError extends Error {
   }
 }
 
+/** Where a per-seat subscription's sync stamps the generation of the count it applied. */
+export const SEAT_GENERATION_METADATA = 'seat_generation';
+
 export interface PaymentsGateway {
   /** Idempotent per key: concurrent calls with one key create one customer. */
   createCustomer(input: { ownerId: string; idempotencyKey: string }): Promise<{ id: string }>;
@@ -253,6 +256,20 @@ export interface PaymentsGateway {
   setQuantity(input: {
     subscription: SubscriptionInfo;
     quantity: number;
+    idempotencyKey: string;
+  }): Promise<void>;
+  /**
+   * Sets a per-seat subscription's quantity to absolute numbers, stamping `generation` in the
+   * subscription's metadata (`seat_generation`) so an older computation can be recognised and refused
+   * (`seat-sync.ts`). `quantityNow` above the current quantity is prorated and invoiced at once
+   * (`always_invoice`); `quantityNext`, below it, takes effect at the next renewal through a schedule
+   * phase, with no credit for the rest of this period. A pending price change keeps its price.
+   */
+  setSeats(input: {
+    subscription: SubscriptionInfo;
+    quantityNow: number;
+    quantityNext: number;
+    generation: number;
     idempotencyKey: string;
   }): Promise<void>;
   getInvoice(id: string): Promise<InvoiceInfo>;

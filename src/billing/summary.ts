@@ -5,7 +5,7 @@ import { forbidden } from './errors.js';
 import type { OwnerId, UserId, Workspace } from './ids.js';
 import type { LockReport, Locks } from './locks.js';
 import type { OwnerAccess } from './owner/owner-access.js';
-import { liveOrg, meterStatus, seatsInUse } from './owner/snapshot.js';
+import { liveOrg, meterStatus, type OwnerSnapshot, seatsInUse } from './owner/snapshot.js';
 import type { SubscriptionState, SubscriptionStatus } from './subscription.js';
 
 export interface Allocation {
@@ -29,6 +29,17 @@ export interface BillingSummary {
   /** End of the paid period (access under cancellation lasts until then); null on the free plan. */
   readonly currentPeriodEnd: string | null;
   readonly seatsPurchased: number | null;
+  /**
+   * People and what they cost: `used` distinct people (owner included); on per-seat plans `billed`, the
+   * Stripe quantity of this period, and `nextPeriod`, what the renewal will bill (a decrease waits for
+   * it); `maxSeats`, the owner's cap.
+   */
+  readonly seats: {
+    readonly used: number;
+    readonly billed: number | null;
+    readonly nextPeriod: number | null;
+    readonly maxSeats: number | null;
+  };
   /** A downgrade waiting for the period end. */
   readonly scheduledChange: {
     readonly plan: PlanName;
@@ -129,6 +140,7 @@ export function createSummaries(deps: {
         currentPeriodEnd: caps.accessLevel === 'free' ? null : (caps.subscription?.currentPeriodEnd ?? null),
         seatsPurchased:
           caps.accessLevel === 'free' || !plan.perSeat ? null : (caps.subscription?.seats ?? null),
+        seats: seatsOf(snapshot, caps.subscription, catalog, plan.perSeat && caps.accessLevel !== 'free'),
         scheduledChange: scheduledChangeOf(caps.subscription),
         limits: { ...caps.limits },
         flags: caps.flags,
@@ -170,8 +182,33 @@ export type Summaries = ReturnType<typeof createSummaries>;
 const sameWorkspace = (a: Workspace, b: Workspace) =>
   a.kind === 'org' ? b.kind === 'org' && a.orgId === b.orgId : b.kind === 'personal' && a.userId === b.userId;
 
+function seatsOf(
+  snapshot: OwnerSnapshot,
+  subscription: SubscriptionState | undefined,
+  catalog: Catalog,
+  perSeat: boolean,
+): BillingSummary['seats'] {
+  const base = { used: seatsInUse(snapshot), maxSeats: snapshot.seatCap.maxSeats };
+  if (!perSeat || !subscription) return { ...base, billed: null, nextPeriod: null };
+  const scheduled = subscription.scheduledPlan;
+  // A pending change to a plan not billed per seat bills no seats next period.
+  const nextPeriod =
+    scheduled === undefined
+      ? subscription.seats
+      : catalog[scheduled].perSeat
+        ? (subscription.scheduledSeats ?? subscription.seats)
+        : null;
+  return { ...base, billed: subscription.seats, nextPeriod };
+}
+
 function scheduledChangeOf(subscription: SubscriptionState | undefined): BillingSummary['scheduledChange'] {
   if (!subscription?.scheduledPlan || !subscription.scheduledInterval || !subscription.scheduledAt)
+    return null;
+  // A schedule that only lowers seats at renewal is not a plan change: `seats.nextPeriod` shows it.
+  if (
+    subscription.scheduledPlan === subscription.plan &&
+    subscription.scheduledInterval === subscription.interval
+  )
     return null;
   return {
     plan: subscription.scheduledPlan,

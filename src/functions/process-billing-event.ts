@@ -7,6 +7,11 @@ import {
   redeliveryDelaySeconds,
   redeliveryMessageId,
 } from '../billing/failures.js';
+import {
+  requestSeatSync,
+  type SeatSyncMessage,
+  seatSyncMessageSchema,
+} from '../billing/seat-sync-message.js';
 import type { ProcessOutcome } from '../billing/stripe-events.js';
 import { type Services, servicesFromEnvironment } from '../composition.js';
 import { queueTransportFromEnv } from '../config.js';
@@ -53,6 +58,12 @@ async function processMessage(
     );
     return;
   }
+  // A seat sync request rides the same queue as the Stripe event references.
+  const seatSync = seatSyncMessageSchema.safeParse(envelope.data.body);
+  if (seatSync.success) {
+    await runSeatSync(seatSync.data, context, services);
+    return;
+  }
   let ref: EventRef | undefined;
   try {
     ref = refOf(envelope.data.body, services.stripeApiVersion);
@@ -75,8 +86,76 @@ async function processMessage(
     context.log(
       `event ${ref.eventId} (${ref.type}): ${outcome.kind}${ref.attempt > 0 ? ` after ${ref.attempt} failed attempt(s)` : ''}${notesOf(outcome)}`,
     );
+    await afterSubscriptionChange(outcome, context, services);
   } catch (error) {
     await handleFailure(ref, error, context, services);
+  }
+}
+
+/**
+ * A per-seat subscription that changed (paid again after `past_due`, resumed, upgraded) gets a seat sync:
+ * seats held while payment was in trouble are applied now. A sync that finds nothing to do costs one
+ * Stripe read.
+ */
+async function afterSubscriptionChange(
+  outcome: ProcessOutcome,
+  context: InvocationContext,
+  services: Services,
+): Promise<void> {
+  if (outcome.kind !== 'applied' || !('state' in outcome)) return;
+  const { state } = outcome;
+  if (!services.catalog[state.plan].perSeat || (state.status !== 'active' && state.status !== 'trialing'))
+    return;
+  try {
+    await requestSeatSync(
+      services.queue,
+      { ownerId: outcome.ownerId, trigger: 'recovery', attempt: 0 },
+      services.config.seatSync.delaySeconds,
+    );
+  } catch (error) {
+    context.warn(`seat sync of ${outcome.ownerId} not queued; the seatSync timer will repair it`, error);
+  }
+}
+
+/**
+ * One seat sync. Deferred (another sync holds the owner, or the hourly budget is spent) comes back
+ * later, never dropped; a transient failure is retried with the events' back-off; a permanent one, or
+ * the last attempt, is logged and left to the `seatSync` timer, which compares every subscription hourly.
+ */
+async function runSeatSync(
+  message: SeatSyncMessage,
+  context: InvocationContext,
+  services: Services,
+): Promise<void> {
+  const subject = `seat sync of ${message.ownerId} (${message.trigger})`;
+  const again = async (next: SeatSyncMessage, delaySeconds: number) => {
+    try {
+      await requestSeatSync(services.queue, next, delaySeconds);
+    } catch (sendError) {
+      context.error(`${subject} could not be re-sent; leaving it to the host's redelivery`, sendError);
+      throw new RedeliveryFailedError(`seatsync-${message.ownerId}`, { cause: sendError });
+    }
+  };
+  try {
+    const outcome = await services.seatSync.run(message.ownerId, message.trigger);
+    context.log(`${subject}: ${outcome.kind}${'why' in outcome ? ` (${outcome.why})` : ''}`);
+    if (outcome.kind === 'deferred') await again(message, outcome.delaySeconds);
+  } catch (error) {
+    if (error instanceof RedeliveryFailedError) throw error;
+    const failure = describeFailure(error);
+    const attempts = message.attempt + 1;
+    const retry = services.config.eventRetry;
+    if (failure.kind === 'transient' && attempts < retry.maxAttempts) {
+      const delaySeconds = redeliveryDelaySeconds(attempts, retry);
+      context.warn(
+        `${subject} failed transiently (${failure.code}); again in ${delaySeconds} s: ${errorText(error)}`,
+      );
+      await again({ ...message, attempt: attempts }, delaySeconds);
+      return;
+    }
+    context.error(
+      `${subject} failed (${failure.kind}, ${failure.code}); the seatSync timer will repair: ${errorText(error)}`,
+    );
   }
 }
 

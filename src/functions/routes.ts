@@ -4,6 +4,7 @@ import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
 import { billingLocks } from './billing-locks.js';
 import { billingPortal } from './billing-portal.js';
+import { billingSeats } from './billing-seats.js';
 import { billingSummary } from './billing-summary.js';
 import { billingUsage } from './billing-usage.js';
 import { directoryCredential } from './directory-credentials.js';
@@ -14,6 +15,7 @@ import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
+import { opsSeatSync } from './ops-seats.js';
 import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
 import { subscriptionChange } from './subscription-change.js';
@@ -45,7 +47,9 @@ export const routes: readonly Route[] = [
   billingCredits,
   creditsCheckout,
   billingLocks,
+  billingSeats,
   opsReconcile,
+  opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
 ];

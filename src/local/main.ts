@@ -20,6 +20,7 @@ const { rollUsageOver } = await import('../functions/usage-rollover.js');
 const { migrateOwners } = await import('../functions/owner-migration.js');
 const { reconcileStripe } = await import('../functions/stripe-reconcile.js');
 const { pruneRetention } = await import('../functions/retention-prune.js');
+const { syncSeats } = await import('../functions/seat-sync.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
           everyMs: config.reconcile.localIntervalSeconds * 1000,
           run: reconcileStripe,
         },
+        { name: 'seatSync', everyMs: config.seatSync.localIntervalSeconds * 1000, run: syncSeats },
       ],
       log,
     );

@@ -1,13 +1,15 @@
 import { inject } from 'vitest';
+import { createStorageQueue } from '../../src/adapters/queue/storage-queue.js';
 import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import type { Clock } from '../../src/billing/clock.js';
+import type { EventQueue } from '../../src/billing/queue.js';
 import type { EntityTable } from '../../src/billing/store.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from './env.js';
 import { uniquePrefix } from './harness.js';
-import { manualClock } from './memory.js';
+import { isSeatSyncRequest, manualClock } from './memory.js';
 
 /** The two tables the services use. */
 export type Tables = { readonly directory: EntityTable; readonly billing: EntityTable };
@@ -46,5 +48,23 @@ export function servicesOver(
     ...baseTestEnv,
     ...options.env,
   });
-  return createServices(config, { clock: options.clock ?? manualClock(), tables });
+  // The storage queue as configured, except that seat sync requests (one per new person) are dropped:
+  // these tests run no processor, and a send to a queue that is not there retries for half a minute.
+  const storageQueue = createStorageQueue(
+    {
+      kind: 'connectionString',
+      connectionString:
+        config.storage.kind === 'connectionString'
+          ? config.storage.connectionString
+          : 'UseDevelopmentStorage=true',
+    },
+    config.queueName,
+  );
+  const queue: EventQueue = {
+    name: storageQueue.name,
+    send: (message, sendOptions) =>
+      isSeatSyncRequest(message.body) ? Promise.resolve() : storageQueue.send(message, sendOptions),
+    ping: () => storageQueue.ping(),
+  };
+  return createServices(config, { clock: options.clock ?? manualClock(), tables, queue });
 }

@@ -4,6 +4,7 @@ import {
   loadConfig,
   reconcileScheduleFromEnv,
   retentionScheduleFromEnv,
+  seatSyncScheduleFromEnv,
 } from '../../src/config.js';
 
 const valid = {
@@ -185,5 +186,24 @@ describe('configuration', () => {
     expect(message).toContain('BILLING_RECONCILE_SCHEDULE');
     expect(message).toContain('BILLING_RECONCILE_MAX_ITEMS');
     expect(message).toContain('BILLING_RECONCILE_LOOKBACK_HOURS');
+  });
+
+  it('reads the seat sync settings, with defaults, and refuses what is out of range', () => {
+    expect(loadConfig(valid).seatSync).toEqual({
+      delaySeconds: 5,
+      maxUpdatesPerHour: 20,
+      leaseSeconds: 60,
+      schedule: '0 30 * * * *',
+      localIntervalSeconds: 3600,
+    });
+    expect(seatSyncScheduleFromEnv({})).toBe('0 30 * * * *');
+    expect(() => seatSyncScheduleFromEnv({ BILLING_SEAT_SYNC_SCHEDULE: '0 * * * *' })).toThrow(ConfigError);
+    const message = problems({
+      ...valid,
+      BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR: '500',
+      BILLING_SEAT_SYNC_DELAY_SECONDS: '-1',
+    });
+    expect(message).toContain('BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR');
+    expect(message).toContain('BILLING_SEAT_SYNC_DELAY_SECONDS');
   });
 });

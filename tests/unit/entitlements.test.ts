@@ -246,12 +246,12 @@ describe('entitlements', () => {
     });
   });
 
-  it('sells seats on per-seat plans: the limit is the larger of included and purchased seats', async () => {
-    const included = requireLimit(catalog.team.limits.seats);
-    await givenSubscription(services, 'alice', { plan: 'team', status: 'active', seats: included + 4 });
-    expect((await services.entitlements.capabilities('alice')).limits.seats).toBe(included + 4);
+  it('bills seats on per-seat plans instead of limiting them: no pre-bought limit', async () => {
+    requireLimit(catalog.team.limits.seats);
     await givenSubscription(services, 'alice', { plan: 'team', status: 'active', seats: 1 });
-    expect((await services.entitlements.capabilities('alice')).limits.seats).toBe(included);
+    expect((await services.entitlements.capabilities('alice')).limits.seats).toBeNull();
+    await givenSubscription(services, 'alice', { plan: 'pro', status: 'active', seats: 1 });
+    expect((await services.entitlements.capabilities('alice')).limits.seats).toBe(catalog.pro.limits.seats);
   });
 
   it.each([

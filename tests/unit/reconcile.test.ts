@@ -127,6 +127,7 @@ function fakeStripe() {
     releaseSchedule: notUsed('releaseSchedule'),
     setCancelAtPeriodEnd: notUsed('setCancelAtPeriodEnd'),
     setQuantity: notUsed('setQuantity'),
+    setSeats: notUsed('setSeats'),
     getInvoice: notUsed('getInvoice'),
     listInvoices: notUsed('listInvoices'),
   };

@@ -56,6 +56,7 @@ function setup() {
     releaseSchedule: unexpected,
     setCancelAtPeriodEnd: unexpected,
     setQuantity: unexpected,
+    setSeats: unexpected,
     getInvoice: unexpected,
     listInvoices: unexpected,
   };

@@ -11,6 +11,7 @@ import {
   type PriceInfo,
   type ProcessorSubscriptionStatus,
   type ScheduledPhaseInfo,
+  SEAT_GENERATION_METADATA,
   type SubscriptionInfo,
 } from '../../billing/payments.js';
 
@@ -702,6 +703,78 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
           subscription.id,
           { items: [{ id: item.id, quantity }], proration_behavior: 'create_prorations' },
           { idempotencyKey },
+        ),
+      );
+    },
+
+    async setSeats({ subscription, quantityNow, quantityNext, generation, idempotencyKey }) {
+      const item = subscription.items[0];
+      if (!item) throw new PaymentsError('invalid_request', `Subscription ${subscription.id} has no items`);
+      const metadata = { [SEAT_GENERATION_METADATA]: String(generation) };
+      const increase = quantityNow > item.quantity;
+      const nextPrice = subscription.scheduledPhase?.price ?? item.price;
+      const pendingDecrease = quantityNext < quantityNow;
+      // Increases are invoiced now, prorated; a failed payment leaves the subscription past_due and
+      // follows dunning (`allow_incomplete`, Stripe's default), the people stay added.
+      if (subscription.scheduleId === null && !pendingDecrease) {
+        await call(`set seats of ${subscription.id}`, () =>
+          stripe.subscriptions.update(
+            subscription.id,
+            {
+              items: [{ id: item.id, quantity: quantityNow }],
+              proration_behavior: increase ? 'always_invoice' : 'none',
+              metadata,
+            },
+            { idempotencyKey },
+          ),
+        );
+        return;
+      }
+      // A schedule owns the next period: the generation goes on the subscription first (metadata may be
+      // updated on a scheduled subscription), then both phases are restated at once.
+      await call(`stamp seat generation on ${subscription.id}`, () =>
+        stripe.subscriptions.update(
+          subscription.id,
+          { metadata },
+          { idempotencyKey: `${idempotencyKey}:stamp` },
+        ),
+      );
+      const existingId = subscription.scheduleId;
+      const schedule =
+        existingId === null
+          ? await call(`create schedule for ${subscription.id}`, () =>
+              stripe.subscriptionSchedules.create(
+                { from_subscription: subscription.id },
+                { idempotencyKey: `${idempotencyKey}:create` },
+              ),
+            )
+          : await call(`retrieve schedule ${existingId}`, () =>
+              stripe.subscriptionSchedules.retrieve(existingId),
+            );
+      const startDate = schedule.current_phase?.start_date ?? toUnix(subscription.currentPeriodStart);
+      const recurring = (await price(nextPrice.id)).recurring;
+      if (!recurring) throw new PaymentsError('invalid_request', `Price ${nextPrice.id} is not recurring`);
+      await call(`schedule seats of ${subscription.id}`, () =>
+        stripe.subscriptionSchedules.update(
+          schedule.id,
+          {
+            end_behavior: 'release',
+            proration_behavior: increase ? 'always_invoice' : 'none',
+            phases: [
+              {
+                items: [{ price: item.price.id, quantity: quantityNow }],
+                start_date: startDate,
+                end_date: toUnix(subscription.currentPeriodEnd),
+                proration_behavior: 'none',
+              },
+              {
+                items: [{ price: nextPrice.id, quantity: quantityNext }],
+                duration: { interval: recurring.interval, interval_count: recurring.interval_count },
+                proration_behavior: 'none',
+              },
+            ],
+          },
+          { idempotencyKey: `${idempotencyKey}:phases` },
         ),
       );
     },

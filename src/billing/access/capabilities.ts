@@ -42,11 +42,9 @@ export function capabilitiesOf(
   const subscribed = subscription && accessLevel !== 'free' ? catalog[subscription.plan] : free;
   const planLimits: PlanLimits = {
     ...subscribed.limits,
-    // Per-seat plans include some seats and sell more; the subscription quantity is what was bought.
-    seats:
-      subscribed.perSeat && subscribed.limits.seats !== null && subscription
-        ? Math.max(subscribed.limits.seats, subscription.seats)
-        : subscribed.limits.seats,
+    // Per-seat plans bill every person (`seats.ts`): nobody is refused for lack of pre-bought seats,
+    // only by the owner's own cap (`seatCapRefusal`). Other plans keep seats as a hard limit.
+    seats: subscribed.perSeat ? null : subscribed.limits.seats,
   };
   const locked = accessLevel === 'locked';
   return {

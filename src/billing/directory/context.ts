@@ -22,6 +22,12 @@ export interface DirectoryContext {
   readonly clock: Clock;
   /** Claims for one owner run one after another in this process, so they do not race each other. */
   readonly lanes: OwnerLanes;
+  /**
+   * Told after a membership change that moved the owner's count of people has committed (the seat
+   * sync is queued from here). It must answer at once and never throw: the change is made whatever
+   * happens to the request, and the `seatSync` timer repairs a lost one.
+   */
+  readonly seatsChanged?: (ownerId: OwnerId) => Promise<void>;
 }
 
 export async function readOrgIndex(ctx: DirectoryContext, orgId: OrgId): Promise<OrgIndex | undefined> {

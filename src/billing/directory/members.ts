@@ -5,6 +5,7 @@ import type { OrgId, OwnerId, UserId } from '../ids.js';
 import { memberPrefix, memberRowKey, orgRowKey, SEATS_ROW, seatRowKey } from '../owner/keys.js';
 import { memberRowSchema, type OrgRow, parseRow, seatRowSchema } from '../owner/rows.js';
 import { type OwnerSnapshot, withVersion } from '../owner/snapshot.js';
+import { seatCapRefusal } from '../seats.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { StoredEntity, TransactionAction } from '../store.js';
 import { type DirectoryContext, orgNotFound, ownerOfOrg } from './context.js';
@@ -100,7 +101,8 @@ export function createMembers(ctx: DirectoryContext) {
   async function put(orgId: OrgId, userId: UserId, input: MemberInput): Promise<MemberPutOutcome> {
     const ownerId = await requireOwner(orgId);
     const key = memberRowKey(orgId, userId);
-    return ctx.lanes.run(ownerId, () =>
+    let tookSeat = false;
+    const outcome = await ctx.lanes.run(ownerId, () =>
       commit<MemberPutOutcome>(
         table,
         ownerId,
@@ -132,6 +134,8 @@ export function createMembers(ctx: DirectoryContext) {
             );
           }
           const newSeat = userId !== ownerId && seat === undefined;
+          const capped = input.enforce ? seatCapRefusal(snapshot, newSeat) : undefined;
+          if (capped) throw capped;
           const verdict = decideCreate(snapshot, ctx.catalog, ctx.enforcement, {
             kind: 'member',
             workspace: { kind: 'org', orgId },
@@ -159,17 +163,23 @@ export function createMembers(ctx: DirectoryContext) {
             );
             if (newSeat) actions.push(seatsAction(snapshot, snapshot.otherPeople.count + 1));
           }
-          return write(withVersion(snapshot, actions), () => ({ kind: 'created', record }));
+          return write(withVersion(snapshot, actions), () => {
+            tookSeat = newSeat;
+            return { kind: 'created', record };
+          });
         },
         { what: `adding ${userId} to ${orgId}` },
       ),
     );
+    if (tookSeat) await ctx.seatsChanged?.(ownerId);
+    return outcome;
   }
 
   async function remove(orgId: OrgId, userId: UserId): Promise<{ readonly kind: 'deleted' | 'absent' }> {
     const ownerId = await ownerOfOrg(ctx, orgId);
     if (ownerId === undefined) return { kind: 'absent' };
-    return ctx.lanes.run(ownerId, () =>
+    let freedSeat = false;
+    const outcome = await ctx.lanes.run(ownerId, () =>
       commit<{ readonly kind: 'deleted' | 'absent' }>(
         table,
         ownerId,
@@ -180,16 +190,17 @@ export function createMembers(ctx: DirectoryContext) {
             userId === ownerId ? Promise.resolve(undefined) : table.get(ownerId, seatRowKey(userId)),
           ]);
           if (!memberRow) return answer({ kind: 'absent' });
-          return write(
-            withVersion(snapshot, leaveActions(snapshot, ownerId, [{ orgId, userId, seat }])),
-            () => ({
-              kind: 'deleted',
-            }),
-          );
+          const actions = leaveActions(snapshot, ownerId, [{ orgId, userId, seat }]);
+          return write(withVersion(snapshot, actions), () => {
+            freedSeat = actions.some((a) => a.rowKey === SEATS_ROW);
+            return { kind: 'deleted' };
+          });
         },
         { what: `removing ${userId} from ${orgId}` },
       ),
     );
+    if (freedSeat) await ctx.seatsChanged?.(ownerId);
+    return outcome;
   }
 
   /** True for the organization's creator and for every member pushed by the platform. */
@@ -205,7 +216,8 @@ export function createMembers(ctx: DirectoryContext) {
    * removed in this call (0 when none are left).
    */
   async function removeBatch(orgId: OrgId, ownerId: OwnerId): Promise<number> {
-    return ctx.lanes.run(ownerId, () =>
+    let freedSeat = false;
+    const removed = await ctx.lanes.run(ownerId, () =>
       commit(
         table,
         ownerId,
@@ -220,14 +232,17 @@ export function createMembers(ctx: DirectoryContext) {
             ),
           ]);
           const memberships = userIds.map((userId, i) => ({ orgId, userId, seat: seats[i] }));
-          return write(
-            withVersion(snapshot, leaveActions(snapshot, ownerId, memberships)),
-            () => rows.length,
-          );
+          const actions = leaveActions(snapshot, ownerId, memberships);
+          return write(withVersion(snapshot, actions), () => {
+            freedSeat = actions.some((a) => a.rowKey === SEATS_ROW);
+            return rows.length;
+          });
         },
         { what: `removing the members of ${orgId}` },
       ),
     );
+    if (freedSeat) await ctx.seatsChanged?.(ownerId);
+    return removed;
   }
 
   return { put, remove, isMember, removeBatch };

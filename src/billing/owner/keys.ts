@@ -16,6 +16,7 @@ import { prefixEnd, type RowKeyRange } from '../store.js';
  * - `s|o|org|<orgId>`                        one organization: name, created, its counts, deletion mark
  * - `s|o|ovr`                                per-owner overrides (a slot for the admin work; empty)
  * - `s|o|seats`                              distinct people across the owner's organizations
+ * - `s|o|seatcap`                            the owner's optional cap on billable seats (`maxSeats`)
  * - `s|o|sub`                                subscription state
  * - `s|o|ver`                                the snapshot's version: every change to a row above bumps it
  *
@@ -36,6 +37,7 @@ export const SUBSCRIPTION_ROW = 's|o|sub';
 export const BALANCE_ROW = 's|o|bal';
 export const ALLOCATION_ROW = 's|o|alloc';
 export const SEATS_ROW = 's|o|seats';
+export const SEAT_CAP_ROW = 's|o|seatcap';
 export const KEEP_ROW = 's|o|keep';
 export const META_ROW = 's|o|meta';
 export const OVERRIDES_ROW = 's|o|ovr';

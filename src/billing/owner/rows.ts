@@ -60,6 +60,11 @@ export const balanceSchema = z.object({ balance: z.number().int(), updatedAt: z.
 /** `s|o|seats`. */
 export const seatsSchema = z.object({ seats: count });
 
+/** `s|o|seatcap`. Table Storage stores no nulls: no `maxSeats` property means no cap. */
+export const seatCapSchema = z
+  .object({ maxSeats: z.number().int().positive().optional(), updatedAt: z.string().optional() })
+  .transform((row) => ({ maxSeats: row.maxSeats ?? null }));
+
 /** `s|o|org|<orgId>`. */
 export const orgRowSchema = z.object({
   name: z.string(),

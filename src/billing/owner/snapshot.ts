@@ -14,6 +14,7 @@ import {
   KEEP_ROW,
   META_ROW,
   ORG_PREFIX,
+  SEAT_CAP_ROW,
   SEATS_ROW,
   SNAPSHOT_PREFIX,
   SUBSCRIPTION_ROW,
@@ -28,6 +29,7 @@ import {
   orgRowSchema,
   parseRow,
   readChunkedJson,
+  seatCapSchema,
   seatsSchema,
   versionSchema,
 } from './rows.js';
@@ -55,6 +57,8 @@ export interface OwnerSnapshot {
   readonly allocation: Allocation;
   /** People across the owner's organizations other than the owner. */
   readonly otherPeople: { readonly count: number; readonly etag: string | undefined };
+  /** The owner's cap on billable seats (`PUT /api/billing/seats`); `null`: no cap. */
+  readonly seatCap: { readonly maxSeats: number | null; readonly etag: string | undefined };
   readonly orgs: ReadonlyMap<OrgId, { readonly row: OrgRow; readonly etag: string }>;
   readonly keep: { readonly picks: KeepPreferences; readonly etag: string | undefined };
   /** Counters of the periods that may still be current, by row key. */
@@ -116,6 +120,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
   let balance: OwnerSnapshot['balance'] = { credits: 0, etag: undefined };
   let allocation: Allocation = { workflows: 0, credentials: 0, locks: undefined, etag: undefined };
   let otherPeople: OwnerSnapshot['otherPeople'] = { count: 0, etag: undefined };
+  let seatCap: OwnerSnapshot['seatCap'] = { maxSeats: null, etag: undefined };
   let keep: OwnerSnapshot['keep'] = { picks: { workflows: [], credentials: [] }, etag: undefined };
   let migrated = false;
   let version: OwnerSnapshot['version'] = { value: 0, etag: undefined };
@@ -134,6 +139,8 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
       const counts = parseRow(allocationSchema, row);
       allocation = { ...counts, locks: parseJsonProp(row, 'locks', lockSetSchema), etag: row.etag };
     } else if (key === SEATS_ROW) otherPeople = { count: parseRow(seatsSchema, row).seats, etag: row.etag };
+    else if (key === SEAT_CAP_ROW)
+      seatCap = { maxSeats: parseRow(seatCapSchema, row).maxSeats, etag: row.etag };
     else if (key === KEEP_ROW)
       keep = {
         picks: {
@@ -159,6 +166,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
     balance,
     allocation,
     otherPeople,
+    seatCap,
     orgs,
     keep,
     counters,
