@@ -351,6 +351,33 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     currency: dispute.currency,
   });
 
+  /**
+   * The subscription's schedule (made from it when it has none), and when its running phase started:
+   * Stripe refuses to move the start of the phase that is running, so phase 0 restates it as it is. A
+   * schedule made in the Dashboard may have started it mid-period, so the schedule says when.
+   */
+  async function scheduleOf(
+    subscription: SubscriptionInfo,
+    idempotencyKey: string,
+  ): Promise<{ schedule: Stripe.SubscriptionSchedule; startDate: number }> {
+    const existingId = subscription.scheduleId;
+    const schedule =
+      existingId === null
+        ? await call(`create schedule for ${subscription.id}`, () =>
+            stripe.subscriptionSchedules.create(
+              { from_subscription: subscription.id },
+              { idempotencyKey: `${idempotencyKey}:create` },
+            ),
+          )
+        : await call(`retrieve schedule ${existingId}`, () =>
+            stripe.subscriptionSchedules.retrieve(existingId),
+          );
+    return {
+      schedule,
+      startDate: schedule.current_phase?.start_date ?? toUnix(subscription.currentPeriodStart),
+    };
+  }
+
   const subscriptionExpand = ['latest_invoice', 'schedule'];
 
   /** The first (oldest) invoice of a subscription: the one a duplicate's refund gives back. */
@@ -641,21 +668,7 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
     async changePriceAtPeriodEnd({ subscription, priceId, quantity, idempotencyKey }) {
       const item = subscription.items[0];
       if (!item) throw new PaymentsError('invalid_request', `Subscription ${subscription.id} has no items`);
-      const existingId = subscription.scheduleId;
-      const schedule =
-        existingId === null
-          ? await call(`create schedule for ${subscription.id}`, () =>
-              stripe.subscriptionSchedules.create(
-                { from_subscription: subscription.id },
-                { idempotencyKey: `${idempotencyKey}:create` },
-              ),
-            )
-          : await call(`retrieve schedule ${existingId}`, () =>
-              stripe.subscriptionSchedules.retrieve(existingId),
-            );
-      // Stripe refuses to move the start of the phase that is running: phase 0 restates it as it is. A
-      // schedule made in the Dashboard may have started it mid-period, so the schedule says when.
-      const startDate = schedule.current_phase?.start_date ?? toUnix(subscription.currentPeriodStart);
+      const { schedule, startDate } = await scheduleOf(subscription, idempotencyKey);
       const next = await price(priceId);
       const recurring = next.recurring;
       if (!recurring) throw new PaymentsError('invalid_request', `Price ${priceId} is not recurring`);
@@ -739,19 +752,7 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
           { idempotencyKey: `${idempotencyKey}:stamp` },
         ),
       );
-      const existingId = subscription.scheduleId;
-      const schedule =
-        existingId === null
-          ? await call(`create schedule for ${subscription.id}`, () =>
-              stripe.subscriptionSchedules.create(
-                { from_subscription: subscription.id },
-                { idempotencyKey: `${idempotencyKey}:create` },
-              ),
-            )
-          : await call(`retrieve schedule ${existingId}`, () =>
-              stripe.subscriptionSchedules.retrieve(existingId),
-            );
-      const startDate = schedule.current_phase?.start_date ?? toUnix(subscription.currentPeriodStart);
+      const { schedule, startDate } = await scheduleOf(subscription, idempotencyKey);
       const recurring = (await price(nextPrice.id)).recurring;
       if (!recurring) throw new PaymentsError('invalid_request', `Price ${nextPrice.id} is not recurring`);
       await call(`schedule seats of ${subscription.id}`, () =>
