@@ -19,6 +19,7 @@ import { BALANCE_ROW } from './owner/keys.js';
 import { balanceSchema, parseRow as parseOwnerRow } from './owner/rows.js';
 import { type OwnerSnapshot, withVersion } from './owner/snapshot.js';
 import { commit, RETRY, write } from './storage/commit.js';
+import { readRows } from './storage/read-rows.js';
 import {
   ConcurrencyExhaustedError,
   type EntityTable,
@@ -240,18 +241,7 @@ export function createCredits(deps: CreditsDeps): Credits {
     // Keys count time down, so key order is newest first. One row beyond the page says whether another
     // follows, so the last page says so itself. Table Storage may answer a page short (with a token to go
     // on): ask again for what is missing, so at most `limit + 1` rows are ever read.
-    const rows: StoredEntity[] = [];
-    let storeCursor: string | undefined;
-    do {
-      const page = await table.listPage(ownerId, {
-        prefix: LEDGER_PREFIX,
-        top: limit + 1 - rows.length,
-        ...(after === undefined ? {} : { after }),
-        ...(storeCursor === undefined ? {} : { cursor: storeCursor }),
-      });
-      rows.push(...page.rows);
-      storeCursor = page.nextCursor;
-    } while (storeCursor !== undefined && rows.length <= limit);
+    const rows = await readRows(table, ownerId, { prefix: LEDGER_PREFIX, after }, limit + 1);
     const entries = rows.slice(0, limit);
     const last = entries.at(-1);
     return {

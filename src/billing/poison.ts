@@ -4,6 +4,7 @@ import type { Clock } from './clock.js';
 import { unavailable } from './errors.js';
 import { type EventRef, eventRefSchema, orderingKeyOf } from './event-ref.js';
 import type { EventQueue } from './queue.js';
+import { readRows } from './storage/read-rows.js';
 import { type EntityTable, EtagMismatchError, type StoredEntity } from './store.js';
 
 /**
@@ -184,14 +185,10 @@ export function createPoisonStore(deps: {
 
     async list({ limit, cursor }) {
       const after = cursor === undefined ? undefined : decodeCursor(cursor);
-      // From the cursor's key on (a range's start is inclusive), without the cursor's own row.
-      const rows = (
-        await table.list(
-          POISON_PARTITION,
-          after === undefined ? {} : { range: { from: after, to: '\uffff' } },
-        )
-      ).filter((row) => row.rowKey !== after);
-      const page = rows.slice(0, Math.min(limit, LIST_MAX));
+      // One row beyond the page says whether another follows; never the whole partition.
+      const pageSize = Math.min(limit, LIST_MAX);
+      const rows = await readRows(table, POISON_PARTITION, { after }, pageSize + 1);
+      const page = rows.slice(0, pageSize);
       const last = page.at(-1);
       return {
         items: page.map(entryOf),
@@ -207,7 +204,12 @@ export function createPoisonStore(deps: {
       // and the rest is still listed, so the same call again continues where this one stopped.
       if ('all' in request) {
         // Event rows only: unreadable messages (keyed after every event id) cannot be replayed.
-        const rows = await table.list(POISON_PARTITION, { range: { from: '', to: UNREADABLE_PREFIX } });
+        const rows = await readRows(
+          table,
+          POISON_PARTITION,
+          { range: { from: '', to: UNREADABLE_PREFIX } },
+          REPLAY_MAX + 1,
+        );
         more = rows.length > REPLAY_MAX;
         for (const row of rows.slice(0, REPLAY_MAX)) {
           if (await replayOne(row)) replayed.push(row.rowKey);
