@@ -1,6 +1,7 @@
 import { observeDecision } from '../telemetry/observe.js';
 import type { Capabilities } from './access/capabilities.js';
 import { capabilitiesFor, type Decision, decideCheck, type ResolvedSubject } from './access/decide.js';
+import { type Explanation, explainCheck, type MappingSource } from './access/explain.js';
 import { wouldDenyAction } from './access/would-deny.js';
 import type { Catalog, FeatureName } from './catalog.js';
 import type { Clock } from './clock.js';
@@ -36,16 +37,12 @@ export interface CheckRequest {
   readonly quantity?: number | undefined;
   /** The answer must be computed from at least this version of the owner's snapshot. */
   readonly minVersion?: number | undefined;
+  /** Add the decision trace (`access/explain.ts`); without it nothing of the trace is computed. */
+  readonly explain?: boolean | undefined;
 }
 
-/**
- * How the subject's owner was found: `none` (a user is their own owner), `cached` (an organization's
- * creator remembered in memory), `read` (an index row read now).
- */
-export type MappingSource = 'none' | 'cached' | 'read';
-
-/** A decision, with the snapshot version it was computed from. */
-export type CheckAnswer = Decision & Versioned;
+/** A decision, with the snapshot version it was computed from, and its trace when asked for. */
+export type CheckAnswer = Decision & Versioned & { readonly explain?: Explanation };
 
 /**
  * Entitlement checks: a subject resolved to its billing owner through the directory (one point read
@@ -159,7 +156,7 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
     },
 
     async check(request) {
-      const { resolved, snapshot } = await resolve(request.subject, request.minVersion);
+      const { resolved, snapshot, mapping } = await resolve(request.subject, request.minVersion);
       requireVersion(snapshot, request.minVersion);
       const { decision, wouldDeny } = decideCheck({
         snapshot,
@@ -176,7 +173,19 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
           wouldDenyAction(wouldDeny, { subject: request.subject, at }),
         ]);
       }
-      return { ...decision, ...versionOf(snapshot) };
+      if (!request.explain) return { ...decision, ...versionOf(snapshot) };
+      const explain = explainCheck({
+        snapshot,
+        catalog,
+        enforcement,
+        subject: request.subject,
+        resolved,
+        mapping,
+        feature: request.feature,
+        quantity: request.quantity,
+        decision,
+      });
+      return { ...decision, ...versionOf(snapshot), explain };
     },
   };
 }
