@@ -129,6 +129,10 @@ export interface paths {
          *     reads afresh, so the answer is never older; 409 `version_not_reached` when even a fresh read is
          *     older (the version does not exist here yet).
          *
+         *     With `explain: true` the decision also carries `explain.steps`, the trace that produced it (see
+         *     `Explanation`): for support, "why was this denied?" without logs. It costs no storage call;
+         *     without `explain` the answer has no `explain` member and nothing of it is computed.
+         *
          */
         post: operations["entitlementsCheck"];
         delete?: never;
@@ -1162,6 +1166,11 @@ export interface components {
         };
         CheckRequest: {
             minVersion?: components["schemas"]["MinVersion"];
+            /**
+             * @description Add `explain`, the decision trace, to the answer.
+             * @default false
+             */
+            explain: boolean;
             subject: components["schemas"]["Subject"];
             feature: components["schemas"]["FeatureName"];
             /** @description For limits: how many are being added (default 1), or for `nodes_per_workflow` the node count
@@ -1171,6 +1180,7 @@ export interface components {
         };
         /** @description The answer to "may this subject do this?". */
         Decision: {
+            explain?: components["schemas"]["Explanation"];
             version: components["schemas"]["SnapshotVersion"];
             asOf: components["schemas"]["SnapshotAsOf"];
             allowed: boolean;
@@ -1194,6 +1204,135 @@ export interface components {
             /** @description The plan subscribed to (free without a subscription or when access is free). */
             plan: components["schemas"]["PlanName"];
             accessLevel: components["schemas"]["AccessLevel"];
+        };
+        /** @description The decision trace of a check, present only when the request had `explain: true`. Steps come in
+         *     this order: `owner`, `plan`, then `limit` and `usage` (a limit) or `flag` (a flag), `enforcement`,
+         *     `lock` (a `workflowId` subject only), `decision`. Each names where its input came from. It is
+         *     built after the decision from the same rules, so it never disagrees with the answer.
+         *      */
+        Explanation: {
+            steps: (components["schemas"]["ExplainOwner"] | components["schemas"]["ExplainPlan"] | components["schemas"]["ExplainLimit"] | components["schemas"]["ExplainFlag"] | components["schemas"]["ExplainUsage"] | components["schemas"]["ExplainEnforcement"] | components["schemas"]["ExplainLock"] | components["schemas"]["ExplainDecision"])[];
+        };
+        /** @description How the subject resolved to its billing owner. */
+        ExplainOwner: {
+            /** @constant */
+            step: "owner";
+            subject: components["schemas"]["Subject"];
+            workspace: components["schemas"]["Workspace"];
+            owner: components["schemas"]["Id"];
+            /**
+             * @description `none`: a user is their own owner; `cached`: the organization's creator was remembered in
+             *     this node's memory (confirmed by the owner's state, which lists the organization); `read`:
+             *     an index row (the organization's, or the workflow's) was read for this request.
+             *
+             * @enum {string}
+             */
+            mapping: "none" | "cached" | "read";
+        };
+        /** @description Plan, subscription status and the access level that payment state gives. */
+        ExplainPlan: {
+            /** @constant */
+            step: "plan";
+            /** @description The plan as the decision names it (free without a subscription or when access is free). */
+            plan: components["schemas"]["PlanName"];
+            /** @description The subscription's plan whatever its status; `null` without a subscription. */
+            subscribedPlan: components["schemas"]["PlanName"] | null;
+            status: components["schemas"]["SubscriptionStatus"];
+            accessLevel: components["schemas"]["AccessLevel"];
+        };
+        /**
+         * @description Where the limit or flag in force comes from: the plan, or the free plan's while payment is locked
+         *     (`past_due`, `unpaid`, `paused`). `override` and `contract` are reserved for per-owner overrides
+         *     and enterprise contracts, which do not exist yet.
+         *
+         * @enum {string}
+         */
+        LimitSource: "plan" | "free_plan_while_locked" | "override" | "contract";
+        ExplainLimit: {
+            /** @constant */
+            step: "limit";
+            feature: components["schemas"]["LimitName"];
+            /** @description The limit in force; `null` when unlimited. */
+            limit: number | null;
+            source: components["schemas"]["LimitSource"];
+            /** @description The subscribed plan's limit, which payment in order puts in force. */
+            planLimit: number | null;
+            /** @description Reserved for a per-owner override; always `null` for now. */
+            override: null;
+            /** @description Reserved for an enterprise contract; always `null` for now. */
+            contract: null;
+            /** @description The owner is in a payment grace period, where limits are soft (see `enforcement`). */
+            grace: boolean;
+        };
+        ExplainFlag: {
+            /** @constant */
+            step: "flag";
+            feature: components["schemas"]["FlagName"];
+            enabled: boolean;
+            source: components["schemas"]["LimitSource"];
+            /** @description Whether the subscribed plan has the flag (payment in order). */
+            planEnabled: boolean;
+        };
+        /** @description What was counted against the limit, and for a meter in which period. */
+        ExplainUsage: {
+            /** @constant */
+            step: "usage";
+            feature: components["schemas"]["LimitName"];
+            /**
+             * @description The count read from the owner's state: the meter's counter of the period, the owner's or the
+             *     organization's workflows, the owner's credentials, the people across the owner's
+             *     organizations, the node count checked. `not_counted` when the decision needed no count
+             *     (enforcement off, unlimited, not applicable, a locked workflow).
+             *
+             * @enum {string}
+             */
+            counted: "period_usage" | "owner_workflows" | "org_workflows" | "owner_credentials" | "seats" | "workflow_nodes" | "not_counted";
+            used: number | null;
+            /** @description The quantity asked for (for `nodes_per_workflow`, 0: `used` is the node count). */
+            adding: number | null;
+            remaining: number | null;
+            /** @description For a meter, the usage period whose counter applies; `null` for allocations. */
+            period: null | {
+                key: string;
+                /** Format: date-time */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @description Exclusive.
+                 */
+                end: string;
+            };
+        };
+        ExplainEnforcement: {
+            /** @constant */
+            step: "enforcement";
+            configured: components["schemas"]["EnforcementMode"];
+            /**
+             * @description `feature`: the feature's own setting (`ENFORCEMENT_OVERRIDES`); `default`: `ENFORCEMENT_DEFAULT`.
+             * @enum {string}
+             */
+            source: "feature" | "default";
+            applied: components["schemas"]["EnforcementMode"];
+            /**
+             * @description What turned a denial into an allowance (`monitor` configured, or a payment `grace` period); `null` when nothing did.
+             * @enum {string|null}
+             */
+            softenedBy: "monitor" | "grace" | null;
+        };
+        /** @description For a `workflowId` subject, whether the owner's lock set locks the workflow. */
+        ExplainLock: {
+            /** @constant */
+            step: "lock";
+            workflowId: components["schemas"]["Id"];
+            locked: boolean;
+            /** @description A lock refuses `executions` only (and not under enforcement `off`). */
+            applies: boolean;
+        };
+        ExplainDecision: {
+            /** @constant */
+            step: "decision";
+            allowed: boolean;
+            reason: components["schemas"]["DecisionReason"];
         };
         Allocation: {
             used: number;

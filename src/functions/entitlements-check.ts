@@ -11,6 +11,8 @@ export const checkRequestSchema = z.strictObject({
   quantity: z.number().int().min(0).max(1_000_000).optional(),
   /** Answer from at least this version of the owner's snapshot (409 `version_not_reached` if none yet). */
   minVersion: z.number().int().nonnegative().optional(),
+  /** Add the decision trace; off the hot path unless asked for. */
+  explain: z.boolean().optional(),
 });
 
 /**

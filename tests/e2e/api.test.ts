@@ -189,6 +189,44 @@ describe('HTTP API over the local host', () => {
     expectProblem(badQuery, 400, 'invalid_query');
   });
 
+  it('explains a check when asked, and only then', async () => {
+    expect((await put('orgs/o-why', { creatorId: 'u-why', name: 'Why Ltd' })).status).toBe(201);
+    expect((await put('workflows/why-1', { workspace: { orgId: 'o-why' }, nodeCount: 1 })).status).toBe(201);
+    const plain = await check({ subject: { workflowId: 'why-1' }, feature: 'executions' });
+    expect(plain.status).toBe(200);
+    expect(plain.body).not.toHaveProperty('explain');
+    const explained = await check({ subject: { workflowId: 'why-1' }, feature: 'executions', explain: true });
+    expect(explained.status, explained.text).toBe(200);
+    const steps = (explained.body as { explain: { steps: Array<{ step: string }> } }).explain.steps;
+    expect(steps.map((s) => s.step)).toEqual([
+      'owner',
+      'plan',
+      'limit',
+      'usage',
+      'enforcement',
+      'lock',
+      'decision',
+    ]);
+    expect(steps[0]).toMatchObject({
+      owner: 'u-why',
+      mapping: 'read',
+      workspace: { kind: 'org', orgId: 'o-why' },
+    });
+    const flag = await check({ subject: { orgId: 'o-why' }, feature: 'ai_nodes', explain: true });
+    expect(flag.status, flag.text).toBe(200);
+    expect(flag.body).toMatchObject({
+      explain: {
+        steps: [
+          { step: 'owner', mapping: 'cached' },
+          { step: 'plan' },
+          { step: 'flag' },
+          { step: 'enforcement' },
+          { step: 'decision' },
+        ],
+      },
+    });
+  });
+
   it('lets a member read the organization summary, and refuses a user outside the organization', async () => {
     await put('orgs/o-team', { creatorId: 'u-team-owner' });
     await put('orgs/o-team-private', { creatorId: 'u-team-owner', name: 'Private side project' });
