@@ -622,8 +622,10 @@ export interface paths {
          *     Every answer (200 and the 402 with counts) carries `version`, the owner's state the consumption
          *     left (its own transaction bumps it, so a check sent with that `minVersion` sees it), and `asOf`
          *     (see `SnapshotVersion`). With `minVersion`, a node whose kept copy of the owner's state is older
-         *     reads afresh, and answers 409 `version_not_reached` when even that is older. A replay answers the
-         *     first answer whatever `minVersion` says: a key has one answer.
+         *     reads afresh, and answers 409 `version_not_reached` when even that is older. A replay is the first
+         *     answer, its `version` and `asOf` included. `minVersion` is checked against the state read before
+         *     the key is looked up, so a replay may also answer 409; a replay this node still remembers is
+         *     answered without reading anything, whatever `minVersion` says.
          *
          *     Checks happen in this order: authentication (401), role (403), the body (413, 415, 400), the
          *     subject (404, 400), `minVersion` (409), the lock (402), the key (400, 409), then the allowance
@@ -1803,8 +1805,8 @@ export interface components {
         /** @description The answer to a consumption. Counts are as of this answer (for a replay, as of the first one).
          *      */
         Consumption: {
-            /** @description The owner's state this answer left (its transaction bumped it). For a replay read back from
-             *     storage, the version the node read when it found the first answer.
+            /** @description The owner's state this answer left (its transaction bumped it); for a replay, the first
+             *     answer's.
              *      */
             version: components["schemas"]["SnapshotVersion"];
             asOf: components["schemas"]["SnapshotAsOf"];

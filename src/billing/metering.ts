@@ -81,7 +81,8 @@ export interface ConsumeRequest {
   /**
    * Decide from at least this version of the owner's snapshot: a kept snapshot older than it is not
    * used (a fresh read instead of a transaction bound to fail). @throws `version_not_reached` when even
-   * the fresh read is older. A replay answers the first answer, whatever version it was given at.
+   * the fresh read is older (checked before the key is looked up; a replay this process remembers is
+   * answered without reading, whatever this says).
    */
   readonly minVersion?: number | undefined;
 }
@@ -115,7 +116,8 @@ interface AnswerBase {
   /**
    * The snapshot version the answer leaves the owner at: the one its own transaction committed (every
    * consumption, even a denial, bumps it), so a check asked with this `minVersion` sees this consumption.
-   * For a replay read back from storage: the version the node read when it found the first answer.
+   * A replay answers the first answer's (or, for a marker from before answers were versioned, the
+   * version the node read when it found it).
    */
   readonly version: number;
   /** ISO time the snapshot the answer was decided from was read (or validated, for a kept one). */
@@ -695,14 +697,13 @@ export function createMetering(deps: MeteringDeps): Metering {
         creditBalance: balance.balance,
         wouldDeny,
         at,
+        version: snapshot.version.value + 1,
+        asOf: snapshot.readAt.toISOString(),
       };
       markers.push({ kind: 'create', rowKey: consumeMarkerKey(request.idempotencyKey), props: marker });
       included.push({
         job,
-        outcome: answerOf(ownerId, request.idempotencyKey, marker, false, {
-          version: snapshot.version.value + 1,
-          asOf: snapshot.readAt.toISOString(),
-        }),
+        outcome: answerOf(ownerId, request.idempotencyKey, marker, false, versionOf(snapshot)),
       });
     }
 
@@ -966,6 +967,7 @@ function answerOf(
   idempotencyKey: string,
   marker: ConsumeMarker,
   replayed: boolean,
+  /** What the node read, for a marker written before answers were versioned. */
   seen: Versioned,
 ): ConsumeOutcome {
   const base: AnswerBase = {
@@ -987,7 +989,8 @@ function answerOf(
     periodStart: marker.periodStart,
     periodEnd: marker.periodEnd,
     at: marker.at,
-    ...seen,
+    version: marker.version ?? seen.version,
+    asOf: marker.asOf ?? seen.asOf,
   };
   return marker.outcome === 'denied'
     ? { ...base, kind: 'denied', reason: marker.reason ?? 'limit_exceeded', shortfall: marker.shortfall }

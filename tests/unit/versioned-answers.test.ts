@@ -118,6 +118,20 @@ describe('versioned answers', () => {
     expect(log.count({ table: 'billing', method: 'transact' })).toBe(2);
   });
 
+  it('replays the first answer with its own version, in another process too', async () => {
+    const { tables, services } = await setUp();
+    const request = {
+      subject: { userId: 'alice' },
+      meter: 'executions',
+      quantity: 1,
+      idempotencyKey: 'run-once',
+    } as const;
+    const first = await services.usage.consume(request);
+    await consume(services); // the owner moves on
+    const again = await servicesOver(tables).usage.consume(request);
+    expect(again.outcome).toEqual({ ...first.outcome, replayed: true });
+  });
+
   it('answers version_not_reached with the current version when even a fresh read is older', async () => {
     const { services, log } = await setUp();
     const { version } = await services.entitlements.check({
