@@ -76,6 +76,11 @@ export interface paths {
          *     member who is not the owner sees, of the owner's organizations, only the one the token names:
          *     in `allocations.workflowsPerOrg.orgs` and in `locked`.
          *
+         *     `version` and `asOf` say which state of the owner the summary was computed from (see
+         *     `SnapshotVersion`). The summary always reads the owner's state afresh; with `minVersion` an
+         *     organization's creator remembered in memory is looked up again before answering 409
+         *     `version_not_reached` (the version does not exist here yet).
+         *
          */
         get: operations["billingSummary"];
         put?: never;
@@ -118,6 +123,15 @@ export interface paths {
          *     Under `monitor` enforcement (configured for the feature, or a limit while the owner is in a
          *     payment grace period) a denial is turned into `allowed: true` with `enforcement: monitor`, and
          *     `reason` still says what `enforce` would have answered; the would-be denial is recorded.
+         *
+         *     Every decision carries `version` and `asOf`: the owner's state it was computed from (see
+         *     `SnapshotVersion`). With `minVersion`, a node that used cached state older than that version
+         *     reads afresh, so the answer is never older; 409 `version_not_reached` when even a fresh read is
+         *     older (the version does not exist here yet).
+         *
+         *     With `explain: true` the decision also carries `explain.steps`, the trace that produced it (see
+         *     `Explanation`): for support, "why was this denied?" without logs. It costs no storage call;
+         *     without `explain` the answer has no `explain` member and nothing of it is computed.
          *
          */
         post: operations["entitlementsCheck"];
@@ -605,8 +619,17 @@ export interface paths {
          *     A key may contain `@` as far as the body is concerned, but metering refuses it: 400
          *     `invalid_consume_request` (with `errors` at `idempotencyKey`). Use keys without `@`.
          *
+         *     Every answer (200 and the 402 with counts) carries `version`, the owner's state the consumption
+         *     left (its own transaction bumps it, so a check sent with that `minVersion` sees it), and `asOf`
+         *     (see `SnapshotVersion`). With `minVersion`, a node whose kept copy of the owner's state is older
+         *     reads afresh, and answers 409 `version_not_reached` when even that is older. A replay is the first
+         *     answer, its `version` and `asOf` included. `minVersion` is checked against the state read before
+         *     the key is looked up, so a replay may also answer 409; a replay this node still remembers is
+         *     answered without reading anything, whatever `minVersion` says.
+         *
          *     Checks happen in this order: authentication (401), role (403), the body (413, 415, 400), the
-         *     subject (404, 400), the lock (402), the key (400, 409), then the allowance and credits (402).
+         *     subject (404, 400), `minVersion` (409), the lock (402), the key (400, 409), then the allowance
+         *     and credits (402).
          *
          */
         post: operations["usageConsume"];
@@ -1112,7 +1135,44 @@ export interface components {
             orgId?: components["schemas"]["Id"];
             workflowId?: components["schemas"]["Id"];
         } | unknown | unknown | unknown;
+        /** @description The version of the billing owner's state an answer was computed from. It only grows: every change
+         *     that can alter a decision (plan or status, counts, usage, credits, locks, picks) bumps it in the
+         *     same transaction. Two answers about the same owner compare by it; a cached answer is current as
+         *     long as no newer version has been seen. Send it back as `minVersion` to get an answer at least
+         *     that new.
+         *      */
+        SnapshotVersion: number;
+        /**
+         * Format: date-time
+         * @description When the owner's state the answer was computed from was read.
+         */
+        SnapshotAsOf: string;
+        /** @description Answer from at least this `version` of the owner's state: cached state older than it is read
+         *     afresh. 409 `version_not_reached` when even a fresh read is older.
+         *      */
+        MinVersion: number;
+        UsageConflictProblem: components["schemas"]["Problem"] & {
+            /** @constant */
+            status?: 409;
+            /** @enum {unknown} */
+            code?: "idempotency_key_reused" | "consumption_was_denied";
+        };
+        VersionNotReachedProblem: components["schemas"]["Problem"] & {
+            /** @constant */
+            status?: 409;
+            /** @constant */
+            code?: "version_not_reached";
+            /** @description The owner's version now. */
+            version: components["schemas"]["SnapshotVersion"];
+            minVersion: number;
+        };
         CheckRequest: {
+            minVersion?: components["schemas"]["MinVersion"];
+            /**
+             * @description Add `explain`, the decision trace, to the answer.
+             * @default false
+             */
+            explain: boolean;
             subject: components["schemas"]["Subject"];
             feature: components["schemas"]["FeatureName"];
             /** @description For limits: how many are being added (default 1), or for `nodes_per_workflow` the node count
@@ -1122,6 +1182,9 @@ export interface components {
         };
         /** @description The answer to "may this subject do this?". */
         Decision: {
+            explain?: components["schemas"]["Explanation"];
+            version: components["schemas"]["SnapshotVersion"];
+            asOf: components["schemas"]["SnapshotAsOf"];
             allowed: boolean;
             reason: components["schemas"]["DecisionReason"];
             feature: components["schemas"]["FeatureName"];
@@ -1143,6 +1206,135 @@ export interface components {
             /** @description The plan subscribed to (free without a subscription or when access is free). */
             plan: components["schemas"]["PlanName"];
             accessLevel: components["schemas"]["AccessLevel"];
+        };
+        /** @description The decision trace of a check, present only when the request had `explain: true`. Steps come in
+         *     this order: `owner`, `plan`, then `limit` and `usage` (a limit) or `flag` (a flag), `enforcement`,
+         *     `lock` (a `workflowId` subject only), `decision`. Each names where its input came from. It is
+         *     built after the decision from the same rules, so it never disagrees with the answer.
+         *      */
+        Explanation: {
+            steps: (components["schemas"]["ExplainOwner"] | components["schemas"]["ExplainPlan"] | components["schemas"]["ExplainLimit"] | components["schemas"]["ExplainFlag"] | components["schemas"]["ExplainUsage"] | components["schemas"]["ExplainEnforcement"] | components["schemas"]["ExplainLock"] | components["schemas"]["ExplainDecision"])[];
+        };
+        /** @description How the subject resolved to its billing owner. */
+        ExplainOwner: {
+            /** @constant */
+            step: "owner";
+            subject: components["schemas"]["Subject"];
+            workspace: components["schemas"]["Workspace"];
+            owner: components["schemas"]["Id"];
+            /**
+             * @description `none`: a user is their own owner; `cached`: the organization's creator was remembered in
+             *     this node's memory (confirmed by the owner's state, which lists the organization); `read`:
+             *     an index row (the organization's, or the workflow's) was read for this request.
+             *
+             * @enum {string}
+             */
+            mapping: "none" | "cached" | "read";
+        };
+        /** @description Plan, subscription status and the access level that payment state gives. */
+        ExplainPlan: {
+            /** @constant */
+            step: "plan";
+            /** @description The plan as the decision names it (free without a subscription or when access is free). */
+            plan: components["schemas"]["PlanName"];
+            /** @description The subscription's plan whatever its status; `null` without a subscription. */
+            subscribedPlan: components["schemas"]["PlanName"] | null;
+            status: components["schemas"]["SubscriptionStatus"];
+            accessLevel: components["schemas"]["AccessLevel"];
+        };
+        /**
+         * @description Where the limit or flag in force comes from: the plan, or the free plan's while payment is locked
+         *     (`past_due`, `unpaid`, `paused`). `override` and `contract` are reserved for per-owner overrides
+         *     and enterprise contracts, which do not exist yet.
+         *
+         * @enum {string}
+         */
+        LimitSource: "plan" | "free_plan_while_locked" | "override" | "contract";
+        ExplainLimit: {
+            /** @constant */
+            step: "limit";
+            feature: components["schemas"]["LimitName"];
+            /** @description The limit in force; `null` when unlimited. */
+            limit: number | null;
+            source: components["schemas"]["LimitSource"];
+            /** @description The subscribed plan's limit, which payment in order puts in force. */
+            planLimit: number | null;
+            /** @description Reserved for a per-owner override; always `null` for now. */
+            override: null;
+            /** @description Reserved for an enterprise contract; always `null` for now. */
+            contract: null;
+            /** @description The owner is in a payment grace period, where limits are soft (see `enforcement`). */
+            grace: boolean;
+        };
+        ExplainFlag: {
+            /** @constant */
+            step: "flag";
+            feature: components["schemas"]["FlagName"];
+            enabled: boolean;
+            source: components["schemas"]["LimitSource"];
+            /** @description Whether the subscribed plan has the flag (payment in order). */
+            planEnabled: boolean;
+        };
+        /** @description What was counted against the limit, and for a meter in which period. */
+        ExplainUsage: {
+            /** @constant */
+            step: "usage";
+            feature: components["schemas"]["LimitName"];
+            /**
+             * @description The count read from the owner's state: the meter's counter of the period, the owner's or the
+             *     organization's workflows, the owner's credentials, the people across the owner's
+             *     organizations, the node count checked. `not_counted` when the decision needed no count
+             *     (enforcement off, unlimited, not applicable, a locked workflow).
+             *
+             * @enum {string}
+             */
+            counted: "period_usage" | "owner_workflows" | "org_workflows" | "owner_credentials" | "seats" | "workflow_nodes" | "not_counted";
+            used: number | null;
+            /** @description The quantity asked for (for `nodes_per_workflow`, 0: `used` is the node count). */
+            adding: number | null;
+            remaining: number | null;
+            /** @description For a meter, the usage period whose counter applies; `null` for allocations. */
+            period: null | {
+                key: string;
+                /** Format: date-time */
+                start: string;
+                /**
+                 * Format: date-time
+                 * @description Exclusive.
+                 */
+                end: string;
+            };
+        };
+        ExplainEnforcement: {
+            /** @constant */
+            step: "enforcement";
+            configured: components["schemas"]["EnforcementMode"];
+            /**
+             * @description `feature`: the feature's own setting (`ENFORCEMENT_OVERRIDES`); `default`: `ENFORCEMENT_DEFAULT`.
+             * @enum {string}
+             */
+            source: "feature" | "default";
+            applied: components["schemas"]["EnforcementMode"];
+            /**
+             * @description What turned a denial into an allowance (`monitor` configured, or a payment `grace` period); `null` when nothing did.
+             * @enum {string|null}
+             */
+            softenedBy: "monitor" | "grace" | null;
+        };
+        /** @description For a `workflowId` subject, whether the owner's lock set locks the workflow. */
+        ExplainLock: {
+            /** @constant */
+            step: "lock";
+            workflowId: components["schemas"]["Id"];
+            locked: boolean;
+            /** @description A lock refuses `executions` only (and not under enforcement `off`). */
+            applies: boolean;
+        };
+        ExplainDecision: {
+            /** @constant */
+            step: "decision";
+            allowed: boolean;
+            reason: components["schemas"]["DecisionReason"];
         };
         Allocation: {
             used: number;
@@ -1205,6 +1397,8 @@ export interface components {
         };
         /** @description Everything the billing page needs for one workspace, from its billing owner's point of view. */
         BillingSummary: {
+            version: components["schemas"]["SnapshotVersion"];
+            asOf: components["schemas"]["SnapshotAsOf"];
             /** @description The billing owner (a user id): the token's user, or the organization's creator. */
             owner: components["schemas"]["Id"];
             workspace: components["schemas"]["Workspace"];
@@ -1606,10 +1800,16 @@ export interface components {
              */
             quantity: number;
             idempotencyKey: components["schemas"]["IdempotencyKey"];
+            minVersion?: components["schemas"]["MinVersion"];
         };
         /** @description The answer to a consumption. Counts are as of this answer (for a replay, as of the first one).
          *      */
         Consumption: {
+            /** @description The owner's state this answer left (its transaction bumped it); for a replay, the first
+             *     answer's.
+             *      */
+            version: components["schemas"]["SnapshotVersion"];
+            asOf: components["schemas"]["SnapshotAsOf"];
             /** @constant */
             kind: "consumed";
             /** @description The billing owner the subject resolved to. */
@@ -1659,6 +1859,8 @@ export interface components {
         };
         /** @description Problem details of a denied consumption, with what is left as extension members. */
         ConsumeDenial: components["schemas"]["Problem"] & {
+            version: components["schemas"]["SnapshotVersion"];
+            asOf: components["schemas"]["SnapshotAsOf"];
             /** @constant */
             status?: 402;
             /** @enum {unknown} */
@@ -2409,12 +2611,7 @@ export interface components {
                  *       "code": "idempotency_key_reused",
                  *       "instance": "3f0c1a52-8f0e-4c55-9d55-2f8b7f1f6a10"
                  *     } */
-                "application/problem+json": components["schemas"]["Problem"] & {
-                    /** @constant */
-                    status?: 409;
-                    /** @enum {unknown} */
-                    code?: "idempotency_key_reused" | "consumption_was_denied";
-                };
+                "application/problem+json": components["schemas"]["UsageConflictProblem"];
             };
         };
         /** @description Denied under `enforce`; nothing was consumed. Codes:
@@ -2429,7 +2626,8 @@ export interface components {
          *
          *     `limit_exceeded` and `payment_required` carry, beside the problem fields, what is left: `reason`
          *     (the same as `code`), `meter`, `replayed` (true when the key was denied before and this repeats
-         *     that answer), `used`, `allowance`, `remaining`, `shortfall`, `creditBalance` and `periodEnd`.
+         *     that answer), `used`, `allowance`, `remaining`, `shortfall`, `creditBalance`, `periodEnd`, and
+         *     `version` and `asOf` as in a 200.
          *     `resource_locked` is plain problem details, without those members.
          *      */
         UsageDenied: {
@@ -2439,6 +2637,29 @@ export interface components {
             };
             content: {
                 "application/problem+json": components["schemas"]["ConsumeDenial"] | components["schemas"]["ResourceLockedProblem"];
+            };
+        };
+        /** @description `version_not_reached`: the caller sent `minVersion`, and even a fresh read of the owner's state is
+         *     older: that version does not exist here yet (it came from a node whose storage is ahead, or was
+         *     made up). `version` is the owner's version now. Retry later, or ask without `minVersion`.
+         *      */
+        VersionNotReached: {
+            headers: {
+                "Cache-Control": components["headers"]["CacheControlNoStore"];
+                [name: string]: unknown;
+            };
+            content: {
+                /** @example {
+                 *       "type": "/problems/version_not_reached",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "The billing state of user_1 is at version 12, older than the minVersion 15 asked for; retry later, or ask without minVersion.",
+                 *       "code": "version_not_reached",
+                 *       "instance": "3f0c1a52-8f0e-4c55-9d55-2f8b7f1f6a10",
+                 *       "version": 12,
+                 *       "minVersion": 15
+                 *     } */
+                "application/problem+json": components["schemas"]["VersionNotReachedProblem"];
             };
         };
         /** @description A directory PUT that would take the owner over a limit, refused under `enforce` enforcement;
@@ -2637,6 +2858,10 @@ export interface components {
         };
     };
     parameters: {
+        /** @description Answer from at least this `version` of the owner's state. 409 `version_not_reached` when even a
+         *     fresh read is older.
+         *      */
+        MinVersion: number;
         /** @description Organization id. */
         orgId: components["schemas"]["Id"];
         /** @description User id. */
@@ -2742,7 +2967,12 @@ export interface operations {
     };
     billingSummary: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Answer from at least this `version` of the owner's state. 409 `version_not_reached` when even a
+                 *     fresh read is older.
+                 *      */
+                minVersion?: components["parameters"]["MinVersion"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2759,9 +2989,12 @@ export interface operations {
                     "application/json": components["schemas"]["BillingSummary"];
                 };
             };
+            /** @description `invalid_query`: `minVersion` is not a non-negative integer, or the query has another member. */
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             /** @description `not_a_member`: the token names an organization the caller is not a member of, or one the directory does not know. */
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["VersionNotReached"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -2796,7 +3029,9 @@ export interface operations {
                      *       "enforcement": "enforce",
                      *       "owner": "user_1",
                      *       "plan": "free",
-                     *       "accessLevel": "free"
+                     *       "accessLevel": "free",
+                     *       "version": 12,
+                     *       "asOf": "2026-11-20T12:00:00.000Z"
                      *     } */
                     "application/json": components["schemas"]["Decision"];
                 };
@@ -2808,6 +3043,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description `workflow_not_found` (subject.workflowId) or `org_not_found` (subject.orgId) is not in the directory. */
             404: components["responses"]["NotFound"];
+            409: components["responses"]["VersionNotReached"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
@@ -3376,6 +3612,8 @@ export interface operations {
                      *       "periodStart": "2026-11-01T00:00:00.000Z",
                      *       "periodEnd": "2026-12-01T00:00:00.000Z",
                      *       "at": "2026-11-20T12:00:00.000Z",
+                     *       "version": 13,
+                     *       "asOf": "2026-11-20T12:00:00.000Z",
                      *       "wouldDeny": false,
                      *       "shortfall": 0
                      *     } */
@@ -3390,8 +3628,18 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description `workflow_not_found` (subject.workflowId) or `org_not_found` (subject.orgId) is not in the directory. */
             404: components["responses"]["NotFound"];
-            /** @description `idempotency_key_reused`: the key was first used for another meter or quantity. */
-            409: components["responses"]["UsageConflict"];
+            /** @description `idempotency_key_reused`: the key was first used for another meter or quantity;
+             *     `version_not_reached`: even a fresh read of the owner is older than `minVersion`.
+             *      */
+            409: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UsageConflictProblem"] | components["schemas"]["VersionNotReachedProblem"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

@@ -16,3 +16,8 @@ export interface EnforcementPolicy {
 export function modeFor(policy: EnforcementPolicy, feature: FeatureName): EnforcementMode {
   return policy.overrides[feature] ?? policy.defaultMode;
 }
+
+/** Where a feature's configured mode comes from: its own setting, or the default for every feature. */
+export function modeSource(policy: EnforcementPolicy, feature: FeatureName): 'feature' | 'default' {
+  return policy.overrides[feature] === undefined ? 'default' : 'feature';
+}

@@ -1,6 +1,7 @@
 import { observeDecision } from '../telemetry/observe.js';
 import type { Capabilities } from './access/capabilities.js';
 import { capabilitiesFor, type Decision, decideCheck, type ResolvedSubject } from './access/decide.js';
+import { type Explanation, explainCheck, type MappingSource } from './access/explain.js';
 import { wouldDenyAction } from './access/would-deny.js';
 import type { Catalog, FeatureName } from './catalog.js';
 import type { Clock } from './clock.js';
@@ -11,6 +12,7 @@ import type { OrgId, OwnerId, UserId, WorkflowId } from './ids.js';
 import { LruMap } from './lru.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { liveOrg, type OwnerSnapshot } from './owner/snapshot.js';
+import { reaches, requireVersion, type Versioned, versionOf } from './owner/versioned.js';
 import type { EntityTable } from './store.js';
 
 export type { Capabilities } from './access/capabilities.js';
@@ -33,7 +35,14 @@ export interface CheckRequest {
   readonly subject: Subject;
   readonly feature: FeatureName;
   readonly quantity?: number | undefined;
+  /** The answer must be computed from at least this version of the owner's snapshot. */
+  readonly minVersion?: number | undefined;
+  /** Add the decision trace (`access/explain.ts`); without it nothing of the trace is computed. */
+  readonly explain?: boolean | undefined;
 }
+
+/** A decision, with the snapshot version it was computed from, and its trace when asked for. */
+export type CheckAnswer = Decision & Versioned & { readonly explain?: Explanation };
 
 /**
  * Entitlement checks: a subject resolved to its billing owner through the directory (one point read
@@ -42,11 +51,16 @@ export interface CheckRequest {
  */
 export interface Entitlements {
   /** The subject's owner and the owner's snapshot, which confirms the subject still belongs to it. */
-  resolve(
-    subject: Subject,
-  ): Promise<{ readonly resolved: ResolvedSubject; readonly snapshot: OwnerSnapshot }>;
+  resolve(subject: Subject, minVersion?: number): Promise<Resolution>;
   capabilities(ownerId: OwnerId): Promise<Capabilities>;
-  check(request: CheckRequest): Promise<Decision>;
+  /** @throws BillingError `version_not_reached` when even a fresh read is older than `minVersion`. */
+  check(request: CheckRequest): Promise<CheckAnswer>;
+}
+
+export interface Resolution {
+  readonly resolved: ResolvedSubject;
+  readonly snapshot: OwnerSnapshot;
+  readonly mapping: MappingSource;
 }
 
 export interface EntitlementDeps {
@@ -68,7 +82,11 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
    */
   const lastOwner = new LruMap<WorkflowId, OwnerId>(100_000);
 
-  async function resolve(subject: Subject) {
+  /**
+   * `minVersion` matters only where a cached mapping was used: a snapshot older than it may belong to an
+   * owner the organization no longer has, so the mapping is looked up afresh before giving up.
+   */
+  async function resolve(subject: Subject, minVersion?: number): Promise<Resolution> {
     if (subject.workflowId !== undefined) {
       const workflowId = subject.workflowId;
       const guess = lastOwner.get(workflowId);
@@ -99,25 +117,32 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
           workflow: { workflowId: workflow.workflowId, workspace: ws, nodeCount: workflow.nodeCount },
         },
         snapshot,
+        mapping: 'read',
       };
     }
     if (subject.orgId !== undefined) {
       const orgId = subject.orgId;
       const missing = () => notFound('org_not_found', `Organization ${orgId} is not in the directory.`);
       for (const fresh of [false, true]) {
-        const ownerId = await directory.ownerOfOrg(orgId, { fresh });
-        if (ownerId === undefined) throw missing();
+        const found = await directory.orgOwner(orgId, { fresh });
+        if (found === undefined) throw missing();
+        const { ownerId, cached } = found;
         const snapshot = await owners.read(ownerId);
-        if (liveOrg(snapshot, orgId))
-          return { resolved: { ownerId, workspace: { kind: 'org', orgId } } as const, snapshot };
+        if (liveOrg(snapshot, orgId) && (!cached || reaches(snapshot, minVersion)))
+          return {
+            resolved: { ownerId, workspace: { kind: 'org', orgId } },
+            snapshot,
+            mapping: cached ? 'cached' : 'read',
+          };
       }
       throw missing();
     }
     if (subject.userId !== undefined) {
       const userId = subject.userId;
       return {
-        resolved: { ownerId: userId, workspace: { kind: 'personal', userId } } as const,
+        resolved: { ownerId: userId, workspace: { kind: 'personal', userId } },
         snapshot: await owners.read(userId),
+        mapping: 'none',
       };
     }
     throw validationError('subject_required', 'subject needs one of userId, orgId or workflowId.');
@@ -131,7 +156,8 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
     },
 
     async check(request) {
-      const { resolved, snapshot } = await resolve(request.subject);
+      const { resolved, snapshot, mapping } = await resolve(request.subject, request.minVersion);
+      requireVersion(snapshot, request.minVersion);
       const { decision, wouldDeny } = decideCheck({
         snapshot,
         catalog,
@@ -147,7 +173,19 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
           wouldDenyAction(wouldDeny, { subject: request.subject, at }),
         ]);
       }
-      return decision;
+      if (!request.explain) return { ...decision, ...versionOf(snapshot) };
+      const explain = explainCheck({
+        snapshot,
+        catalog,
+        enforcement,
+        subject: request.subject,
+        resolved,
+        mapping,
+        feature: request.feature,
+        quantity: request.quantity,
+        decision,
+      });
+      return { ...decision, ...versionOf(snapshot), explain };
     },
   };
 }

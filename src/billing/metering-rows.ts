@@ -125,6 +125,12 @@ export const consumeMarkerSchema = z.object({
   wouldDeny: z.boolean(),
   at: z.string(),
   refundedAt: z.string().optional(),
+  /**
+   * The snapshot version the answer's transaction wrote and when its snapshot was read, so a replay is the
+   * first answer to the letter (absent on markers written before answers were versioned).
+   */
+  version: count.optional(),
+  asOf: z.string().optional(),
 });
 export type ConsumeMarker = z.infer<typeof consumeMarkerSchema>;
 

@@ -22,6 +22,7 @@ import {
 } from './metering-rows.js';
 import { BALANCE_ROW, LONGEST_PERIOD_MS, VERSION_ROW } from './owner/keys.js';
 import { meterStatus, type OwnerSnapshot, versionAction, withVersion } from './owner/snapshot.js';
+import { requireVersion, type Versioned, versionOf } from './owner/versioned.js';
 import { PERIOD_KEY_PATTERN } from './periods.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
 import {
@@ -77,6 +78,13 @@ export interface ConsumeRequest {
    * record the would-be denial; `off`: consume and count without checking, drawing no credits.
    */
   readonly terms: ConsumeTerms | ((snapshot: OwnerSnapshot) => ConsumeTerms);
+  /**
+   * Decide from at least this version of the owner's snapshot: a kept snapshot older than it is not
+   * used (a fresh read instead of a transaction bound to fail). @throws `version_not_reached` when even
+   * the fresh read is older (checked before the key is looked up; a replay this process remembers is
+   * answered without reading, whatever this says).
+   */
+  readonly minVersion?: number | undefined;
 }
 
 interface AnswerBase {
@@ -105,6 +113,15 @@ interface AnswerBase {
   readonly periodEnd: string;
   /** When the answer was first given. */
   readonly at: string;
+  /**
+   * The snapshot version the answer leaves the owner at: the one its own transaction committed (every
+   * consumption, even a denial, bumps it), so a check asked with this `minVersion` sees this consumption.
+   * A replay answers the first answer's (or, for a marker from before answers were versioned, the
+   * version the node read when it found it).
+   */
+  readonly version: number;
+  /** ISO time the snapshot the answer was decided from was read (or validated, for a kept one). */
+  readonly asOf: string;
 }
 
 export type ConsumeOutcome =
@@ -225,6 +242,7 @@ const consumeSchema = z.object({
   meter: z.enum(METER_NAMES),
   quantity: z.number().int().min(1).max(1_000_000),
   idempotencyKey: externalKeySchema,
+  minVersion: z.number().int().nonnegative().optional(),
 });
 type ValidConsume = z.infer<typeof consumeSchema> & { readonly terms: ConsumeRequest['terms'] };
 
@@ -445,12 +463,18 @@ export function createMetering(deps: MeteringDeps): Metering {
       async (round) => {
         if (active.length === 0) return answer(undefined);
         // The snapshot this process left, if any (after a conflict: a fresh read).
-        const kept = round === 1 ? known.get(ownerId) : undefined;
+        // A kept snapshot older than a job's `minVersion` is known to be stale: read instead of failing a
+        // transaction on it. Without `minVersion` nothing changes (the version condition still guards it).
+        const atLeast = Math.max(0, ...active.map((job) => job.request.minVersion ?? 0));
+        const remembered = round === 1 ? known.get(ownerId) : undefined;
+        const kept = remembered && remembered.version.value >= atLeast ? remembered : undefined;
         const snapshot = kept ? { ...kept, readAt: clock.now() } : await owners.read(ownerId);
+        const seen = versionOf(snapshot);
         const ready: Ready[] = [];
         const settled = new Set<Job>();
         for (const job of active) {
           try {
+            requireVersion(snapshot, job.request.minVersion);
             const terms = termsOf(job.request.terms, snapshot, 'invalid_consume_terms');
             ready.push({ job, terms, counterKey: usageRowKey(job.request.meter, terms.period) });
           } catch (error) {
@@ -469,7 +493,7 @@ export function createMetering(deps: MeteringDeps): Metering {
           if (row)
             settleAll(
               job,
-              answerOf(ownerId, job.request.idempotencyKey, parseRow(consumeMarkerSchema, row), false),
+              answerOf(ownerId, job.request.idempotencyKey, parseRow(consumeMarkerSchema, row), false, seen),
               true,
             );
           else
@@ -503,7 +527,7 @@ export function createMetering(deps: MeteringDeps): Metering {
           },
           async (error): Promise<typeof RETRY> => {
             known.delete(ownerId);
-            const replays = await findReplays(ownerId, plan.included, error);
+            const replays = await findReplays(ownerId, plan.included, error, seen);
             for (const { job, outcome } of replays) {
               remember(outcome);
               settleAll(job, outcome, true);
@@ -673,9 +697,14 @@ export function createMetering(deps: MeteringDeps): Metering {
         creditBalance: balance.balance,
         wouldDeny,
         at,
+        version: snapshot.version.value + 1,
+        asOf: snapshot.readAt.toISOString(),
       };
       markers.push({ kind: 'create', rowKey: consumeMarkerKey(request.idempotencyKey), props: marker });
-      included.push({ job, outcome: answerOf(ownerId, request.idempotencyKey, marker, false) });
+      included.push({
+        job,
+        outcome: answerOf(ownerId, request.idempotencyKey, marker, false, versionOf(snapshot)),
+      });
     }
 
     const fixed: TransactionAction[] = [];
@@ -755,7 +784,12 @@ export function createMetering(deps: MeteringDeps): Metering {
    * After a failed transaction: the consumptions whose marker already exists, with their first answers.
    * When a marker exists, every marker of the batch is read, so one round settles all the replays.
    */
-  async function findReplays(ownerId: OwnerId, included: readonly Planned[], error: TransactionFailedError) {
+  async function findReplays(
+    ownerId: OwnerId,
+    included: readonly Planned[],
+    error: TransactionFailedError,
+    seen: Versioned,
+  ) {
     if (error.reason !== 'exists') return [];
     const index = error.actionIndex;
     if (index !== undefined && index >= included.length) return [];
@@ -767,7 +801,7 @@ export function createMetering(deps: MeteringDeps): Metering {
       const row = rows[i];
       if (!row) return;
       const marker = parseRow(consumeMarkerSchema, row, 'consume marker');
-      replays.push({ job, outcome: answerOf(ownerId, job.request.idempotencyKey, marker, false) });
+      replays.push({ job, outcome: answerOf(ownerId, job.request.idempotencyKey, marker, false, seen) });
     });
     return replays;
   }
@@ -933,6 +967,8 @@ function answerOf(
   idempotencyKey: string,
   marker: ConsumeMarker,
   replayed: boolean,
+  /** What the node read, for a marker written before answers were versioned. */
+  seen: Versioned,
 ): ConsumeOutcome {
   const base: AnswerBase = {
     ownerId,
@@ -953,6 +989,8 @@ function answerOf(
     periodStart: marker.periodStart,
     periodEnd: marker.periodEnd,
     at: marker.at,
+    version: marker.version ?? seen.version,
+    asOf: marker.asOf ?? seen.asOf,
   };
   return marker.outcome === 'denied'
     ? { ...base, kind: 'denied', reason: marker.reason ?? 'limit_exceeded', shortfall: marker.shortfall }

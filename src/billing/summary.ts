@@ -6,6 +6,7 @@ import type { OwnerId, UserId, Workspace } from './ids.js';
 import type { LockReport, Locks } from './locks.js';
 import type { OwnerAccess } from './owner/owner-access.js';
 import { liveOrg, meterStatus, type OwnerSnapshot, seatsInUse } from './owner/snapshot.js';
+import { requireVersion, type Versioned, versionOf } from './owner/versioned.js';
 import type { SubscriptionState, SubscriptionStatus } from './subscription.js';
 
 export interface Allocation {
@@ -15,7 +16,7 @@ export interface Allocation {
 }
 
 /** Everything the billing page needs for one workspace, from one owner's point of view. */
-export interface BillingSummary {
+export interface BillingSummary extends Versioned {
   readonly owner: OwnerId;
   readonly workspace: Workspace;
   readonly plan: {
@@ -99,9 +100,17 @@ export function createSummaries(deps: {
     /**
      * @param viewer who asks: a member who is not the owner sees the owner's totals (they bound what the
      *   member may create) but, of the owner's organizations, only the one they are in.
+     * @param options.minVersion the snapshot read (always fresh here) must be at least this version.
+     * @throws BillingError `version_not_reached`
      */
-    async forWorkspace(ownerId: OwnerId, workspace: Workspace, viewer: UserId): Promise<BillingSummary> {
+    async forWorkspace(
+      ownerId: OwnerId,
+      workspace: Workspace,
+      viewer: UserId,
+      options: { readonly minVersion?: number | undefined } = {},
+    ): Promise<BillingSummary> {
       const snapshot = await owners.read(ownerId);
+      requireVersion(snapshot, options.minVersion);
       if (workspace.kind === 'org' && !liveOrg(snapshot, workspace.orgId)) {
         // The organization was deleted after the token's membership was looked up.
         throw forbidden('not_a_member', `You are not a member of organization ${workspace.orgId}.`);
@@ -126,6 +135,7 @@ export function createSummaries(deps: {
         )
         .sort(([, a], [, b]) => a.row.createdAt.localeCompare(b.row.createdAt));
       return {
+        ...versionOf(snapshot),
         owner: ownerId,
         workspace,
         plan: {

@@ -7,6 +7,7 @@ import type { Subject } from './entitlements.js';
 import { BillingError, conflict, notFound, validationError } from './errors.js';
 import type { ConsumeOutcome, Metering, RefundOutcome } from './metering.js';
 import { liveOrg, type OwnerSnapshot } from './owner/snapshot.js';
+import { isVersionNotReached } from './owner/versioned.js';
 
 /**
  * The execution runtime's entry points: consume and refund, for a subject resolved to its billing owner
@@ -19,6 +20,8 @@ export interface UsageService {
     meter: MeterName;
     quantity: number;
     idempotencyKey: string;
+    /** Decide from at least this snapshot version. @throws BillingError `version_not_reached` */
+    minVersion?: number | undefined;
   }): Promise<ConsumeAnswer>;
   refund(input: {
     subject: Subject;
@@ -95,6 +98,7 @@ export function createUsageService(deps: {
       meter: input.meter,
       quantity: input.quantity,
       idempotencyKey: input.idempotencyKey,
+      minVersion: input.minVersion,
       terms: (snapshot) => {
         confirm(resolved, snapshot);
         return consumeTerms(snapshot, catalog, enforcement, input.meter, resolved.workflow);
@@ -106,10 +110,11 @@ export function createUsageService(deps: {
     try {
       return await consumeOnce(input, false);
     } catch (error) {
-      // An organization remembered with a creator it no longer has: look it up afresh, once.
+      // An organization remembered with a creator it no longer has (its snapshot does not list it, or is
+      // older than the caller has seen): look it up afresh, once.
       if (
         !(error instanceof BillingError) ||
-        error.code !== 'org_not_found' ||
+        (error.code !== 'org_not_found' && !isVersionNotReached(error)) ||
         input.subject.orgId === undefined
       )
         throw error;

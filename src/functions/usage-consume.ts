@@ -15,6 +15,8 @@ const consumeBody = z.strictObject({
   meter: z.enum(METER_NAMES),
   quantity: z.number().int().min(1).max(1_000_000).default(1),
   idempotencyKey: idempotencyKeySchema,
+  /** Decide from at least this version of the owner's snapshot (409 `version_not_reached` if none yet). */
+  minVersion: z.number().int().nonnegative().optional(),
 });
 
 /**
@@ -55,6 +57,8 @@ export const usageConsume = defineRoute({
         shortfall: outcome.shortfall,
         creditBalance: outcome.creditBalance,
         periodEnd: outcome.periodEnd,
+        version: outcome.version,
+        asOf: outcome.asOf,
       },
     );
   },

@@ -12,12 +12,14 @@ import type { Principal } from './auth.js';
 export async function tenantOf(
   principal: Principal,
   directory: Directory,
+  /** Look the organization's creator up again rather than trust memory (see `Directory.ownerOfOrg`). */
+  options: { readonly fresh?: boolean } = {},
 ): Promise<{ readonly ownerId: OwnerId; readonly workspace: Workspace }> {
   if (principal.orgId === undefined) {
     annotateOwner(principal.userId);
     return { ownerId: principal.userId, workspace: { kind: 'personal', userId: principal.userId } };
   }
-  const ownerId = await directory.ownerOfOrg(principal.orgId);
+  const ownerId = await directory.ownerOfOrg(principal.orgId, options);
   // Unknown organization and non-member answer alike, so the answer does not reveal which orgs exist.
   const member = ownerId !== undefined && (await directory.isMember(principal.orgId, principal.userId));
   if (ownerId === undefined || !member) {

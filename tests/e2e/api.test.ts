@@ -141,6 +141,92 @@ describe('HTTP API over the local host', () => {
     });
   });
 
+  it('versions every check, consume and summary, and answers 409 for a minVersion not reached', async () => {
+    expect((await put('orgs/o-ver', { creatorId: 'u-ver', name: 'Versioned' })).status).toBe(201);
+    const first = await check({ subject: { orgId: 'o-ver' }, feature: 'workflows' });
+    const { version } = first.body as { version: number; asOf: string };
+    expect(first.body).toMatchObject({ version: expect.any(Number), asOf: expect.any(String) });
+    expect((await put('workflows/ver-1', { workspace: { orgId: 'o-ver' }, nodeCount: 1 })).status).toBe(201);
+    const next = await check({ subject: { orgId: 'o-ver' }, feature: 'workflows', minVersion: version + 1 });
+    expect(next.body).toMatchObject({ version: version + 1, used: 1 });
+    const consumed = await host.call('POST', '/api/usage/consume', {
+      token: service,
+      body: {
+        subject: { orgId: 'o-ver' },
+        meter: 'executions',
+        idempotencyKey: 'ver-run-1',
+        minVersion: version + 1,
+      },
+    });
+    expect(consumed.status, consumed.text).toBe(200);
+    expect(consumed.body).toMatchObject({ version: version + 2 });
+    const summaryAs = await token({ sub: 'u-ver', org: 'o-ver' });
+    const summary = await host.call('GET', `/api/billing/summary?minVersion=${version + 2}`, {
+      token: summaryAs,
+    });
+    expect(summary.status, summary.text).toBe(200);
+    expect(summary.body).toMatchObject({ version: version + 2 });
+
+    const future = version + 10;
+    const notYet = await check({ subject: { orgId: 'o-ver' }, feature: 'workflows', minVersion: future });
+    expectProblem(notYet, 409, 'version_not_reached');
+    expect(notYet.body).toMatchObject({ version: version + 2, minVersion: future });
+    const notYetConsume = await host.call('POST', '/api/usage/consume', {
+      token: service,
+      body: {
+        subject: { orgId: 'o-ver' },
+        meter: 'executions',
+        idempotencyKey: 'ver-run-2',
+        minVersion: future,
+      },
+    });
+    expectProblem(notYetConsume, 409, 'version_not_reached');
+    const notYetSummary = await host.call('GET', `/api/billing/summary?minVersion=${future}`, {
+      token: summaryAs,
+    });
+    expectProblem(notYetSummary, 409, 'version_not_reached');
+    const badQuery = await host.call('GET', '/api/billing/summary?minVersion=-1', { token: summaryAs });
+    expectProblem(badQuery, 400, 'invalid_query');
+  });
+
+  it('explains a check when asked, and only then', async () => {
+    expect((await put('orgs/o-why', { creatorId: 'u-why', name: 'Why Ltd' })).status).toBe(201);
+    expect((await put('workflows/why-1', { workspace: { orgId: 'o-why' }, nodeCount: 1 })).status).toBe(201);
+    const plain = await check({ subject: { workflowId: 'why-1' }, feature: 'executions' });
+    expect(plain.status).toBe(200);
+    expect(plain.body).not.toHaveProperty('explain');
+    const explained = await check({ subject: { workflowId: 'why-1' }, feature: 'executions', explain: true });
+    expect(explained.status, explained.text).toBe(200);
+    const steps = (explained.body as { explain: { steps: Array<{ step: string }> } }).explain.steps;
+    expect(steps.map((s) => s.step)).toEqual([
+      'owner',
+      'plan',
+      'limit',
+      'usage',
+      'enforcement',
+      'lock',
+      'decision',
+    ]);
+    expect(steps[0]).toMatchObject({
+      owner: 'u-why',
+      mapping: 'read',
+      workspace: { kind: 'org', orgId: 'o-why' },
+    });
+    const flag = await check({ subject: { orgId: 'o-why' }, feature: 'ai_nodes', explain: true });
+    expect(flag.status, flag.text).toBe(200);
+    expect(flag.body).toMatchObject({
+      explain: {
+        steps: [
+          { step: 'owner', mapping: 'cached' },
+          { step: 'plan' },
+          { step: 'flag' },
+          { step: 'enforcement' },
+          { step: 'decision' },
+        ],
+      },
+    });
+  });
+
   it('lets a member read the organization summary, and refuses a user outside the organization', async () => {
     await put('orgs/o-team', { creatorId: 'u-team-owner' });
     await put('orgs/o-team-private', { creatorId: 'u-team-owner', name: 'Private side project' });

@@ -491,8 +491,9 @@ describe('a balance below zero', () => {
     const negative = await ask(t.metering, 'run-2');
     const zero = await ask(fresh.metering, 'run-2');
     expect(negative).toMatchObject({ kind: 'denied', reason: 'limit_exceeded', creditBalance: -100 });
-    // Only the balance shown and what was used before differ.
-    const same = ({ creditBalance: _b, at: _a, used: _u, ...rest }: typeof zero) => rest;
+    // Only the balance shown, what was used before, and the two owners' versions and read times differ.
+    const same = ({ creditBalance: _b, at: _a, used: _u, version: _v, asOf: _o, ...rest }: typeof zero) =>
+      rest;
     expect(same(negative)).toEqual(same(zero));
     expect(await t.balance()).toBe(-100);
     const status = await t.metering.status({ ownerId: OWNER, meter: 'executions', terms });

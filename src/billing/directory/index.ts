@@ -39,6 +39,11 @@ export interface Directory {
    * created again by someone else).
    */
   ownerOfOrg(orgId: OrgId, options?: { readonly fresh?: boolean }): Promise<OwnerId | undefined>;
+  /** `ownerOfOrg`, saying whether the answer came from memory (for `minVersion` and the decision trace). */
+  orgOwner(
+    orgId: OrgId,
+    options?: { readonly fresh?: boolean },
+  ): Promise<{ readonly ownerId: OwnerId; readonly cached: boolean } | undefined>;
   /** The owner's counts, from its snapshot. */
   counts(ownerId: OwnerId): Promise<OwnerCounts>;
   /** Every workflow and credential the owner pays for, with where it lives and when it was created. */
@@ -197,6 +202,13 @@ export function createDirectory(deps: DirectoryDeps): Directory {
     async ownerOfOrg(orgId, options = {}) {
       if (options.fresh) ctx.orgOwners.forget(orgId);
       return ownerOfOrg(ctx, orgId);
+    },
+    async orgOwner(orgId, options = {}) {
+      if (options.fresh) ctx.orgOwners.forget(orgId);
+      const remembered = ctx.orgOwners.get(orgId);
+      if (remembered !== undefined) return { ownerId: remembered, cached: true };
+      const ownerId = await ownerOfOrg(ctx, orgId);
+      return ownerId === undefined ? undefined : { ownerId, cached: false };
     },
 
     async counts(ownerId) {
