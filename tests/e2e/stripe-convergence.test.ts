@@ -1,6 +1,7 @@
-import type Stripe from 'stripe';
+import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeClient } from '../../src/adapters/stripe/gateway.js';
+import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
 import { startTestHost, type TestHost, token } from '../support/harness.js';
 
 /**
@@ -104,6 +105,41 @@ describe('convergence with Stripe', () => {
     await host.settle();
     const after = await stripe.subscriptions.list({ customer, status: 'all' });
     expect(after.data.filter((s) => s.status === 'active' && !s.cancel_at_period_end)).toHaveLength(0);
+  });
+
+  it('accepts a 200 KB signed event and applies it (the queue carries its ids only)', async () => {
+    const owner = await token({ sub: 'u-conv-big' });
+    expect((await pay(await checkout(owner, 'pro'))).status).toBeLessThan(300);
+    await host.settle();
+    const customer = await host.services.customers.customerOf('u-conv-big');
+    const original = host.sandbox
+      ?.events()
+      .find(
+        (e) => e.type === 'customer.subscription.created' && JSON.stringify(e).includes(String(customer)),
+      );
+    if (!original) throw new Error('no subscription event to resend');
+    // The same event, grown past 200 KB as real events do (items, discounts, metadata), with a new id.
+    const big = {
+      ...original,
+      id: `evt_big${Date.now()}`,
+      data: {
+        object: { ...(original.data.object as Record<string, unknown>), padding: 'x'.repeat(210_000) },
+      },
+    };
+    const body = JSON.stringify(big);
+    expect(body.length).toBeGreaterThan(200_000);
+    const signature = Stripe.webhooks.generateTestHeaderString({
+      payload: body,
+      secret: LOCAL_DEFAULTS.STRIPE_WEBHOOK_SECRET,
+    });
+    const response = await host.call('POST', '/api/webhooks/stripe', {
+      body,
+      headers: { 'stripe-signature': signature },
+    });
+    expect(response.status, response.text).toBe(200);
+    await host.settle();
+    // Applied: its marker was written in the owner's partition (exactly once).
+    expect(await host.services.tables.billing.get('u-conv-big', `event|${big.id}`)).toBeDefined();
   });
 
   it('shows a subscription that ended after a cancel at period end as ended, though Stripe keeps the flag', async () => {
