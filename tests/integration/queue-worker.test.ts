@@ -2,14 +2,15 @@ import { QueueClient } from '@azure/storage-queue';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createAzureTable } from '../../src/adapters/tables/azure-table.js';
 import { createServices } from '../../src/composition.js';
+import { connectionStringFor } from '../../src/local/azurite.js';
 import { type QueueWorker, startQueueWorker } from '../../src/local/queue-worker.js';
 import { testConfig } from '../support/harness.js';
 
 /** Azurite's well-known development account, at a port where nothing listens. */
 const DEAD_STORAGE = {
   kind: 'connectionString',
-  connectionString:
-    'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UWGcZ4qDsJAxWnzVDTVBRf56PkUbQMPwxqxg==;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;',
+  // The same account string the local host uses, with every endpoint on port 9 (discard).
+  connectionString: connectionStringFor({ blob: 9, queue: 9, table: 9 }),
 } as const;
 
 /**

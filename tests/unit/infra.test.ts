@@ -127,7 +127,7 @@ const RESOLVED: Readonly<Record<string, string>> = {
   ENFORCEMENT_DEFAULT: 'enforce',
   ENFORCEMENT_OVERRIDES: '',
   // Key Vault references, as App Service resolves them.
-  STRIPE_SECRET_KEY: 'sk_live_resolvedFromKeyVault',
+  STRIPE_SECRET_KEY: 'rk_test_resolvedFromKeyVault',
   STRIPE_WEBHOOK_SECRET: 'whsec_resolvedFromKeyVault',
   BILLING_CHECKOUT_SUCCESS_URL: 'https://app.example.com/billing?checkout=success',
   BILLING_CHECKOUT_CANCEL_URL: 'https://app.example.com/billing?checkout=cancel',
