@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type Catalog, creditPack, type Interval, type PlanName } from './catalog.js';
-import { type ChangeRequest, type PlannedChange, planChange } from './change-plan.js';
+import {
+  type ChangeRequest,
+  type PlanChangeRequest,
+  type PlannedCancel,
+  type PlannedChange,
+  type PlannedPlanChange,
+  planCancel,
+  planPlanChange,
+} from './change-plan.js';
 import type { Clock } from './clock.js';
 import type { Customers } from './customers.js';
 import type { Directory } from './directory/index.js';
@@ -101,7 +109,6 @@ export function createBillingActions(deps: {
   };
 }): BillingActions {
   const { catalog, customers, payments, pricing, sync, directory, billingTable, clock, urls } = deps;
-  const now = () => clock.now();
 
   /** The live price for a lookup key, from the pricing cache (refreshed once on a miss). */
   async function priceByKey(lookupKey: string): Promise<PriceInfo> {
@@ -170,24 +177,21 @@ export function createBillingActions(deps: {
    * The inputs of a change, gathered once for the change and its preview alike: the live subscription,
    * the target's live price and the people billed, then the one pure decision (`change-plan.ts`).
    */
-  async function planFor(
+  async function planPlan(
     ownerId: OwnerId,
-    request: ChangeRequest,
-  ): Promise<{ live: SubscriptionInfo; plan: PlannedChange }> {
-    if (request.kind === 'plan') requireSelfServe(request.plan);
+    request: PlanChangeRequest,
+  ): Promise<{ live: SubscriptionInfo; plan: PlannedPlanChange }> {
+    requireSelfServe(request.plan);
     const live = await requireLive(ownerId);
-    if (request.kind === 'cancel') {
-      return {
-        live,
-        plan: planChange({ request, live, price: undefined, billable: 0, catalog, now: now() }),
-      };
-    }
     const price = await priceFor(request.plan, request.interval);
     const billable = catalog[request.plan].perSeat ? (await directory.counts(ownerId)).seats : 1;
-    return { live, plan: planChange({ request, live, price, billable, catalog, now: now() }) };
+    return { live, plan: planPlanChange({ request, live, price, billable, catalog, now: clock.now() }) };
   }
 
-  const plan: BillingActions['plan'] = planFor;
+  async function planCancelOf(ownerId: OwnerId): Promise<{ live: SubscriptionInfo; plan: PlannedCancel }> {
+    const live = await requireLive(ownerId);
+    return { live, plan: planCancel(live) };
+  }
 
   const actionCause = (type: string, actor: string) =>
     ({ kind: 'action', id: randomUUID(), type, actor }) as const;
@@ -260,10 +264,11 @@ export function createBillingActions(deps: {
       return payments.createPortalSession({ customerId, returnUrl: urls.portalReturn });
     },
 
-    plan,
+    plan: (ownerId, request) =>
+      request.kind === 'plan' ? planPlan(ownerId, request) : planCancelOf(ownerId),
 
     async change({ ownerId, plan: target, interval, actor }) {
-      const { live, plan } = await planFor(ownerId, { kind: 'plan', plan: target, interval });
+      const { live, plan } = await planPlan(ownerId, { kind: 'plan', plan: target, interval });
       const key = `change-${randomUUID()}`;
       switch (plan.kind) {
         case 'upgrade':
@@ -296,15 +301,12 @@ export function createBillingActions(deps: {
             actionCause(`subscription.schedule:${target}_${interval}`, actor),
           );
           return { kind: 'downgrade_scheduled', effectiveAt: plan.effectiveAt.toISOString() };
-        case 'cancel':
-          throw new Error('a plan change was planned as a cancellation');
       }
     },
 
     async cancel(ownerId, actor) {
-      const { live, plan } = await planFor(ownerId, { kind: 'cancel' });
+      const { live, plan } = await planCancelOf(ownerId);
       const key = `cancel-${randomUUID()}`;
-      if (plan.kind !== 'cancel') throw new Error('a cancellation was planned as a plan change');
       if (plan.releaseScheduleId) await payments.releaseSchedule(plan.releaseScheduleId, `${key}:release`);
       await payments.setCancelAtPeriodEnd(live.id, true, key);
       return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor));

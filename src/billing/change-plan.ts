@@ -59,29 +59,29 @@ export function rank(plan: PlanName, interval: Interval): number {
   return PLAN_NAMES.indexOf(plan) * INTERVALS.length + INTERVALS.indexOf(interval);
 }
 
+/** A plan change (not a cancellation) and what it plans. */
+export type PlanChangeRequest = Extract<ChangeRequest, { kind: 'plan' }>;
+export type PlannedPlanChange = Exclude<PlannedChange, { kind: 'cancel' }>;
+export type PlannedCancel = Extract<PlannedChange, { kind: 'cancel' }>;
+
 /**
- * The plan for a change of the live subscription `live`.
- * @param price the live Stripe price of the target (absent for a cancellation).
+ * The plan for moving the live subscription `live` to another plan or interval.
+ * @param price the live Stripe price of the target.
  * @param billable the people the owner pays for now (`seats.ts`): a per-seat target bills them.
  * @param now when the change is asked for: upgrades take effect then.
  * @throws BillingError `no_change` (409), `subscription_malformed` or `price_unmapped` (503).
  */
-export function planChange(input: {
-  readonly request: ChangeRequest;
+export function planPlanChange(input: {
+  readonly request: PlanChangeRequest;
   readonly live: SubscriptionInfo;
-  readonly price: PriceInfo | undefined;
+  readonly price: PriceInfo;
   readonly billable: number;
   readonly catalog: Catalog;
   readonly now: Date;
-}): PlannedChange {
+}): PlannedPlanChange {
   const { request, live, price, billable, catalog, now } = input;
-  if (request.kind === 'cancel') {
-    // A subscription managed by a schedule cannot be set to cancel; cancelling drops the pending change.
-    return { kind: 'cancel', releaseScheduleId: live.scheduleId, effectiveAt: live.currentPeriodEnd };
-  }
   const item = live.items[0];
   if (!item) throw unavailable('subscription_malformed', `Subscription ${live.id} has no items.`);
-  if (!price) throw new Error(`planChange: no price given for ${request.plan} ${request.interval}`);
   const { plan, interval } = request;
   if (item.price.id === price.id && !live.scheduledPhase) {
     throw conflict('no_change', `The subscription is already on ${plan} ${interval}.`);
@@ -106,6 +106,12 @@ export function planChange(input: {
     };
   }
   return { kind: 'downgrade', target, priceId: price.id, quantity, effectiveAt: live.currentPeriodEnd };
+}
+
+/** The plan for cancelling `live` at the period end. */
+export function planCancel(live: SubscriptionInfo): PlannedCancel {
+  // A subscription managed by a schedule cannot be set to cancel; cancelling drops the pending change.
+  return { kind: 'cancel', releaseScheduleId: live.scheduleId, effectiveAt: live.currentPeriodEnd };
 }
 
 /**

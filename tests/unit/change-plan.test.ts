@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
-import { planChange, stateAfter } from '../../src/billing/change-plan.js';
+import { planCancel, planPlanChange, stateAfter } from '../../src/billing/change-plan.js';
 import { BillingError } from '../../src/billing/errors.js';
 import { stateFromSubscription } from '../../src/billing/lifecycle.js';
 import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
@@ -14,8 +14,8 @@ const proYearly = priceInfo({ id: 'price_pro_y', lookupKey: key('pro', 'yearly')
 const now = new Date('2026-11-10T00:00:00Z');
 const live = subscriptionInfo();
 const onTeam = subscriptionInfo({ items: [{ id: 'si_1', price: teamMonthly, quantity: 4 }] });
-const plan = (over: Partial<Parameters<typeof planChange>[0]>) =>
-  planChange({
+const plan = (over: Partial<Parameters<typeof planPlanChange>[0]>) =>
+  planPlanChange({
     request: { kind: 'plan', plan: 'team', interval: 'monthly' },
     live,
     price: teamMonthly,
@@ -25,7 +25,7 @@ const plan = (over: Partial<Parameters<typeof planChange>[0]>) =>
     ...over,
   });
 
-describe('planChange', () => {
+describe('planPlanChange and planCancel', () => {
   it('upgrades now, billing max(included seats, people) on a per-seat plan', () => {
     expect(plan({})).toEqual({
       kind: 'upgrade',
@@ -80,13 +80,11 @@ describe('planChange', () => {
   });
 
   it('cancels at the period end, releasing a pending change', () => {
-    expect(
-      plan({
-        request: { kind: 'cancel' },
-        price: undefined,
-        live: subscriptionInfo({ scheduleId: 'sub_sched_2' }),
-      }),
-    ).toEqual({ kind: 'cancel', releaseScheduleId: 'sub_sched_2', effectiveAt: live.currentPeriodEnd });
+    expect(planCancel(subscriptionInfo({ scheduleId: 'sub_sched_2' }))).toEqual({
+      kind: 'cancel',
+      releaseScheduleId: 'sub_sched_2',
+      effectiveAt: live.currentPeriodEnd,
+    });
   });
 
   it('refuses a subscription without items or on a price no plan has', () => {
@@ -119,7 +117,7 @@ describe('stateAfter: the state the sync will derive once the plan is in force',
 
   it('ends a cancelled subscription, dropping a pending change', () => {
     const withPending = { ...stored, scheduledPlan: 'free' as const, scheduledAt: now.toISOString() };
-    const after = stateAfter(withPending, plan({ request: { kind: 'cancel' }, price: undefined }));
+    const after = stateAfter(withPending, planCancel(live));
     expect(after).toMatchObject({ status: 'canceled', stripeStatus: 'canceled', plan: 'pro' });
     expect(after.scheduledPlan).toBeUndefined();
   });
