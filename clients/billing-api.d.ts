@@ -437,6 +437,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/billing/subscription/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a plan change or a cancellation would do, without making it
+         * @description Answers, for `{ plan, interval }` (as `POST /billing/subscription/change` takes it) or
+         *     `{ cancel: true }` (as `POST /billing/subscription/cancel`), what that request would do now,
+         *     changing nothing: no record is written (the owner's `version` stays) and nothing changes in
+         *     Stripe. The preview is computed by the same code as the change: the same plan (target price,
+         *     quantity, timing), the same limits, and the same lock computation the change applies when the
+         *     limits move, so its answer is what the change does if nothing else changes meanwhile.
+         *
+         *     - `kind`: `upgrade` (in force at once, prorated), `downgrade` (at the period end),
+         *       `cancel` (at the period end, then the free plan) or `drop_scheduled_change` (the current
+         *       plan chosen again while a downgrade waits: the downgrade is dropped).
+         *     - `current` and `after`: plan, interval, status, access level, limits and flags in force before
+         *       and once the change takes effect (`after` of a cancellation is the free plan), and `seats`,
+         *       the quantity billed on a per-seat plan (the plan's included seats or the people across the
+         *       owner's organizations, whichever is more; `null` for other plans).
+         *     - `dueNow`: what is invoiced and collected when the change is made. For an upgrade this is
+         *       Stripe's preview of the prorated invoice (credit for the unused time of the current price,
+         *       charge for the remaining time of the new one; a change of interval restarts the period and
+         *       bills it in full); the change itself is refused with 402 if that invoice cannot be paid.
+         *       Downgrades, cancellations and dropping a pending downgrade bill nothing now (`amount: 0`).
+         *     - `effectiveAt`: now for an upgrade, the end of the current period otherwise.
+         *     - `locked`: every workflow and credential locked once the change takes effect, with the
+         *       owner's current picks kept first (as `GET /billing/locks` will then answer); change the picks
+         *       with `PUT /billing/locks` (`chooseLocks`) and preview again.
+         *
+         *     Errors are those of the change it previews: 400 for the body, `plan_not_purchasable` (`free`:
+         *     preview `{ cancel: true }` instead) or `plan_not_self_serve`; 409 `no_subscription` or
+         *     `no_change` (already on that plan and interval, with no downgrade pending).
+         *
+         */
+        post: operations["subscriptionPreview"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/billing/subscription/cancel": {
         parameters: {
             query?: never;
@@ -1561,6 +1608,134 @@ export interface components {
             /** @description The billing owner's summary for their personal workspace, with `scheduledChange` set. */
             summary: components["schemas"]["BillingSummary"];
         };
+        /** @description A plan change (as `POST /billing/subscription/change` takes it), or a cancellation. */
+        PreviewRequest: components["schemas"]["ChangeRequest"] | {
+            /** @constant */
+            cancel: true;
+        };
+        PlanTerms: {
+            plan: components["schemas"]["PlanName"];
+            /** @description `null` on the free plan. */
+            interval: components["schemas"]["Interval"] | null;
+            /** @description The subscription status (`none` without a subscription). */
+            status: components["schemas"]["SubscriptionStatus"] | "none";
+            accessLevel: components["schemas"]["AccessLevel"];
+            limits: components["schemas"]["Limits"];
+            flags: components["schemas"]["Flags"];
+            /** @description The quantity billed on a per-seat plan; `null` for other plans. */
+            seats: number | null;
+        };
+        /** @example {
+         *       "version": 14,
+         *       "asOf": "2026-12-01T10:00:00.000Z",
+         *       "kind": "downgrade",
+         *       "effectiveAt": "2027-01-01T10:00:00.000Z",
+         *       "current": {
+         *         "plan": "team",
+         *         "interval": "monthly",
+         *         "status": "active",
+         *         "accessLevel": "full",
+         *         "limits": {
+         *           "executions": 50000,
+         *           "workflows": 500,
+         *           "workflows_per_org": 250,
+         *           "credentials": 500,
+         *           "nodes_per_workflow": 250,
+         *           "seats": null
+         *         },
+         *         "flags": {
+         *           "ai_nodes": true,
+         *           "premium_triggers": true,
+         *           "premium_actions": true,
+         *           "white_label": false,
+         *           "custom_domains": true
+         *         },
+         *         "seats": 5
+         *       },
+         *       "after": {
+         *         "plan": "pro",
+         *         "interval": "monthly",
+         *         "status": "active",
+         *         "accessLevel": "full",
+         *         "limits": {
+         *           "executions": 10000,
+         *           "workflows": 100,
+         *           "workflows_per_org": 50,
+         *           "credentials": 100,
+         *           "nodes_per_workflow": 100,
+         *           "seats": 5
+         *         },
+         *         "flags": {
+         *           "ai_nodes": true,
+         *           "premium_triggers": true,
+         *           "premium_actions": false,
+         *           "white_label": false,
+         *           "custom_domains": false
+         *         },
+         *         "seats": null
+         *       },
+         *       "dueNow": {
+         *         "amount": 0,
+         *         "currency": "usd",
+         *         "lines": []
+         *       },
+         *       "locked": {
+         *         "workflows": [
+         *           {
+         *             "id": "wf_5",
+         *             "workspace": {
+         *               "kind": "org",
+         *               "orgId": "org_1"
+         *             },
+         *             "createdAt": "2026-10-02T08:00:00.000Z",
+         *             "limit": "workflows_per_org"
+         *           }
+         *         ],
+         *         "credentials": []
+         *       },
+         *       "chooseLocks": {
+         *         "method": "PUT",
+         *         "href": "/api/billing/locks"
+         *       }
+         *     } */
+        ChangePreview: {
+            version: components["schemas"]["SnapshotVersion"];
+            asOf: components["schemas"]["SnapshotAsOf"];
+            /** @enum {string} */
+            kind: "upgrade" | "downgrade" | "cancel" | "drop_scheduled_change";
+            /**
+             * Format: date-time
+             * @description When the change takes effect (now, or the end of the current period).
+             */
+            effectiveAt: string;
+            current: components["schemas"]["PlanTerms"];
+            after: components["schemas"]["PlanTerms"];
+            /** @description Invoiced and collected when the change is made (Stripe's invoice preview of an upgrade). */
+            dueNow: {
+                /** @description In the currency's minor unit (cents). */
+                amount: number;
+                currency: string;
+                lines: {
+                    description: string | null;
+                    /** @description Negative for a credit (unused time of the current price). */
+                    amount: number;
+                    proration: boolean;
+                    /** Format: date-time */
+                    periodStart: string;
+                    /** Format: date-time */
+                    periodEnd: string;
+                }[];
+            };
+            /** @description Every resource locked once the change takes effect, the owner's picks kept first. */
+            locked: components["schemas"]["LockReport"];
+            /** @description Where the owner picks what to keep instead. */
+            chooseLocks: {
+                /** @constant */
+                method: "PUT";
+                /** @constant */
+                href: "/api/billing/locks";
+            };
+        };
         /** @description An invoice as last read from Stripe. */
         InvoiceRecord: {
             /**
@@ -2568,7 +2743,7 @@ export interface components {
         /** @description The subscription is not in a state that allows this. Codes: `subscription_exists` (checkout: the
          *     owner already has a live subscription), `no_subscription` (change, cancel, resume: there is no
          *     live subscription, i.e. none in Stripe status `active`, `trialing`, `past_due`, `unpaid` or
-         *     `paused`), `no_change` (change: already on that plan and interval, with no downgrade pending),
+         *     `paused`), `no_change` (change and preview: already on that plan and interval, with no downgrade pending),
          *     `not_cancelling` (resume: the subscription is not set to cancel).
          *      */
         SubscriptionConflict: {
@@ -2762,8 +2937,9 @@ export interface components {
          *     key), `checkout_unavailable` (Stripe returned a checkout session without a URL),
          *     `subscription_malformed` (the Stripe subscription has no items), `price_unmapped` (the
          *     subscription's price matches no plan), `sync_contended` (the owner's records kept changing while
-         *     the result was applied). Transient failures carry `Retry-After`: 1 for `storage_unavailable`,
-         *     `contended` and `sync_contended`, 2 for `payments_rate_limited`, 5 for `payments_unavailable` and
+         *     the result was applied), `subscription_syncing` (a preview: the subscription is live in Stripe
+         *     but not yet applied here). Transient failures carry `Retry-After`: 1 for `storage_unavailable`,
+         *     `contended`, `sync_contended` and `subscription_syncing`, 2 for `payments_rate_limited`, 5 for `payments_unavailable` and
          *     `identity_provider_unavailable`.
          *     Configuration problems (`payments_misconfigured`, `price_not_configured`, `checkout_unavailable`,
          *     `subscription_malformed`, `price_unmapped`) carry none: retrying will not help until an operator
@@ -2788,7 +2964,7 @@ export interface components {
                     /** @constant */
                     status?: 503;
                     /** @enum {unknown} */
-                    code?: "storage_unavailable" | "contended" | "identity_provider_unavailable" | "payments_rate_limited" | "payments_unavailable" | "payments_misconfigured" | "price_not_configured" | "checkout_unavailable" | "subscription_malformed" | "price_unmapped" | "sync_contended";
+                    code?: "storage_unavailable" | "contended" | "identity_provider_unavailable" | "payments_rate_limited" | "payments_unavailable" | "payments_misconfigured" | "price_not_configured" | "checkout_unavailable" | "subscription_malformed" | "price_unmapped" | "sync_contended" | "subscription_syncing";
                 };
             };
         };
@@ -3425,6 +3601,44 @@ export interface operations {
             500: components["responses"]["InternalError"];
             502: components["responses"]["PaymentsRejected"];
             /** @description `storage_unavailable`, `contended`, `identity_provider_unavailable`, `payments_rate_limited`, `payments_unavailable`, `payments_misconfigured`, `price_not_configured` (no active Stripe price has the target's lookup key), `subscription_malformed` (the Stripe subscription has no items), `price_unmapped` (its current price matches no plan) or `sync_contended` (the owner's records kept changing while the result was applied; the change is made in Stripe and arrives through its webhooks). */
+            503: components["responses"]["PaymentsUnavailable"];
+        };
+    };
+    subscriptionPreview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewRequest"];
+            };
+        };
+        responses: {
+            /** @description What the change would do; nothing was changed. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangePreview"];
+                };
+            };
+            /** @description `malformed_json`, `body_required`, `invalid_body`, `plan_not_purchasable` (`free`) or `plan_not_self_serve` (`enterprise`). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
+            403: components["responses"]["Forbidden"];
+            /** @description `no_subscription` (no live subscription: start one with `POST /billing/checkout`) or `no_change` (already on that plan and interval, with no downgrade pending). */
+            409: components["responses"]["SubscriptionConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["PaymentsRejected"];
+            /** @description `storage_unavailable`, `contended`, `identity_provider_unavailable`, `payments_rate_limited`, `payments_unavailable`, `payments_misconfigured`, `price_not_configured`, `subscription_malformed`, `price_unmapped` or `subscription_syncing` (the subscription is live in Stripe but not yet applied here; retry after `Retry-After`). */
             503: components["responses"]["PaymentsUnavailable"];
         };
     };

@@ -6,6 +6,7 @@ import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/w
 import { createAzureTable } from './adapters/tables/azure-table.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
 import { type Catalog, CREDIT_PACKS, catalog as defaultCatalog } from './billing/catalog.js';
+import { type ChangePreviews, createChangePreviews } from './billing/change-preview.js';
 import { type Clock, systemClock } from './billing/clock.js';
 import { createCreditPurchases } from './billing/credit-purchases.js';
 import { type Credits, createCredits } from './billing/credits.js';
@@ -70,6 +71,8 @@ export interface Services {
   /** Events the processor gave up on, for an admin to list and replay. */
   readonly poison: PoisonStore;
   readonly actions: BillingActions;
+  /** What a plan change or cancellation would do, from the same plan, changing nothing. */
+  readonly previews: ChangePreviews;
   /** The billing owner's cap on billable seats. */
   readonly seatCaps: SeatCaps;
   /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
@@ -249,7 +252,16 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     sync,
     directory,
     billingTable: tables.billing,
+    clock,
     urls: config.urls,
+  });
+  const previews = createChangePreviews({
+    catalog,
+    actions,
+    owners,
+    locks,
+    payments,
+    table: tables.billing,
   });
   return {
     config,
@@ -271,6 +283,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     reconciler,
     poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
+    previews,
     seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
     seatSync: createSeatSync({
       table: tables.billing,

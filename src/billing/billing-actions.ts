@@ -1,17 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { type Catalog, creditPack, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
+import { type Catalog, creditPack, type Interval, type PlanName } from './catalog.js';
+import {
+  type ChangeRequest,
+  type PlanChangeRequest,
+  type PlannedCancel,
+  type PlannedChange,
+  type PlannedPlanChange,
+  planCancel,
+  planPlanChange,
+} from './change-plan.js';
+import type { Clock } from './clock.js';
 import type { Customers } from './customers.js';
 import type { Directory } from './directory/index.js';
 import { conflict, unavailable, validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
-import {
-  currentSubscription,
-  detectTier,
-  isLiveInStripe,
-  type SubscriptionSync,
-  type SyncOutcome,
-} from './lifecycle.js';
+import { currentSubscription, isLiveInStripe, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
 import type { CheckoutSessionInfo, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import type { Pricing } from './pricing.js';
 import { quantityFor } from './seats.js';
@@ -42,6 +46,11 @@ export interface BillingActions {
     actor: string;
   }): Promise<ChangeOutcome>;
   cancel(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  /**
+   * What `change` or `cancel` would do, decided as they decide it, with nothing changed: for the preview.
+   * @throws BillingError as `change` and `cancel` do before they call Stripe.
+   */
+  plan(ownerId: OwnerId, request: ChangeRequest): Promise<{ live: SubscriptionInfo; plan: PlannedChange }>;
   resume(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
   invoices(ownerId: OwnerId): Promise<InvoiceRecord[]>;
 }
@@ -84,11 +93,6 @@ export const invoiceRecordSchema = z.object({
 
 export const invoiceRowKey = (invoiceId: string) => `invoice|${invoiceId}`;
 
-/** Plans rank by what they give; for one plan, yearly ranks above monthly (it is paid up front). */
-function rank(plan: PlanName, interval: Interval): number {
-  return PLAN_NAMES.indexOf(plan) * INTERVALS.length + INTERVALS.indexOf(interval);
-}
-
 export function createBillingActions(deps: {
   readonly catalog: Catalog;
   readonly customers: Customers;
@@ -97,13 +101,14 @@ export function createBillingActions(deps: {
   readonly sync: SubscriptionSync;
   readonly directory: Directory;
   readonly billingTable: EntityTable;
+  readonly clock: Clock;
   readonly urls: {
     readonly checkoutSuccess: string;
     readonly checkoutCancel: string;
     readonly portalReturn: string;
   };
 }): BillingActions {
-  const { catalog, customers, payments, pricing, sync, directory, billingTable, urls } = deps;
+  const { catalog, customers, payments, pricing, sync, directory, billingTable, clock, urls } = deps;
 
   /** The live price for a lookup key, from the pricing cache (refreshed once on a miss). */
   async function priceByKey(lookupKey: string): Promise<PriceInfo> {
@@ -166,6 +171,26 @@ export function createBillingActions(deps: {
       (open) => open.mode === 'subscription' && open.id !== made.id,
     );
     await Promise.all(others.map((open) => payments.expireCheckoutSession(open.id, `expire-${open.id}`)));
+  }
+
+  /**
+   * The inputs of a change, gathered once for the change and its preview alike: the live subscription,
+   * the target's live price and the people billed, then the one pure decision (`change-plan.ts`).
+   */
+  async function planPlan(
+    ownerId: OwnerId,
+    request: PlanChangeRequest,
+  ): Promise<{ live: SubscriptionInfo; plan: PlannedPlanChange }> {
+    requireSelfServe(request.plan);
+    const live = await requireLive(ownerId);
+    const price = await priceFor(request.plan, request.interval);
+    const billable = catalog[request.plan].perSeat ? (await directory.counts(ownerId)).seats : 1;
+    return { live, plan: planPlanChange({ request, live, price, billable, catalog, now: clock.now() }) };
+  }
+
+  async function planCancelOf(ownerId: OwnerId): Promise<{ live: SubscriptionInfo; plan: PlannedCancel }> {
+    const live = await requireLive(ownerId);
+    return { live, plan: planCancel(live) };
   }
 
   const actionCause = (type: string, actor: string) =>
@@ -239,58 +264,50 @@ export function createBillingActions(deps: {
       return payments.createPortalSession({ customerId, returnUrl: urls.portalReturn });
     },
 
-    async change({ ownerId, plan, interval, actor }) {
-      requireSelfServe(plan);
-      const live = await requireLive(ownerId);
-      const item = live.items[0];
-      const price = await priceFor(plan, interval);
-      if (!item) throw unavailable('subscription_malformed', `Subscription ${live.id} has no items.`);
-      if (item.price.id === price.id && !live.scheduledPhase) {
-        throw conflict('no_change', `The subscription is already on ${plan} ${interval}.`);
-      }
-      const currentTier = detectTier(item.price, catalog);
-      if (!currentTier) throw unavailable('price_unmapped', `Price ${item.price.id} matches no plan.`);
-      // The same computation as the seat sync: Pro -> Team bills the people in the organizations now.
-      const quantity = catalog[plan].perSeat
-        ? quantityFor(catalog[plan], (await directory.counts(ownerId)).seats)
-        : 1;
+    plan: (ownerId, request) =>
+      request.kind === 'plan' ? planPlan(ownerId, request) : planCancelOf(ownerId),
+
+    async change({ ownerId, plan: target, interval, actor }) {
+      const { live, plan } = await planPlan(ownerId, { kind: 'plan', plan: target, interval });
       const key = `change-${randomUUID()}`;
-      const upgrade = rank(plan, interval) > rank(currentTier.plan, currentTier.interval);
-      if (upgrade || item.price.id === price.id) {
-        // Upgrades take effect now, prorated; choosing the current price again just drops a pending downgrade.
-        if (live.scheduleId) await payments.releaseSchedule(live.scheduleId, `${key}:release`);
-        if (item.price.id !== price.id) {
-          await payments.changePriceNow({
+      switch (plan.kind) {
+        case 'upgrade':
+        case 'drop_scheduled_change': {
+          if (plan.releaseScheduleId)
+            await payments.releaseSchedule(plan.releaseScheduleId, `${key}:release`);
+          if (plan.kind === 'upgrade') {
+            await payments.changePriceNow({
+              subscription: live,
+              priceId: plan.priceId,
+              quantity: plan.quantity,
+              idempotencyKey: key,
+            });
+          }
+          await sync.syncCustomer(
+            live.customerId,
+            actionCause(`subscription.change:${target}_${interval}`, actor),
+          );
+          return { kind: 'upgraded', effective: 'now' };
+        }
+        case 'downgrade':
+          await payments.changePriceAtPeriodEnd({
             subscription: live,
-            priceId: price.id,
-            quantity,
+            priceId: plan.priceId,
+            quantity: plan.quantity,
             idempotencyKey: key,
           });
-        }
-        await sync.syncCustomer(
-          live.customerId,
-          actionCause(`subscription.change:${plan}_${interval}`, actor),
-        );
-        return { kind: 'upgraded', effective: 'now' };
+          await sync.syncCustomer(
+            live.customerId,
+            actionCause(`subscription.schedule:${target}_${interval}`, actor),
+          );
+          return { kind: 'downgrade_scheduled', effectiveAt: plan.effectiveAt.toISOString() };
       }
-      await payments.changePriceAtPeriodEnd({
-        subscription: live,
-        priceId: price.id,
-        quantity,
-        idempotencyKey: key,
-      });
-      await sync.syncCustomer(
-        live.customerId,
-        actionCause(`subscription.schedule:${plan}_${interval}`, actor),
-      );
-      return { kind: 'downgrade_scheduled', effectiveAt: live.currentPeriodEnd.toISOString() };
     },
 
     async cancel(ownerId, actor) {
-      const live = await requireLive(ownerId);
+      const { live, plan } = await planCancelOf(ownerId);
       const key = `cancel-${randomUUID()}`;
-      // A subscription managed by a schedule cannot be set to cancel; cancelling drops the pending change.
-      if (live.scheduleId) await payments.releaseSchedule(live.scheduleId, `${key}:release`);
+      if (plan.releaseScheduleId) await payments.releaseSchedule(plan.releaseScheduleId, `${key}:release`);
       await payments.setCancelAtPeriodEnd(live.id, true, key);
       return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor));
     },

@@ -79,6 +79,31 @@ export interface InvoiceInfo {
   readonly hostedInvoiceUrl: string | null;
 }
 
+/**
+ * An invoice the processor would create, shown before anything is changed (Stripe's invoice preview):
+ * what is due and why. `amountDue` is in the currency's minor unit, after the customer's balance.
+ */
+export interface InvoicePreview {
+  readonly amountDue: number;
+  readonly total: number;
+  readonly currency: string;
+  readonly lines: ReadonlyArray<{
+    readonly description: string | null;
+    readonly amount: number;
+    /** A credit for unused time or a charge for the remaining time of the period (not a full period). */
+    readonly proration: boolean;
+    readonly periodStart: Date;
+    readonly periodEnd: Date;
+  }>;
+}
+
+/** A change of a subscription's price made now: what `changePriceNow` does and its preview shows. */
+export interface PriceChangeNow {
+  readonly subscription: SubscriptionInfo;
+  readonly priceId: string;
+  readonly quantity: number;
+}
+
 export interface CheckoutSessionInfo {
   readonly id: string;
   readonly url: string | null;
@@ -237,12 +262,12 @@ export interface PaymentsGateway {
    */
   cancelDuplicateSubscription(subscriptionId: string, idempotencyKey: string): Promise<DuplicateCancellation>;
   /** Changes the price now, invoicing the prorated difference immediately. */
-  changePriceNow(input: {
-    subscription: SubscriptionInfo;
-    priceId: string;
-    quantity: number;
-    idempotencyKey: string;
-  }): Promise<void>;
+  changePriceNow(input: PriceChangeNow & { readonly idempotencyKey: string }): Promise<void>;
+  /**
+   * The invoice `changePriceNow` with the same input would create and collect at once, changing
+   * nothing: the same items and proration, previewed by the processor.
+   */
+  previewPriceChangeNow(input: PriceChangeNow): Promise<InvoicePreview>;
   /** Keeps the current price until the period ends, then switches (a subscription schedule). */
   changePriceAtPeriodEnd(input: {
     subscription: SubscriptionInfo;

@@ -19,6 +19,7 @@ import { opsSeatSync } from './ops-seats.js';
 import { plans } from './plans.js';
 import { subscriptionCancel } from './subscription-cancel.js';
 import { subscriptionChange } from './subscription-change.js';
+import { subscriptionPreview } from './subscription-preview.js';
 import { subscriptionResume } from './subscription-resume.js';
 import { usageConsume } from './usage-consume.js';
 import { usageRefund } from './usage-refund.js';
@@ -37,6 +38,7 @@ export const routes: readonly Route[] = [
   billingCheckout,
   billingPortal,
   subscriptionChange,
+  subscriptionPreview,
   subscriptionCancel,
   subscriptionResume,
   billingInvoices,

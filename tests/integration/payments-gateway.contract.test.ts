@@ -179,6 +179,26 @@ function paymentsGatewayContract(makeDriver: () => Promise<PaymentsDriver>): voi
     expect(upgrade?.amountPaid).toBeLessThanOrEqual(3_000);
   });
 
+  it('previewPriceChangeNow: the invoice changePriceNow then makes, changing nothing', async () => {
+    const customerId = await d.customer();
+    const sub = await get(await d.subscribe(customerId, 'pro_monthly'));
+    const change = { subscription: sub, priceId: await d.priceId('team_monthly'), quantity: 2 };
+    const preview = await d.gateway.previewPriceChangeNow(change);
+    expect(preview.currency).toBe('usd');
+    expect(preview.lines.some((line) => line.proration && line.amount < 0)).toBe(true);
+    expect(preview.lines.some((line) => line.proration && line.amount > 0)).toBe(true);
+    expect(preview.amountDue).toBe(Math.max(0, preview.total));
+    // Nothing changed: the subscription and its invoices are as they were.
+    expect(await get(sub.id)).toEqual(sub);
+    expect(await d.gateway.listInvoices(customerId, 10)).toHaveLength(1);
+
+    await d.gateway.changePriceNow({ ...change, idempotencyKey: key() });
+    const [upgrade] = await d.gateway.listInvoices(customerId, 1);
+    expect(upgrade?.billingReason).toBe('subscription_update');
+    // Real Stripe prorates to the second at its own clock: a second between the two may move a cent.
+    expect(Math.abs((upgrade?.amountPaid ?? 0) - preview.amountDue)).toBeLessThanOrEqual(1);
+  });
+
   it('changePriceAtPeriodEnd and releaseSchedule: a change waiting for period end, then dropped', async () => {
     const sub = await get(await d.subscribe(await d.customer(), 'team_monthly', 3));
     const pro = await d.priceId('pro_monthly');

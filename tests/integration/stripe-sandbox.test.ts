@@ -531,6 +531,56 @@ describe('Stripe sandbox, driven by the stripe SDK', () => {
     expect(w.receiver.types().slice(-5)).toEqual(types);
   });
 
+  it('previews an item change with create_preview: the invoice the update then makes, nothing changed', async () => {
+    const w = await world();
+    const { subscriptionId } = await subscribe(w, 'pro_monthly');
+    await w.post('/_sandbox/clock/advance', { seconds: 10 * DAY });
+    const sub = await w.stripe.subscriptions.retrieve(subscriptionId);
+    const item = sub.items.data[0];
+    if (!item) throw new Error('no item');
+    const change = {
+      items: [{ id: item.id, price: await w.priceId('team_monthly'), quantity: 3 }],
+      proration_behavior: 'always_invoice' as const,
+    };
+    const eventsBefore = w.sandbox.events().length;
+    const preview = await w.stripe.invoices.createPreview({
+      customer: String(sub.customer),
+      subscription: subscriptionId,
+      subscription_details: change,
+    });
+    expect(preview).toMatchObject({ object: 'invoice', billing_reason: 'upcoming', status: 'draft' });
+    expect(preview.id).toMatch(/^upcoming_in_/);
+    // Nothing changed: no event, no invoice, the same subscription.
+    expect(w.sandbox.events()).toHaveLength(eventsBefore);
+    expect((await w.stripe.invoices.list({ customer: String(sub.customer) })).data).toHaveLength(1);
+    expect(await w.stripe.subscriptions.retrieve(subscriptionId)).toEqual(sub);
+    await expect(w.stripe.invoices.retrieve(preview.id ?? '')).rejects.toMatchObject({ statusCode: 404 });
+
+    const updated = await w.stripe.subscriptions.update(subscriptionId, change);
+    const invoice = await w.stripe.invoices.retrieve(String(updated.latest_invoice));
+    expect(invoice.amount_paid).toBe(preview.amount_due);
+    expect(invoice.lines.data.map((l) => [l.amount, l.description])).toEqual(
+      preview.lines.data.map((l) => [l.amount, l.description]),
+    );
+
+    // An interval change restarts the period: the preview bills it in full, as the update does.
+    const yearly = await w.stripe.invoices.createPreview({
+      subscription: subscriptionId,
+      subscription_details: {
+        items: [{ id: item.id, price: await w.priceId('pro_yearly'), quantity: 1 }],
+        proration_behavior: 'always_invoice',
+      },
+    });
+    expect(yearly.lines.data.some((l) => l.amount === 20_000)).toBe(true);
+    // Only what is invoiced at once is previewed; a renewal preview is not modelled.
+    await expect(
+      w.stripe.invoices.createPreview({
+        subscription: subscriptionId,
+        subscription_details: { items: [{ id: item.id, quantity: 4 }], proration_behavior: 'none' },
+      }),
+    ).rejects.toMatchObject({ statusCode: 400, param: 'subscription_details[proration_behavior]' });
+  });
+
   it('downgrades through a schedule at the next period, then releases the schedule', async () => {
     const w = await world();
     const { subscriptionId } = await subscribe(w, 'team_monthly', 3);

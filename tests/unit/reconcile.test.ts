@@ -123,6 +123,7 @@ function fakeStripe() {
     getDispute: notUsed('getDispute'),
     cancelDuplicateSubscription: notUsed('cancelDuplicateSubscription'),
     changePriceNow: notUsed('changePriceNow'),
+    previewPriceChangeNow: notUsed('previewPriceChangeNow'),
     changePriceAtPeriodEnd: notUsed('changePriceAtPeriodEnd'),
     releaseSchedule: notUsed('releaseSchedule'),
     setCancelAtPeriodEnd: notUsed('setCancelAtPeriodEnd'),

@@ -70,6 +70,7 @@ function fakeStripe() {
     getDispute: unused('getDispute'),
     cancelDuplicateSubscription: unused('cancelDuplicateSubscription'),
     changePriceNow: unused('changePriceNow'),
+    previewPriceChangeNow: unused('previewPriceChangeNow'),
     changePriceAtPeriodEnd: unused('changePriceAtPeriodEnd'),
     releaseSchedule: unused('releaseSchedule'),
     setCancelAtPeriodEnd: unused('setCancelAtPeriodEnd'),

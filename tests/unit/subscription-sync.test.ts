@@ -52,6 +52,7 @@ function setup() {
       return { subscriptionId, refund: { id: `re_${subscriptionId}`, amount: 2_000, currency: 'usd' } };
     },
     changePriceNow: unexpected,
+    previewPriceChangeNow: unexpected,
     changePriceAtPeriodEnd: unexpected,
     releaseSchedule: unexpected,
     setCancelAtPeriodEnd: unexpected,

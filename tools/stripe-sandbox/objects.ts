@@ -320,6 +320,13 @@ export function buildInvoiceLine(
   };
 }
 
+/** Why an invoice is made; `upcoming` is a preview's (never stored). */
+export type InvoiceBillingReason =
+  | 'subscription_create'
+  | 'subscription_cycle'
+  | 'subscription_update'
+  | 'upcoming';
+
 export function buildInvoice(input: {
   id: string;
   customer: WireCustomer;
@@ -329,7 +336,7 @@ export function buildInvoice(input: {
   created: number;
   periodStart: number;
   periodEnd: number;
-  billingReason: 'subscription_create' | 'subscription_cycle' | 'subscription_update';
+  billingReason: InvoiceBillingReason;
   lines: WireInvoiceLine[];
 }): WireInvoice {
   const total = input.lines.reduce((sum, line) => sum + line.amount, 0);

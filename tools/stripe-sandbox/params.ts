@@ -224,24 +224,43 @@ const pauseCollection = z.union([
   }),
 ]);
 
+const itemParam = z.strictObject({
+  id: text.optional(),
+  price: nonEmpty.optional(),
+  quantity: positiveInteger.optional(),
+  metadata: metadata.optional(),
+});
+
 export const subscriptionUpdate = z.strictObject({
-  items: z
-    .array(
-      z.strictObject({
-        id: text.optional(),
-        price: nonEmpty.optional(),
-        quantity: positiveInteger.optional(),
-        metadata: metadata.optional(),
-      }),
-    )
-    .optional(),
+  items: z.array(itemParam).optional(),
   proration_behavior: prorationBehavior.optional(),
   payment_behavior: z.enum(['allow_incomplete', 'error_if_incomplete']).optional(),
   cancel_at_period_end: boolean.optional(),
   metadata: metadata.optional(),
   pause_collection: pauseCollection.optional(),
   trial_end: ignored,
-  proration_date: ignored,
+  /** Prorations are computed as of this time instead of now (within the current period). */
+  proration_date: integer.optional(),
+  expand,
+});
+
+/** `POST /v1/invoices/create_preview`: the invoice an item change of a subscription would create. */
+export const invoicePreview = z.strictObject({
+  customer: text.optional(),
+  subscription: text.optional(),
+  subscription_details: z
+    .strictObject({
+      items: z.array(itemParam).optional(),
+      proration_behavior: prorationBehavior.optional(),
+      proration_date: integer.optional(),
+      billing_cycle_anchor: ignored,
+      cancel_at_period_end: ignored,
+      default_tax_rates: ignored,
+    })
+    .optional(),
+  preview_mode: ignored,
+  automatic_tax: ignored,
+  discounts: ignored,
   expand,
 });
 
@@ -353,6 +372,8 @@ export const control = {
 };
 
 export type SubscriptionUpdateParams = z.infer<typeof subscriptionUpdate>;
+export type ItemParam = z.infer<typeof itemParam>;
+export type InvoicePreviewParams = z.infer<typeof invoicePreview>;
 export type ScheduleUpdateParams = z.infer<typeof scheduleUpdate>;
 export type PhaseParams = z.infer<typeof phase>;
 export type CheckoutCreateParams = z.infer<typeof checkoutCreate>;

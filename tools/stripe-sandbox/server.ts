@@ -309,6 +309,14 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
       },
     },
     {
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/create_preview$/,
+      handle: ({ body }) => {
+        const p = parse(params.invoicePreview, body);
+        return expand(engine.previewInvoice(p), p.expand);
+      },
+    },
+    {
       method: 'GET',
       pattern: /^\/v1\/invoices\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>

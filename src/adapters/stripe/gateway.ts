@@ -6,8 +6,10 @@ import {
   type DisputeStatus,
   type EventSummary,
   type InvoiceInfo,
+  type InvoicePreview,
   PaymentsError,
   type PaymentsGateway,
+  type PriceChangeNow,
   type PriceInfo,
   type ProcessorSubscriptionStatus,
   type ScheduledPhaseInfo,
@@ -49,6 +51,35 @@ function known<const T extends string>(values: readonly T[], value: string, what
     );
   }
   return found;
+}
+
+/**
+ * The subscription items and proration of a price change made now, shared by the change and its
+ * preview so the preview cannot price another change. Prorated and invoiced at once.
+ */
+function priceChangeNow({ subscription, priceId, quantity }: PriceChangeNow): {
+  items: Array<{ id: string; price: string; quantity: number }>;
+  proration_behavior: 'always_invoice';
+} {
+  const item = subscription.items[0];
+  if (!item) throw new PaymentsError('invalid_request', `Subscription ${subscription.id} has no items`);
+  return { items: [{ id: item.id, price: priceId, quantity }], proration_behavior: 'always_invoice' };
+}
+
+/** A previewed invoice in the domain's terms (its first page of lines: enough to explain the amount). */
+function invoicePreview(invoice: Stripe.Invoice): InvoicePreview {
+  return {
+    amountDue: invoice.amount_due,
+    total: invoice.total,
+    currency: invoice.currency,
+    lines: invoice.lines.data.map((line) => ({
+      description: line.description,
+      amount: line.amount,
+      proration: line.parent?.subscription_item_details?.proration ?? false,
+      periodStart: toDate(line.period.start),
+      periodEnd: toDate(line.period.end),
+    })),
+  };
 }
 
 const SUBSCRIPTION_STATUSES = [
@@ -648,21 +679,33 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
       return infos.sort((a, b) => b.created.getTime() - a.created.getTime());
     },
 
-    async changePriceNow({ subscription, priceId, quantity, idempotencyKey }) {
-      const item = subscription.items[0];
-      if (!item) throw new PaymentsError('invalid_request', `Subscription ${subscription.id} has no items`);
+    async changePriceNow(input) {
+      const { subscription, idempotencyKey } = input;
       await call(`change price of ${subscription.id}`, () =>
         stripe.subscriptions.update(
           subscription.id,
           {
-            items: [{ id: item.id, price: priceId, quantity }],
-            proration_behavior: 'always_invoice',
+            ...priceChangeNow(input),
             // An upgrade happens only if its prorated invoice is paid; a declined card changes nothing.
             payment_behavior: 'error_if_incomplete',
           },
           { idempotencyKey },
         ),
       );
+    },
+
+    async previewPriceChangeNow(input) {
+      const { subscription } = input;
+      // The same items and proration behaviour as `changePriceNow`: with `always_invoice` Stripe previews
+      // the invoice the update creates at once (the prorations, with any pending ones), not the renewal.
+      const invoice = await call(`preview price change of ${subscription.id}`, () =>
+        stripe.invoices.createPreview({
+          customer: subscription.customerId,
+          subscription: subscription.id,
+          subscription_details: priceChangeNow(input),
+        }),
+      );
+      return invoicePreview(invoice);
     },
 
     async changePriceAtPeriodEnd({ subscription, priceId, quantity, idempotencyKey }) {

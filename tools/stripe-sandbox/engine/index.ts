@@ -74,6 +74,7 @@ export function createEngine(options: EngineOptions) {
     payCheckout: checkout.payCheckout,
     createPortalSession: portal.createPortalSession,
     updateSubscription: subscriptions.updateSubscription,
+    previewInvoice: subscriptions.previewInvoice,
     cancelSubscription: subscriptions.cancelSubscription,
     createSchedule: schedules.createSchedule,
     updateSchedule: schedules.updateSchedule,

@@ -1,5 +1,11 @@
 import { invalidRequest } from '../errors.js';
-import { buildInvoice, buildInvoiceLine, buildInvoicePayment, type LineDraft } from '../objects.js';
+import {
+  buildInvoice,
+  buildInvoiceLine,
+  buildInvoicePayment,
+  type InvoiceBillingReason,
+  type LineDraft,
+} from '../objects.js';
 import { DAY, idOf, ids, type WireInvoice } from '../wire.js';
 import { changedFields, type Pending, snap } from './changes.js';
 import type { Customers } from './customers.js';
@@ -26,15 +32,16 @@ export function createInvoices(
     return found(invoices, 'invoice', id);
   }
 
-  function createInvoice(
+  /** An invoice of `drafts` for the subscription, built but neither stored nor linked to it. */
+  function draftInvoice(
     rec: SubscriptionRecord,
     drafts: readonly LineDraft[],
-    reason: 'subscription_create' | 'subscription_cycle' | 'subscription_update',
+    reason: InvoiceBillingReason,
     period: { start: number; end: number },
+    id: string = ids.invoice(),
   ): WireInvoice {
     const sub = rec.sub;
-    const id = ids.invoice();
-    const inv = buildInvoice({
+    return buildInvoice({
       id,
       customer: customer(idOf(sub.customer)),
       subscriptionId: sub.id,
@@ -46,8 +53,17 @@ export function createInvoices(
       billingReason: reason,
       lines: drafts.map((draft) => buildInvoiceLine(draft, id, sub.id)),
     });
-    invoices.set(id, inv);
-    sub.latest_invoice = id;
+  }
+
+  function createInvoice(
+    rec: SubscriptionRecord,
+    drafts: readonly LineDraft[],
+    reason: 'subscription_create' | 'subscription_cycle' | 'subscription_update',
+    period: { start: number; end: number },
+  ): WireInvoice {
+    const inv = draftInvoice(rec, drafts, reason, period);
+    invoices.set(inv.id, inv);
+    rec.sub.latest_invoice = inv.id;
     return inv;
   }
 
@@ -161,6 +177,7 @@ export function createInvoices(
     invoice,
     invoices: () => newestFirst(invoices.values()),
     invoicePayments: () => newestFirst(invoicePayments.values()),
+    draftInvoice,
     createInvoice,
     finalize,
     finalizeAndCollect,

@@ -1,7 +1,7 @@
 import { cardDeclined, invalidRequest } from '../errors.js';
 import type { LineDraft } from '../objects.js';
-import type { SubscriptionUpdateParams } from '../params.js';
-import { addInterval, idOf, type WireSubscription } from '../wire.js';
+import type { InvoicePreviewParams, ItemParam, SubscriptionUpdateParams } from '../params.js';
+import { addInterval, idOf, ids, type WireInvoice, type WireSubscription } from '../wire.js';
 import { changedFields, mergeMetadata, type Pending, snap } from './changes.js';
 import type { Events } from './events.js';
 import type { Invoices } from './invoices.js';
@@ -38,12 +38,43 @@ export function createSubscriptions(
 ) {
   const { subscriptions, schedules, failingCustomers } = state;
   const { recurringPrice } = deps.catalog;
-  const { createInvoice, finalizeAndCollect } = deps.invoices;
+  const { createInvoice, draftInvoice, finalizeAndCollect } = deps.invoices;
   const { validateItems, applyItemChange, setPeriod } = deps.items;
   const { publish } = deps.events;
 
   function subscriptionRecord(id: string, param?: string): SubscriptionRecord {
     return found(subscriptions, 'subscription', id, param);
+  }
+
+  /** The items a subscription has after `items` (Stripe's `items[]` of an update) are applied to it. */
+  function itemTargets(sub: WireSubscription, items: readonly ItemParam[], param: string): ItemTarget[] {
+    const targets: ItemTarget[] = sub.items.data.map((item) => ({
+      existing: item,
+      price: item.price,
+      quantity: item.quantity ?? 1,
+    }));
+    items.forEach((item, i) => {
+      if (item.id !== undefined) {
+        const target = targets.find((t) => t.existing?.id === item.id);
+        if (!target) throw missing('subscription item', item.id, `${param}[${i}][id]`);
+        if (item.price !== undefined) target.price = recurringPrice(item.price, `${param}[${i}][price]`);
+        if (item.quantity !== undefined) target.quantity = item.quantity;
+      } else {
+        if (item.price === undefined) {
+          throw invalidRequest(
+            `Missing required param: ${param}[${i}][price].`,
+            `${param}[${i}][price]`,
+            'parameter_missing',
+          );
+        }
+        targets.push({
+          existing: null,
+          price: recurringPrice(item.price, `${param}[${i}][price]`),
+          quantity: item.quantity ?? 1,
+        });
+      }
+    });
+    return targets;
   }
 
   function updateSubscription(
@@ -75,38 +106,13 @@ export function createSubscriptions(
 
     let drafts: LineDraft[] | null = null;
     if (params.items) {
-      const targets: ItemTarget[] = sub.items.data.map((item) => ({
-        existing: item,
-        price: item.price,
-        quantity: item.quantity ?? 1,
-      }));
-      params.items.forEach((param, i) => {
-        if (param.id !== undefined) {
-          const target = targets.find((t) => t.existing?.id === param.id);
-          if (!target) throw missing('subscription item', param.id, `items[${i}][id]`);
-          if (param.price !== undefined) target.price = recurringPrice(param.price, `items[${i}][price]`);
-          if (param.quantity !== undefined) target.quantity = param.quantity;
-        } else {
-          if (param.price === undefined) {
-            throw invalidRequest(
-              `Missing required param: items[${i}][price].`,
-              `items[${i}][price]`,
-              'parameter_missing',
-            );
-          }
-          targets.push({
-            existing: null,
-            price: recurringPrice(param.price, `items[${i}][price]`),
-            quantity: param.quantity ?? 1,
-          });
-        }
-      });
+      const targets = itemTargets(sub, params.items, 'items');
       validateItems(sub, targets, 'items');
       drafts = applyItemChange(
         rec,
         targets,
         params.proration_behavior ?? 'create_prorations',
-        state.now,
+        params.proration_date ?? state.now,
       ).invoiceDrafts;
     }
     if (params.cancel_at_period_end !== undefined) {
@@ -155,6 +161,59 @@ export function createSubscriptions(
       ...invoicePending,
     ]);
     return sub;
+  }
+
+  /**
+   * Stripe's invoice preview of an item change: the update's own code (`itemTargets`, `applyItemChange`)
+   * runs on a copy of the subscription, so the preview bills exactly what the update would, and nothing
+   * is stored or sent. Only changes invoiced at once are previewed (`always_invoice`, or an interval
+   * change, which restarts the cycle); a renewal preview is not modelled.
+   */
+  function previewInvoice(params: InvoicePreviewParams): WireInvoice {
+    if (params.subscription === undefined) {
+      throw invalidRequest(
+        'The sandbox previews changes of an existing subscription only: pass `subscription`.',
+        'subscription',
+      );
+    }
+    const rec = subscriptionRecord(params.subscription, 'subscription');
+    if (params.customer !== undefined && params.customer !== idOf(rec.sub.customer)) {
+      throw invalidRequest(
+        `The subscription ${rec.sub.id} does not belong to the customer ${params.customer}.`,
+        'customer',
+      );
+    }
+    const details = params.subscription_details;
+    if (details?.items === undefined) {
+      throw invalidRequest(
+        'The sandbox previews item changes only: pass `subscription_details[items]`.',
+        'subscription_details[items]',
+      );
+    }
+    const { start, end } = periodOf(rec.sub);
+    const at = details.proration_date ?? state.now;
+    if (at < start || at >= end) {
+      throw invalidRequest(
+        'The `proration_date` must be within the current period of the subscription.',
+        'subscription_details[proration_date]',
+      );
+    }
+    const copy: SubscriptionRecord = structuredClone(rec);
+    const targets = itemTargets(copy.sub, details.items, 'subscription_details[items]');
+    validateItems(copy.sub, targets, 'subscription_details[items]');
+    const { invoiceDrafts } = applyItemChange(
+      copy,
+      targets,
+      details.proration_behavior ?? 'create_prorations',
+      at,
+    );
+    if (invoiceDrafts === null) {
+      throw invalidRequest(
+        'The sandbox previews only changes invoiced at once: pass `subscription_details[proration_behavior]=always_invoice` (or change the interval).',
+        'subscription_details[proration_behavior]',
+      );
+    }
+    return draftInvoice(copy, invoiceDrafts, 'upcoming', { start: at, end: at }, `upcoming_${ids.invoice()}`);
   }
 
   function cancelSubscription(
@@ -221,6 +280,7 @@ export function createSubscriptions(
     subscription: (id: string) => subscriptionRecord(id).sub,
     subscriptions: () => newestFirst([...subscriptions.values()].map((rec) => rec.sub)),
     updateSubscription,
+    previewInvoice,
     cancelSubscription,
     forceStatus,
   };
