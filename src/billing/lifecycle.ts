@@ -357,7 +357,7 @@ export function createSubscriptionSync(deps: {
               );
               // New limits move the lock set in the same transaction: over-limit items lock, never go.
               const before = capabilitiesFor(snapshot, catalog).limits;
-              const after = capabilitiesOf(ownerId, next, catalog, now).limits;
+              const after = capabilitiesOf(ownerId, next, catalog, now, snapshot.overrides?.value).limits;
               if (lockBasis(before) !== lockBasis(after)) {
                 const allocation = await allocationAfter(snapshot, before, { limits: after }, () =>
                   listOwnedItems(table, ownerId),
