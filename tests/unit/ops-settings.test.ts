@@ -54,12 +54,12 @@ function stepOf<K extends ExplainStep['step']>(steps: readonly ExplainStep[] | u
   return found;
 }
 
-const audits = async (tables: Tables, partition: string) =>
-  (await tables.billing.list(partition, { prefix: 'audit|' })).map((row) => ({
-    ...row.props,
-    before: JSON.parse(String(row.props.before)),
-    after: JSON.parse(String(row.props.after)),
-  }));
+const audits = async (tables: Tables, partition: string): Promise<Array<Record<string, unknown>>> =>
+  (await tables.billing.list(partition, { prefix: 'audit|' })).map((row) => {
+    const before: unknown = JSON.parse(String(row.props.before));
+    const after: unknown = JSON.parse(String(row.props.after));
+    return { ...row.props, before, after };
+  });
 
 describe('per-owner overrides', () => {
   it('apply at once in checks, the trace and the summary, and lapse by themselves at expiresAt', async () => {
