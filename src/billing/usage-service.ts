@@ -92,8 +92,8 @@ export function createUsageService(deps: {
   }
 
   async function consumeOnce(input: Parameters<UsageService['consume']>[0], fresh: boolean) {
-    const resolved = await resolve(input.subject, fresh);
-    const policy = await enforcement.current();
+    // The enforcement rules are cached per process; when they are not, they are read beside the subject.
+    const [resolved, policy] = await Promise.all([resolve(input.subject, fresh), enforcement.current()]);
     return metering.consume({
       ownerId: resolved.ownerId,
       meter: input.meter,
