@@ -1574,10 +1574,11 @@ export interface components {
              *      */
             scheduledChange: components["schemas"]["ScheduledChange"] | null;
             /** @description Limits in force now: the plan's (for per-seat plans, `seats` is the larger of the included
-             *     and the purchased seats), or the free plan's while access is locked.
+             *     and the purchased seats), or the free plan's while access is locked, with the owner's
+             *     overrides on top (see `sources`).
              *      */
             limits: components["schemas"]["Limits"];
-            /** @description Flags in force now (the free plan's while access is locked). */
+            /** @description Flags in force now (the free plan's while access is locked), with the owner's overrides on top. */
             flags: components["schemas"]["Flags"];
             /** @description Where each limit and flag in force comes from, by feature name (`override`, a per-owner override). */
             sources: {
