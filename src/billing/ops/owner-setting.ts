@@ -67,19 +67,47 @@ export function createOwnerSettings<T>(
 ): OwnerSettings<T> {
   const { table, owners, now } = deps;
 
-  function change(
-    ownerId: OwnerId,
+  /** The rows of one change decided from `snapshot`: the setting, what moves with it, its audit row, the version. */
+  async function changeActions(
+    snapshot: OwnerSnapshot,
+    before: OpsSetting<T> | undefined,
     next: T | undefined,
     admin: AdminChange,
-  ): Promise<SetOutcome<T> | { readonly outcome: 'removed' | 'absent' }> {
-    return commit<SetOutcome<T> | { readonly outcome: 'removed' | 'absent' }>(
+    at: string,
+  ): Promise<TransactionAction[]> {
+    const props = { [spec.property]: JSON.stringify(next), updatedAt: at, updatedBy: admin.actor };
+    // A delete carries no ETag (Table Storage takes none in a batch): the version bump is its condition.
+    const row: TransactionAction =
+      next === undefined
+        ? { kind: 'delete', rowKey: spec.rowKey }
+        : before === undefined
+          ? { kind: 'create', rowKey: spec.rowKey, props }
+          : { kind: 'update', rowKey: spec.rowKey, props, etag: before.etag };
+    const audit = auditAction(
+      {
+        ...adminAudit(admin, at),
+        kind: next === undefined ? `${spec.name}_removed` : `${spec.name}_set`,
+        before: before?.value ?? null,
+        after: next ?? null,
+        revertible: spec.revertible,
+        details: { ownerId: snapshot.ownerId },
+      },
+      admin.requestId,
+    );
+    const extra = spec.alongside ? await spec.alongside(snapshot, next) : [];
+    return withVersion(snapshot, [row, ...extra, audit]);
+  }
+
+  function set(ownerId: OwnerId, value: T, admin: AdminChange): Promise<SetOutcome<T>> {
+    const refused = spec.refuse?.(value, now());
+    if (refused !== undefined) return Promise.reject(validationError(`invalid_${spec.name}`, refused));
+    return commit<SetOutcome<T>>(
       table,
       ownerId,
       async () => {
         const snapshot = await owners.read(ownerId);
         const before = spec.stored(snapshot);
-        if (next === undefined && before === undefined) return answer({ outcome: 'absent' });
-        if (next !== undefined && before !== undefined && same(before.value, next))
+        if (before !== undefined && same(before.value, value))
           return answer({
             ownerId,
             value: before.value,
@@ -89,49 +117,32 @@ export function createOwnerSettings<T>(
             outcome: 'unchanged',
           });
         const at = now().toISOString();
-        const props = { [spec.property]: JSON.stringify(next), updatedAt: at, updatedBy: admin.actor };
-        const row: TransactionAction =
-          next === undefined
-            ? { kind: 'delete', rowKey: spec.rowKey }
-            : before === undefined
-              ? { kind: 'create', rowKey: spec.rowKey, props }
-              : { kind: 'update', rowKey: spec.rowKey, props, etag: before.etag };
-        const audit = auditAction(
-          {
-            ...adminAudit(admin, at),
-            kind: next === undefined ? `${spec.name}_removed` : `${spec.name}_set`,
-            before: before?.value ?? null,
-            after: next ?? null,
-            revertible: spec.revertible,
-            details: { ownerId },
-          },
-          admin.requestId,
-        );
-        const extra = spec.alongside ? await spec.alongside(snapshot, next) : [];
-        // A delete carries no ETag (Table Storage takes none in a batch); the version bump is the condition.
-        return write(withVersion(snapshot, [row, ...extra, audit]), () =>
-          next === undefined
-            ? { outcome: 'removed' as const }
-            : {
-                ownerId,
-                value: next,
-                updatedAt: at,
-                updatedBy: admin.actor,
-                version: snapshot.version.value + 1,
-                outcome: before === undefined ? ('created' as const) : ('replaced' as const),
-              },
-        );
+        return write(await changeActions(snapshot, before, value, admin, at), () => ({
+          ownerId,
+          value,
+          updatedAt: at,
+          updatedBy: admin.actor,
+          version: snapshot.version.value + 1,
+          outcome: before === undefined ? 'created' : 'replaced',
+        }));
       },
-      { what: `${next === undefined ? 'removing' : 'setting'} the ${spec.name} of ${ownerId}` },
+      { what: `setting the ${spec.name} of ${ownerId}` },
     );
   }
 
-  async function set(ownerId: OwnerId, value: T, admin: AdminChange): Promise<SetOutcome<T>> {
-    const refused = spec.refuse?.(value, now());
-    if (refused !== undefined) throw validationError(`invalid_${spec.name}`, refused);
-    const result = await change(ownerId, value, admin);
-    if (!('value' in result)) throw new Error(`setting the ${spec.name} of ${ownerId} answered no value`);
-    return result;
+  function clear(ownerId: OwnerId, admin: AdminChange): Promise<boolean> {
+    return commit<boolean>(
+      table,
+      ownerId,
+      async () => {
+        const snapshot = await owners.read(ownerId);
+        const before = spec.stored(snapshot);
+        if (before === undefined) return answer(false);
+        const at = now().toISOString();
+        return write(await changeActions(snapshot, before, undefined, admin, at), () => true);
+      },
+      { what: `removing the ${spec.name} of ${ownerId}` },
+    );
   }
 
   return {
@@ -149,9 +160,7 @@ export function createOwnerSettings<T>(
           };
     },
     set,
-    async clear(ownerId, admin) {
-      return (await change(ownerId, undefined, admin)).outcome === 'removed';
-    },
+    clear,
     revertHandler: {
       kind: spec.revertible,
       async revert({ ownerId, before, actor, reason, revertOf, requestId }) {
@@ -163,8 +172,8 @@ export function createOwnerSettings<T>(
         const admin = { actor, reason, revertOf, requestId };
         const value = parsed.data;
         // `null` (nothing before), or a value that has lapsed since (an expired override): back to none.
-        if (value === null || spec.lapsed?.(value, now())) await change(ownerId, undefined, admin);
-        else await change(ownerId, value, admin);
+        if (value === null || spec.lapsed?.(value, now())) await clear(ownerId, admin);
+        else await set(ownerId, value, admin);
       },
     },
   };
