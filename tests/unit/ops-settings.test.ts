@@ -112,6 +112,32 @@ describe('per-owner overrides', () => {
     expect(await services.overrides.get('alice')).toMatchObject({ value: { expiresAt: later(T0, HOUR) } });
   });
 
+  it('apply to consumption, also from a snapshot a process kept, and lapse there too', async () => {
+    const { services, clock } = await setUp();
+    await services.overrides.set(
+      'hank',
+      { limits: { executions: 3, workflows: 12 }, flags: {}, expiresAt: later(T0, HOUR) },
+      admin(),
+    );
+    await workflows(services, 'hank', 12);
+    const consume = (key: string, workflowId = 'hank-wf11') =>
+      services.usage.consume({
+        subject: { workflowId },
+        meter: 'executions',
+        quantity: 1,
+        idempotencyKey: key,
+      });
+    for (const key of ['k1', 'k2', 'k3']) expect((await consume(key)).kind).toBe('consumed');
+    expect(await consume('k4')).toMatchObject({ kind: 'denied', code: 'limit_exceeded' });
+    // Metering decides the next batch from the snapshot its own transaction left, whose lock set was
+    // computed for the raised limit: the lapse makes it read afresh (repairing the lock set) instead.
+    clock.set(later(T0, HOUR));
+    await expect(consume('k5')).rejects.toMatchObject({ code: 'resource_locked' });
+    const kept = await consume('k6', 'hank-wf00');
+    expect(kept.kind).toBe('consumed');
+    expect(kept.outcome).toMatchObject({ allowance: catalog.free.limits.executions });
+  });
+
   it('a raised workflow limit lowered again by expiry locks items, never deletes them', async () => {
     const { services, clock } = await setUp();
     await services.overrides.set(
