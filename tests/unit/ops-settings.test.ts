@@ -6,10 +6,12 @@ import { catalog } from '../../src/billing/catalog.js';
 import type { Subject } from '../../src/billing/entitlements.js';
 import { BillingError } from '../../src/billing/errors.js';
 import { UnrevertibleBeforeError } from '../../src/billing/ops/admin-change.js';
+import { createCohortSettings } from '../../src/billing/ops/cohorts.js';
 import { VERSION_ROW } from '../../src/billing/owner/keys.js';
 import type { Services } from '../../src/composition.js';
 import { manualClock } from '../support/memory.js';
 import { memoryTables, servicesOver, type Tables } from '../support/stores.js';
+import { faultyTables, InjectedFailure } from '../support/tables.js';
 
 /**
  * Operator settings (issue 10): per-owner overrides on top of the plan, per-owner and cohort enforcement
@@ -390,6 +392,26 @@ describe('enforcement: per owner, per cohort, per feature, default', () => {
         requestId: 'req-x',
       }),
     ).rejects.toBeInstanceOf(BillingError);
+  });
+});
+
+describe('the cohort rules cache', () => {
+  it('refreshes after its time, and a failed read is an error, never "no rules"', async () => {
+    const tables = memoryTables();
+    const clock = manualClock(T0);
+    const base = { defaultMode: 'enforce', overrides: {} } as const;
+    const writer = createCohortSettings({ table: tables.billing, base, clock });
+    const reader = createCohortSettings({ table: tables.billing, base, clock, ttlMs: 5 });
+    expect((await reader.current()).cohorts).toEqual([]);
+    await writer.set([{ mode: 'off', features: ['seats'] }], admin());
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect((await reader.current()).cohorts).toEqual([{ mode: 'off', features: ['seats'] }]);
+
+    const broken = faultyTables(tables);
+    const failing = createCohortSettings({ table: broken.tables.billing, base, clock });
+    broken.faults.failCall(1, 'before');
+    await expect(failing.current()).rejects.toBeInstanceOf(InjectedFailure);
+    expect((await failing.current()).cohorts).toEqual([{ mode: 'off', features: ['seats'] }]);
   });
 });
 
