@@ -965,6 +965,145 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/owners/{ownerId}/overrides": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A billing owner's overrides
+         * @description The limits and flags set for this owner on top of its plan, as stored (also after `expiresAt`,
+         *     when they no longer apply; the check answer and the summary say what is in force). 404
+         *     `overrides_not_set` when the owner has none.
+         *
+         */
+        get: operations["opsOwnerOverridesGet"];
+        /**
+         * Set a billing owner's overrides
+         * @description Replaces the owner's overrides: limits (`null`: unlimited) and flags by catalog name, on top of
+         *     whatever its plan puts in force, in every decision at once (checks, consumption, directory
+         *     creates, locks, the summary), marked `source: override`. They hold whatever the payment state
+         *     (a locked account keeps an overridden limit) and lapse by themselves at `expiresAt` (no write
+         *     is needed; `null` or absent: until removed). A limit lowered again, by expiry or DELETE, locks
+         *     the items over it (the owner's picks kept first, then the oldest); nothing is deleted. The change,
+         *     its audit row (`override_set`, revertible `override`; actor the token's `sub`, cause this
+         *     request, `reason`) and the owner's version bump are one transaction. 201 when the owner had no
+         *     overrides, 200 otherwise; the same overrides again change nothing (no second audit row).
+         *
+         */
+        put: operations["opsOwnerOverridesPut"];
+        post?: never;
+        /**
+         * Remove a billing owner's overrides
+         * @description Removes the owner's overrides, audited (`override_removed`, revertible `override`) in the same
+         *     transaction; limits lowered by it lock items over them, never delete them. 204 whether or not
+         *     there were any (none: nothing is written).
+         *
+         */
+        delete: operations["opsOwnerOverridesDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/owners/{ownerId}/enforcement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A billing owner's own enforcement modes
+         * @description 404 `enforcement_not_set` when the owner has no setting of its own (cohorts, the feature's setting and the default decide).
+         */
+        get: operations["opsOwnerEnforcementGet"];
+        /**
+         * Set a billing owner's own enforcement modes
+         * @description `mode` for every feature, `features` for some; first in the resolution order: the owner's own
+         *     setting, then the first matching cohort rule (`/ops/enforcement/cohorts`), then the feature's
+         *     configured mode (`ENFORCEMENT_OVERRIDES`), then `ENFORCEMENT_DEFAULT`. Stored in the owner's state,
+         *     so its next decision anywhere uses it; audited (`enforcement_set`, revertible `enforcement`) in the
+         *     same transaction. 201 when the owner had no setting, 200 otherwise.
+         *
+         */
+        put: operations["opsOwnerEnforcementPut"];
+        post?: never;
+        /**
+         * Remove a billing owner's own enforcement modes
+         * @description Audited (`enforcement_removed`, revertible `enforcement`). 204 whether or not there was one.
+         */
+        delete: operations["opsOwnerEnforcementDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/enforcement/cohorts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Enforcement cohort rules
+         * @description The rules as stored (`rules` empty and `updatedAt` null while never set).
+         */
+        get: operations["opsEnforcementCohortsGet"];
+        /**
+         * Set the enforcement cohort rules
+         * @description Enforcement by owner age, for rolling a limit out: each rule gives `mode` to owners created in
+         *     `[createdFrom, createdBefore)` (either bound may be left out), for `features` (every feature when
+         *     absent); the first rule that matches wins, after the owner's own setting and before the feature's
+         *     configured mode and the default. An owner's creation instant is when its state was first
+         *     written; owners whose state predates that record count as older than any instant (they match a
+         *     rule with only `createdBefore`, never one with `createdFrom`). The rules replace the stored ones
+         *     (`[]` removes them); the change is audited in the global audit partition
+         *     (`cohort_enforcement_set`, revertible `cohort_enforcement`) in the same transaction. Each process
+         *     keeps the rules up to 30 seconds: they apply everywhere within that.
+         *
+         */
+        put: operations["opsEnforcementCohortsPut"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/monitor": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Would-be denials per owner and feature
+         * @description What switching to `enforce` would refuse: the denials `monitor` enforcement (or a payment grace
+         *     period, counted apart in `grace`) let through in `[from, to)`, per owner and feature. Owners are
+         *     found through a day index (no table scan), then their own records are counted, so the counts are
+         *     exact. At most 31 days and 500 owners per report (`truncated`).
+         *
+         */
+        get: operations["opsMonitor"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1229,6 +1368,7 @@ export interface components {
         };
         /** @description The answer to "may this subject do this?". */
         Decision: {
+            source: components["schemas"]["LimitSource"];
             explain?: components["schemas"]["Explanation"];
             version: components["schemas"]["SnapshotVersion"];
             asOf: components["schemas"]["SnapshotAsOf"];
@@ -1290,9 +1430,10 @@ export interface components {
             accessLevel: components["schemas"]["AccessLevel"];
         };
         /**
-         * @description Where the limit or flag in force comes from: the plan, or the free plan's while payment is locked
-         *     (`past_due`, `unpaid`, `paused`). `override` and `contract` are reserved for per-owner overrides
-         *     and enterprise contracts, which do not exist yet.
+         * @description Where the limit or flag in force comes from: the plan, the free plan's while payment is locked
+         *     (`past_due`, `unpaid`, `paused`), or a per-owner `override` set by an operator
+         *     (`/ops/owners/{ownerId}/overrides`; it holds whatever the payment state). `contract` is reserved
+         *     for enterprise contracts.
          *
          * @enum {string}
          */
@@ -1306,8 +1447,12 @@ export interface components {
             source: components["schemas"]["LimitSource"];
             /** @description The subscribed plan's limit, which payment in order puts in force. */
             planLimit: number | null;
-            /** @description Reserved for a per-owner override; always `null` for now. */
-            override: null;
+            /** @description The per-owner override in force for this limit (`source` is then `override`), else `null`. */
+            override: null | {
+                limit: number | null;
+                /** Format: date-time */
+                expiresAt: string | null;
+            };
             /** @description Reserved for an enterprise contract; always `null` for now. */
             contract: null;
             /** @description The owner is in a payment grace period, where limits are soft (see `enforcement`). */
@@ -1357,10 +1502,15 @@ export interface components {
             step: "enforcement";
             configured: components["schemas"]["EnforcementMode"];
             /**
-             * @description `feature`: the feature's own setting (`ENFORCEMENT_OVERRIDES`); `default`: `ENFORCEMENT_DEFAULT`.
+             * @description Which setting decided `configured`, in resolution order: `owner` (the owner's own,
+             *     `/ops/owners/{ownerId}/enforcement`), `cohort` (a rule of `/ops/enforcement/cohorts`),
+             *     `feature` (`ENFORCEMENT_OVERRIDES`), `default` (`ENFORCEMENT_DEFAULT`).
+             *
              * @enum {string}
              */
-            source: "feature" | "default";
+            source: "owner" | "cohort" | "feature" | "default";
+            /** @description For `source` `cohort`, the index of the rule that matched; else `null`. */
+            cohortRule: number | null;
             applied: components["schemas"]["EnforcementMode"];
             /**
              * @description What turned a denial into an allowance (`monitor` configured, or a payment `grace` period); `null` when nothing did.
@@ -1471,11 +1621,21 @@ export interface components {
              *      */
             scheduledChange: components["schemas"]["ScheduledChange"] | null;
             /** @description Limits in force now: the plan's (for per-seat plans, `seats` is the larger of the included
-             *     and the purchased seats), or the free plan's while access is locked.
+             *     and the purchased seats), or the free plan's while access is locked, with the owner's
+             *     overrides on top (see `sources`).
              *      */
             limits: components["schemas"]["Limits"];
-            /** @description Flags in force now (the free plan's while access is locked). */
+            /** @description Flags in force now (the free plan's while access is locked), with the owner's overrides on top. */
             flags: components["schemas"]["Flags"];
+            /** @description Where each limit and flag in force comes from, by feature name (`override`, a per-owner override). */
+            sources: {
+                [key: string]: components["schemas"]["LimitSource"];
+            };
+            /**
+             * Format: date-time
+             * @description When the overrides in force lapse; `null` without overrides or when they last until removed.
+             */
+            overridesExpireAt: string | null;
             /** @description Per meter, counted across everything the owner pays for. */
             usage: {
                 executions: components["schemas"]["MeterUsage"];
@@ -1551,6 +1711,130 @@ export interface components {
         SeatCapRequest: {
             /** @description The most people (owner included) the owner's organizations may hold; null for no cap. */
             maxSeats: number | null;
+        };
+        AdminReason: {
+            reason: components["schemas"]["AuditReason"];
+        };
+        /** @description Why the operator makes the change; kept in its audit row. */
+        AuditReason: string;
+        /** @description Limits by catalog name; `null` is unlimited. Names left out keep the plan's value. */
+        OverrideLimits: {
+            executions?: components["schemas"]["OverrideLimitValue"];
+            workflows?: components["schemas"]["OverrideLimitValue"];
+            workflows_per_org?: components["schemas"]["OverrideLimitValue"];
+            credentials?: components["schemas"]["OverrideLimitValue"];
+            nodes_per_workflow?: components["schemas"]["OverrideLimitValue"];
+            seats?: components["schemas"]["OverrideLimitValue"];
+        };
+        OverrideLimitValue: number | null;
+        /** @description Flags by catalog name. Names left out keep the plan's value. */
+        OverrideFlags: {
+            ai_nodes?: boolean;
+            premium_triggers?: boolean;
+            premium_actions?: boolean;
+            white_label?: boolean;
+            custom_domains?: boolean;
+        };
+        /** @description At least one limit or flag. */
+        OwnerOverridesRequest: {
+            limits?: components["schemas"]["OverrideLimits"];
+            flags?: components["schemas"]["OverrideFlags"];
+            /**
+             * Format: date-time
+             * @description When the overrides stop applying (in the future); `null` or absent for until removed.
+             */
+            expiresAt?: string | null;
+            reason: components["schemas"]["AuditReason"];
+        };
+        OwnerOverrides: {
+            ownerId: components["schemas"]["Id"];
+            limits: components["schemas"]["OverrideLimits"];
+            flags: components["schemas"]["OverrideFlags"];
+            /** Format: date-time */
+            expiresAt: string | null;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description The `sub` of the admin who set them. */
+            updatedBy: string;
+            version: components["schemas"]["SnapshotVersion"];
+        };
+        /** @description A mode per feature; features left out follow `mode`. */
+        FeatureModes: {
+            executions?: components["schemas"]["EnforcementMode"];
+            workflows?: components["schemas"]["EnforcementMode"];
+            workflows_per_org?: components["schemas"]["EnforcementMode"];
+            credentials?: components["schemas"]["EnforcementMode"];
+            nodes_per_workflow?: components["schemas"]["EnforcementMode"];
+            seats?: components["schemas"]["EnforcementMode"];
+            ai_nodes?: components["schemas"]["EnforcementMode"];
+            premium_triggers?: components["schemas"]["EnforcementMode"];
+            premium_actions?: components["schemas"]["EnforcementMode"];
+            white_label?: components["schemas"]["EnforcementMode"];
+            custom_domains?: components["schemas"]["EnforcementMode"];
+        };
+        OwnerEnforcementRequest: {
+            mode: components["schemas"]["EnforcementMode"];
+            features?: components["schemas"]["FeatureModes"];
+            reason: components["schemas"]["AuditReason"];
+        };
+        OwnerEnforcement: {
+            ownerId: components["schemas"]["Id"];
+            mode: components["schemas"]["EnforcementMode"];
+            features: components["schemas"]["FeatureModes"];
+            /** Format: date-time */
+            updatedAt: string;
+            updatedBy: string;
+            version: components["schemas"]["SnapshotVersion"];
+        };
+        /** @description Owners created in `[createdFrom, createdBefore)` get `mode` for `features` (every feature when absent). */
+        CohortRule: {
+            /** Format: date-time */
+            createdFrom?: string;
+            /** Format: date-time */
+            createdBefore?: string;
+            mode: components["schemas"]["EnforcementMode"];
+            features?: components["schemas"]["FeatureName"][];
+        };
+        EnforcementCohortsRequest: {
+            rules: components["schemas"]["CohortRule"][];
+            reason: components["schemas"]["AuditReason"];
+        };
+        EnforcementCohorts: {
+            rules: components["schemas"]["CohortRule"][];
+            /** Format: date-time */
+            updatedAt: string | null;
+            updatedBy: string | null;
+        };
+        MonitorReport: {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            feature: components["schemas"]["FeatureName"] | null;
+            /** @description By owner, then feature. */
+            entries: components["schemas"]["MonitorEntry"][];
+            /** @description More than 500 owners had records; narrow the window or name a feature. */
+            truncated: boolean;
+        };
+        MonitorEntry: {
+            ownerId: components["schemas"]["Id"];
+            feature: string;
+            /** @description Would-be denials in the window. */
+            count: number;
+            /** @description What they asked for in all. */
+            quantity: number;
+            /** @description Count by the reason `enforce` would have given (`limit_exceeded`, `feature_not_in_plan`, …). */
+            reasons: {
+                [key: string]: number;
+            };
+            /** @description Let through by `monitor` enforcement; `enforce` refuses these. */
+            monitor: number;
+            /** @description Let through by a payment grace period (soft limits); `enforce` lets these through too. */
+            grace: number;
+            /** Format: date-time */
+            firstAt: string;
+            /** Format: date-time */
+            lastAt: string;
         };
         SeatCap: {
             /** @description The cap in force; null for none. */
@@ -2554,7 +2838,7 @@ export interface components {
                     /** @constant */
                     status?: 400;
                     /** @enum {unknown} */
-                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large";
+                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large" | "invalid_override";
                 }) | (components["schemas"]["TooLargeToStoreProblem"] & {
                     /** @constant */
                     status?: 400;
@@ -2624,7 +2908,8 @@ export interface components {
         /** @description Something the request refers to does not exist. Codes: `org_not_found`, `workflow_not_found` (not
          *     in the directory; an organization that is being deleted is not found either),
          *     `consumption_not_found` (refund: no consumption under that idempotency key for the subject's
-         *     billing owner).
+         *     billing owner), `overrides_not_set` and `enforcement_not_set` (the owner has no such operator
+         *     setting).
          *      */
         NotFound: {
             headers: {
@@ -2644,7 +2929,7 @@ export interface components {
                     /** @constant */
                     status?: 404;
                     /** @enum {unknown} */
-                    code?: "org_not_found" | "workflow_not_found" | "consumption_not_found";
+                    code?: "org_not_found" | "workflow_not_found" | "consumption_not_found" | "overrides_not_set" | "enforcement_not_set";
                 };
             };
         };
@@ -3046,6 +3331,8 @@ export interface components {
         workflowId: components["schemas"]["Id"];
         /** @description Credential id. */
         credentialId: components["schemas"]["Id"];
+        /** @description Billing owner id (a user id). */
+        ownerId: components["schemas"]["Id"];
     };
     requestBodies: never;
     headers: {
@@ -3206,6 +3493,7 @@ export interface operations {
                      *       "owner": "user_1",
                      *       "plan": "free",
                      *       "accessLevel": "free",
+                     *       "source": "plan",
                      *       "version": 12,
                      *       "asOf": "2026-11-20T12:00:00.000Z"
                      *     } */
@@ -4353,6 +4641,361 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerOverridesGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The overrides stored for the owner. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerOverrides"];
+                };
+            };
+            /** @description `invalid_id`: `ownerId` is not an id. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            /** @description `overrides_not_set`: the owner has no overrides. */
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerOverridesPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {
+                 *       "limits": {
+                 *         "workflows": 50,
+                 *         "executions": null
+                 *       },
+                 *       "flags": {
+                 *         "ai_nodes": true
+                 *       },
+                 *       "expiresAt": "2026-12-31T00:00:00.000Z",
+                 *       "reason": "Trial of Pro limits, ticket 4711"
+                 *     } */
+                "application/json": components["schemas"]["OwnerOverridesRequest"];
+            };
+        };
+        responses: {
+            /** @description The overrides replaced the owner's earlier ones (or were the same). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerOverrides"];
+                };
+            };
+            /** @description The owner had no overrides; these are in force now. */
+            201: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {
+                     *       "ownerId": "user_1",
+                     *       "limits": {
+                     *         "workflows": 50,
+                     *         "executions": null
+                     *       },
+                     *       "flags": {
+                     *         "ai_nodes": true
+                     *       },
+                     *       "expiresAt": "2026-12-31T00:00:00.000Z",
+                     *       "updatedAt": "2026-12-01T10:00:00.000Z",
+                     *       "updatedBy": "ops_1",
+                     *       "version": 13
+                     *     } */
+                    "application/json": components["schemas"]["OwnerOverrides"];
+                };
+            };
+            /** @description `invalid_id`, `malformed_json`, `body_required`, `invalid_body` (an unknown limit or flag name, a limit that is not a whole number from 0 or null, no limit or flag at all, no `reason` or one over 500 characters) or `invalid_override` (`expiresAt` not in the future). Nothing is written. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerOverridesDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdminReason"];
+            };
+        };
+        responses: {
+            204: components["responses"]["Deleted"];
+            /** @description `invalid_id`, `malformed_json`, `body_required` or `invalid_body` (no `reason`, or an unknown field). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerEnforcementGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The owner's setting. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerEnforcement"];
+                };
+            };
+            /** @description `invalid_id`: `ownerId` is not an id. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            /** @description `enforcement_not_set`: the owner has no enforcement setting of its own. */
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerEnforcementPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {
+                 *       "mode": "enforce",
+                 *       "features": {
+                 *         "executions": "monitor"
+                 *       },
+                 *       "reason": "Pilot customer: enforce everything but executions"
+                 *     } */
+                "application/json": components["schemas"]["OwnerEnforcementRequest"];
+            };
+        };
+        responses: {
+            /** @description The setting replaced the owner's earlier one (or was the same). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerEnforcement"];
+                };
+            };
+            /** @description The owner had no setting; this one is in force now. */
+            201: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerEnforcement"];
+                };
+            };
+            /** @description `invalid_id`, `malformed_json`, `body_required` or `invalid_body` (an unknown mode or feature name, no `reason`). Nothing is written. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsOwnerEnforcementDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdminReason"];
+            };
+        };
+        responses: {
+            204: components["responses"]["Deleted"];
+            /** @description `invalid_id`, `malformed_json`, `body_required` or `invalid_body`. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsEnforcementCohortsGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stored rules. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnforcementCohorts"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsEnforcementCohortsPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {
+                 *       "rules": [
+                 *         {
+                 *           "createdBefore": "2026-12-01T00:00:00.000Z",
+                 *           "mode": "monitor"
+                 *         },
+                 *         {
+                 *           "createdFrom": "2026-12-01T00:00:00.000Z",
+                 *           "mode": "enforce"
+                 *         }
+                 *       ],
+                 *       "reason": "Roll out workflow limits to new owners first"
+                 *     } */
+                "application/json": components["schemas"]["EnforcementCohortsRequest"];
+            };
+        };
+        responses: {
+            /** @description The rules in force now. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnforcementCohorts"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` or `invalid_body` (an unknown mode or feature, a bound that is not an instant, `createdFrom` not before `createdBefore`, more than 20 rules, no `reason`). Nothing is written. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsMonitor: {
+        parameters: {
+            query?: {
+                feature?: components["schemas"]["FeatureName"];
+                /** @description Start (inclusive); default `to` minus 24 hours. */
+                from?: string;
+                /** @description End (exclusive); default now. */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MonitorReport"];
+                };
+            };
+            /** @description `invalid_query`: an unknown feature or parameter, a bound that is not an instant, `from` not before `to`, or a window over 31 days. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };

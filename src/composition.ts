@@ -18,6 +18,10 @@ import { createSubscriptionSync, type SubscriptionSync } from './billing/lifecyc
 import { createLocks, type Locks } from './billing/locks.js';
 import { createMetering, type Metering } from './billing/metering.js';
 import { createOwnerLanes } from './billing/metering-lanes.js';
+import { type CohortSettings, createCohortSettings } from './billing/ops/cohorts.js';
+import { createMonitorReports, type MonitorReports, withMonitorIndex } from './billing/ops/monitor.js';
+import { createOverrides, type Overrides } from './billing/ops/overrides.js';
+import { createOwnerEnforcement, type OwnerEnforcementSettings } from './billing/ops/owner-enforcement.js';
 import { createLegacyMigration, type LegacyMigration } from './billing/owner/legacy-migration.js';
 import { createOwnerAccess, type OwnerAccess } from './billing/owner/owner-access.js';
 import { createOwnerStore } from './billing/owner/snapshot.js';
@@ -77,6 +81,14 @@ export interface Services {
   readonly seatCaps: SeatCaps;
   /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
   readonly seatSync: SeatSync;
+  /** Enforcement cohorts (a global ops setting), and the enforcement policy in force (cached briefly). */
+  readonly cohorts: CohortSettings;
+  /** Per-owner overrides of limits and flags (ops). */
+  readonly overrides: Overrides;
+  /** Per-owner enforcement modes (ops). */
+  readonly ownerEnforcement: OwnerEnforcementSettings;
+  /** Would-be denials across owners, from the day index (ops). */
+  readonly monitor: MonitorReports;
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
   readonly stripeApiVersion: string;
@@ -114,10 +126,13 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       timeoutMs: config.storageTimeoutMs,
     }),
   };
-  // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts).
+  // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts),
+  // and every writer of a would-be denial lists its owner for the monitor report (ops/monitor.ts).
   const tables = {
     ...storedTables,
-    billing: withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+    billing: withMonitorIndex(
+      withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+    ),
   };
   const transport = config.queueTransport;
   const queue =
@@ -136,6 +151,8 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
           { timeoutMs: config.storageTimeoutMs },
         ));
   const catalog = defaultCatalog;
+  // The enforcement policy in force: configuration plus the cohort rules, read through a short cache.
+  const cohorts = createCohortSettings({ table: tables.billing, base: config.enforcement, clock });
   const migration = createLegacyMigration({
     billingTable: tables.billing,
     directoryTable: tables.directory,
@@ -153,7 +170,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     owners,
     orgOwners: createOrgOwnerCache(),
     catalog,
-    enforcement: config.enforcement,
+    enforcement: cohorts,
     clock,
     // Queued, delayed a few seconds so a burst coalesces. Not awaited: a queue that is slow or down (its
     // client retries for half a minute) must not hold a member PUT; a request lost that way is repaired
@@ -190,7 +207,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     catalog,
     directory,
     owners,
-    enforcement: config.enforcement,
+    enforcement: cohorts,
     billingTable: tables.billing,
     clock,
   });
@@ -311,7 +328,11 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     rollover,
     retention,
     locks,
-    usage: createUsageService({ catalog, directory, metering, enforcement: config.enforcement }),
+    usage: createUsageService({ catalog, directory, metering, enforcement: cohorts }),
+    cohorts,
+    overrides: createOverrides({ table: tables.billing, owners, catalog, now: () => clock.now() }),
+    ownerEnforcement: createOwnerEnforcement({ table: tables.billing, owners, now: () => clock.now() }),
+    monitor: createMonitorReports({ table: tables.billing, clock }),
   };
 }
 

@@ -142,7 +142,7 @@ export function createChangePreviews(deps: {
       }
       const next = stateAfter(stored, plan);
       const before = capabilitiesFor(snapshot, catalog);
-      const after = capabilitiesOf(ownerId, next, catalog, plan.effectiveAt);
+      const after = capabilitiesOf(ownerId, next, catalog, plan.effectiveAt, snapshot.overrides?.value);
       const [locked, due] = await Promise.all([
         lockedAfter(snapshot, next, plan.effectiveAt),
         dueNow(plan, live),

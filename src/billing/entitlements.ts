@@ -1,12 +1,18 @@
 import { observeDecision } from '../telemetry/observe.js';
 import type { Capabilities } from './access/capabilities.js';
 import { capabilitiesFor, type Decision, decideCheck, type ResolvedSubject } from './access/decide.js';
-import { type Explanation, explainCheck, type MappingSource } from './access/explain.js';
+import {
+  type Explanation,
+  explainCheck,
+  type LimitSource,
+  limitSource,
+  type MappingSource,
+} from './access/explain.js';
 import { wouldDenyAction } from './access/would-deny.js';
 import type { Catalog, FeatureName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { Directory } from './directory/index.js';
-import type { EnforcementPolicy } from './enforcement.js';
+import type { EnforcementSource } from './enforcement.js';
 import { notFound, validationError } from './errors.js';
 import type { OrgId, OwnerId, UserId, WorkflowId } from './ids.js';
 import { LruMap } from './lru.js';
@@ -41,8 +47,13 @@ export interface CheckRequest {
   readonly explain?: boolean | undefined;
 }
 
-/** A decision, with the snapshot version it was computed from, and its trace when asked for. */
-export type CheckAnswer = Decision & Versioned & { readonly explain?: Explanation };
+/**
+ * A decision, with the snapshot version it was computed from, where the feature's value in force comes
+ * from (`source`: the plan, the free plan while payment is locked, or a per-owner override), and its
+ * trace when asked for.
+ */
+export type CheckAnswer = Decision &
+  Versioned & { readonly source: LimitSource; readonly explain?: Explanation };
 
 /**
  * Entitlement checks: a subject resolved to its billing owner through the directory (one point read
@@ -67,14 +78,15 @@ export interface EntitlementDeps {
   readonly catalog: Catalog;
   readonly directory: Directory;
   readonly owners: OwnerAccess;
-  readonly enforcement: EnforcementPolicy;
+  /** Configuration and cohort rules, read before each decision (cached briefly by the source). */
+  readonly enforcement: EnforcementSource;
   /** The owner-partitioned `billing` table, where would-be denials are recorded. */
   readonly billingTable: EntityTable;
   readonly clock: Clock;
 }
 
 export function createEntitlements(deps: EntitlementDeps): Entitlements {
-  const { catalog, directory, owners, enforcement, billingTable, clock } = deps;
+  const { catalog, directory, owners, enforcement: policies, billingTable, clock } = deps;
   /**
    * Where each workflow was last seen: its owner's snapshot is read beside its index row rather than
    * after it (one round trip of latency instead of two). Only a guess: the index row read with it says
@@ -156,7 +168,10 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
     },
 
     async check(request) {
-      const { resolved, snapshot, mapping } = await resolve(request.subject, request.minVersion);
+      const [{ resolved, snapshot, mapping }, enforcement] = await Promise.all([
+        resolve(request.subject, request.minVersion),
+        policies.current(),
+      ]);
       requireVersion(snapshot, request.minVersion);
       const { decision, wouldDeny } = decideCheck({
         snapshot,
@@ -173,7 +188,8 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
           wouldDenyAction(wouldDeny, { subject: request.subject, at }),
         ]);
       }
-      if (!request.explain) return { ...decision, ...versionOf(snapshot) };
+      const source = limitSource(capabilitiesFor(snapshot, catalog), request.feature);
+      if (!request.explain) return { ...decision, source, ...versionOf(snapshot) };
       const explain = explainCheck({
         snapshot,
         catalog,
@@ -185,7 +201,7 @@ export function createEntitlements(deps: EntitlementDeps): Entitlements {
         quantity: request.quantity,
         decision,
       });
-      return { ...decision, ...versionOf(snapshot), explain };
+      return { ...decision, source, ...versionOf(snapshot), explain };
     },
   };
 }

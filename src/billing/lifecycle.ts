@@ -247,7 +247,7 @@ export async function allocationForState(
   listItems: Parameters<typeof allocationAfter>[3],
 ): Promise<AllocationAfter | undefined> {
   const before = capabilitiesFor(snapshot, catalog).limits;
-  const after = capabilitiesOf(snapshot.ownerId, next, catalog, now).limits;
+  const after = capabilitiesOf(snapshot.ownerId, next, catalog, now, snapshot.overrides?.value).limits;
   if (lockBasis(before) === lockBasis(after)) return undefined;
   return allocationAfter(snapshot, before, { limits: after }, listItems);
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ConsumeTerms } from './access/decide.js';
+import { overridesLapsedSince } from './access/overrides.js';
 import { METER_NAMES, METERS, type MeterName } from './catalog.js';
 import type { Clock } from './clock.js';
 import { ENFORCEMENT_MODES, type EnforcementMode } from './enforcement.js';
@@ -355,7 +356,12 @@ export function createMetering(deps: MeteringDeps): Metering {
       if (etag === undefined) return undefined;
       balance = { credits: plan.after.balance, etag };
     }
-    return { ...snapshot, counters, balance, version: { value: snapshot.version.value + 1, etag: version } };
+    return {
+      ...snapshot,
+      counters,
+      balance,
+      version: { ...snapshot.version, value: snapshot.version.value + 1, etag: version },
+    };
   };
 
   const remember = (outcome: ConsumeOutcome) => {
@@ -467,7 +473,14 @@ export function createMetering(deps: MeteringDeps): Metering {
         // transaction on it. Without `minVersion` nothing changes (the version condition still guards it).
         const atLeast = Math.max(0, ...active.map((job) => job.request.minVersion ?? 0));
         const remembered = round === 1 ? known.get(ownerId) : undefined;
-        const kept = remembered && remembered.version.value >= atLeast ? remembered : undefined;
+        // Overrides that lapsed since it was kept change the limits (and the lock set's basis) with no
+        // write to bump the version: read afresh, which repairs the lock set (`owner/owner-access.ts`).
+        const kept =
+          remembered &&
+          remembered.version.value >= atLeast &&
+          !overridesLapsedSince(remembered.overrides?.value, remembered.readAt, clock.now())
+            ? remembered
+            : undefined;
         const snapshot = kept ? { ...kept, readAt: clock.now() } : await owners.read(ownerId);
         const seen = versionOf(snapshot);
         const ready: Ready[] = [];

@@ -1,6 +1,7 @@
 import type { AccessLevel } from './access/capabilities.js';
 import { capabilitiesFor } from './access/decide.js';
-import type { Catalog, PlanFlags, PlanName } from './catalog.js';
+import { type LimitSource, limitSource } from './access/explain.js';
+import { type Catalog, FEATURE_NAMES, type PlanFlags, type PlanName } from './catalog.js';
 import { forbidden } from './errors.js';
 import type { OwnerId, UserId, Workspace } from './ids.js';
 import type { LockReport, Locks } from './locks.js';
@@ -50,6 +51,13 @@ export interface BillingSummary extends Versioned {
   } | null;
   readonly limits: Record<string, number | null>;
   readonly flags: PlanFlags;
+  /**
+   * Where each limit and flag in force comes from: `plan`, `free_plan_while_locked`, or `override` (a
+   * per-owner override by an operator, until `overridesExpireAt`).
+   */
+  readonly sources: Readonly<Record<string, LimitSource>>;
+  /** When the overrides in force lapse; `null` without overrides, or when they last until removed. */
+  readonly overridesExpireAt: string | null;
   /** Per meter: used, the period allowance, what credits covered, what is left, and when the period ends. */
   readonly usage: {
     readonly executions: MeterUsage;
@@ -154,6 +162,8 @@ export function createSummaries(deps: {
         scheduledChange: scheduledChangeOf(caps.subscription),
         limits: { ...caps.limits },
         flags: caps.flags,
+        sources: Object.fromEntries(FEATURE_NAMES.map((f) => [f, limitSource(caps, f)])),
+        overridesExpireAt: caps.overrides?.expiresAt ?? null,
         usage: {
           executions: {
             used: executions.counter.used,

@@ -2,7 +2,7 @@ import { observeConsume, observeConsumeFailure } from '../telemetry/observe.js';
 import { consumeTerms, type ResolvedSubject } from './access/decide.js';
 import type { Catalog, MeterName } from './catalog.js';
 import type { Directory } from './directory/index.js';
-import type { EnforcementPolicy } from './enforcement.js';
+import type { EnforcementSource } from './enforcement.js';
 import type { Subject } from './entitlements.js';
 import { BillingError, conflict, notFound, validationError } from './errors.js';
 import type { ConsumeOutcome, Metering, RefundOutcome } from './metering.js';
@@ -42,7 +42,7 @@ export function createUsageService(deps: {
   readonly catalog: Catalog;
   readonly directory: Directory;
   readonly metering: Metering;
-  readonly enforcement: EnforcementPolicy;
+  readonly enforcement: EnforcementSource;
 }): UsageService {
   const { catalog, directory, metering, enforcement } = deps;
 
@@ -92,7 +92,8 @@ export function createUsageService(deps: {
   }
 
   async function consumeOnce(input: Parameters<UsageService['consume']>[0], fresh: boolean) {
-    const resolved = await resolve(input.subject, fresh);
+    // The enforcement rules are cached per process; when they are not, they are read beside the subject.
+    const [resolved, policy] = await Promise.all([resolve(input.subject, fresh), enforcement.current()]);
     return metering.consume({
       ownerId: resolved.ownerId,
       meter: input.meter,
@@ -101,7 +102,7 @@ export function createUsageService(deps: {
       minVersion: input.minVersion,
       terms: (snapshot) => {
         confirm(resolved, snapshot);
-        return consumeTerms(snapshot, catalog, enforcement, input.meter, resolved.workflow);
+        return consumeTerms(snapshot, catalog, policy, input.meter, resolved.workflow);
       },
     });
   }

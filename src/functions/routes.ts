@@ -13,7 +13,9 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsEnforcementCohorts, opsMonitor } from './ops-enforcement.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
+import { opsOwnerEnforcement, opsOwnerOverrides } from './ops-owners.js';
 import { opsReconcile } from './ops-reconcile.js';
 import { opsSeatSync } from './ops-seats.js';
 import { plans } from './plans.js';
@@ -54,4 +56,8 @@ export const routes: readonly Route[] = [
   opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
+  opsOwnerOverrides,
+  opsOwnerEnforcement,
+  opsEnforcementCohorts,
+  opsMonitor,
 ];

@@ -93,6 +93,10 @@ describe.each([
     const { services, log } = await setUp(makeTables, 10);
     const fresh = servicesOver(services.tables);
     await fresh.migration.run();
+    // A process reads the enforcement cohort rules once per 30 seconds (`ops/cohorts.ts`), beside the
+    // decision that needs them; counted apart here so the costs below are the decision's own.
+    expect(await roundTrips(log, () => fresh.cohorts.current())).toBe(1);
+    expect(await roundTrips(log, () => fresh.cohorts.current())).toBe(0);
     expect(
       await roundTrips(log, () =>
         fresh.entitlements.check({ subject: { orgId: 'small-org' }, feature: 'ai_nodes' }),

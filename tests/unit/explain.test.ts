@@ -74,6 +74,7 @@ describe('decision trace', () => {
       step: 'enforcement',
       configured: 'enforce',
       source: 'default',
+      cohortRule: null,
       applied: 'enforce',
       softenedBy: null,
     });

@@ -4,6 +4,7 @@ import type { OwnerId } from '../ids.js';
 import { currentPeriod, type UsagePeriod } from '../periods.js';
 import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
 import { type AccessLevel, accessLevelOf } from './levels.js';
+import { type AppliedOverrides, type OwnerOverrides, withOverrides } from './overrides.js';
 
 /**
  * Payment state -> access level -> what is in force, for one owner at one instant. The one place where
@@ -28,6 +29,8 @@ export interface Capabilities {
   readonly planLimits: PlanLimits;
   readonly planFlags: PlanFlags;
   readonly period: UsagePeriod;
+  /** Per-owner overrides in force on top of the plan (`overrides.ts`); `undefined` when none apply. */
+  readonly overrides: AppliedOverrides | undefined;
 }
 
 export function capabilitiesOf(
@@ -35,6 +38,8 @@ export function capabilitiesOf(
   subscription: SubscriptionState | undefined,
   catalog: Catalog,
   now: Date,
+  /** The owner's overrides (`OwnerSnapshot.overrides`), applied last: plan (or contract), then overrides. */
+  overrides?: OwnerOverrides,
 ): Capabilities {
   const status = subscription?.status ?? 'none';
   const accessLevel = accessLevelOf(status);
@@ -47,7 +52,7 @@ export function capabilitiesOf(
     seats: subscribed.perSeat ? null : subscribed.limits.seats,
   };
   const locked = accessLevel === 'locked';
-  return {
+  const base: Omit<Capabilities, 'overrides'> = {
     ownerId,
     plan: subscribed.name,
     status,
@@ -60,6 +65,7 @@ export function capabilitiesOf(
     planFlags: subscribed.flags,
     period: currentPeriod(now, subscription),
   };
+  return withOverrides(base, overrides, now);
 }
 
 /**

@@ -9,10 +9,15 @@ import {
   meterAllowance,
   type PlanName,
 } from '../catalog.js';
-import { type EnforcementMode, type EnforcementPolicy, modeFor } from '../enforcement.js';
+import {
+  type EnforcementMode,
+  type EnforcementPolicy,
+  modeFor,
+  type OwnerEnforcementFacts,
+} from '../enforcement.js';
 import { validationError } from '../errors.js';
 import type { OwnerId, WorkflowId, Workspace } from '../ids.js';
-import { meterStatus, type OwnerSnapshot, seatsInUse } from '../owner/snapshot.js';
+import { meterStatus, type OwnerSnapshot, ownerCreatedAt, seatsInUse } from '../owner/snapshot.js';
 import type { UsagePeriod } from '../periods.js';
 import { withinLockLimits } from './allocation.js';
 import {
@@ -96,7 +101,18 @@ export interface Measured {
 }
 
 export function capabilitiesFor(snapshot: OwnerSnapshot, catalog: Catalog): Capabilities {
-  return capabilitiesOf(snapshot.ownerId, snapshot.subscription?.state, catalog, snapshot.readAt);
+  return capabilitiesOf(
+    snapshot.ownerId,
+    snapshot.subscription?.state,
+    catalog,
+    snapshot.readAt,
+    snapshot.overrides?.value,
+  );
+}
+
+/** What enforcement resolution needs from the snapshot: the owner's own setting and its creation instant. */
+export function enforcementFacts(snapshot: OwnerSnapshot): OwnerEnforcementFacts {
+  return { setting: snapshot.enforcement?.value, createdAt: ownerCreatedAt(snapshot) };
 }
 
 /** How much of a limit is in use for a subject, from the snapshot alone. */
@@ -210,7 +226,7 @@ export function decideCheck(input: CheckInput): {
     throw validationError('quantity_not_applicable', `${feature} is a feature flag; it takes no quantity.`);
   }
   const caps = capabilitiesFor(snapshot, catalog);
-  const configured = modeFor(enforcement, feature);
+  const configured = modeFor(enforcement, feature, enforcementFacts(snapshot));
   if (isFlagName(feature)) return decideFlag(caps, feature, configured);
   if (feature === 'executions' && configured !== 'off' && resolved.workflow) {
     const locked = workflowLocked(snapshot, caps, resolved.workflow);
@@ -309,7 +325,7 @@ export function consumeTerms(
   workflow: ResolvedSubject['workflow'],
 ): ConsumeTerms {
   const caps = capabilitiesFor(snapshot, catalog);
-  const { mode } = modeInForce(modeFor(enforcement, meter), caps, true);
+  const { mode } = modeInForce(modeFor(enforcement, meter, enforcementFacts(snapshot)), caps, true);
   const feature = METERS[meter].allowanceLimit;
   const locked = mode === 'enforce' && workflow !== undefined && workflowLocked(snapshot, caps, workflow);
   return {
@@ -398,7 +414,7 @@ export function decideCreate(
 
   const wouldDeny: WouldDeny[] = [];
   for (const { feature, quantity } of asks) {
-    const configured = request.enforce ? modeFor(enforcement, feature) : 'off';
+    const configured = request.enforce ? modeFor(enforcement, feature, enforcementFacts(snapshot)) : 'off';
     const measured = measure(snapshot, caps, feature, { workspace: request.workspace }, quantity);
     const { decision, wouldDeny: softened } = decideLimit(caps, feature, measured, configured);
     if (!decision.allowed) return { allowed: false, decision };

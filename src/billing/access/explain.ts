@@ -1,15 +1,21 @@
 import { type Catalog, type FeatureName, isFlagName, type LimitName, type PlanName } from '../catalog.js';
-import { type EnforcementMode, type EnforcementPolicy, modeFor, modeSource } from '../enforcement.js';
+import {
+  type EnforcementMode,
+  type EnforcementPolicy,
+  type ModeSource,
+  resolveMode,
+} from '../enforcement.js';
 import type { OrgId, OwnerId, UserId, WorkflowId, Workspace } from '../ids.js';
 import type { OwnerSnapshot } from '../owner/snapshot.js';
 import type { SubscriptionStatus } from '../subscription.js';
-import type { AccessLevel } from './capabilities.js';
+import type { AccessLevel, Capabilities } from './capabilities.js';
 import { modeInForce } from './capabilities.js';
 import {
   capabilitiesFor,
   DENY_REASONS,
   type Decision,
   type DecisionReason,
+  enforcementFacts,
   measure,
   type ResolvedSubject,
   workflowLocked,
@@ -28,8 +34,20 @@ import {
  */
 export type MappingSource = 'none' | 'cached' | 'read';
 
-/** Where a limit or flag in force comes from. `override` and `contract` are slots for the admin work. */
+/**
+ * Where a limit or flag in force comes from: the plan, the free plan while payment is locked, or a
+ * per-owner override (`overrides.ts`). `contract` is a slot for enterprise contracts.
+ */
 export type LimitSource = 'plan' | 'free_plan_while_locked' | 'override' | 'contract';
+
+/** The source of one feature's value in force, as the check answer and the summary name it. */
+export function limitSource(
+  caps: Pick<Capabilities, 'accessLevel' | 'overrides'>,
+  feature: FeatureName,
+): LimitSource {
+  if (caps.overrides?.features.has(feature)) return 'override';
+  return caps.accessLevel === 'locked' ? 'free_plan_while_locked' : 'plan';
+}
 
 export type ExplainStep =
   | {
@@ -59,7 +77,8 @@ export type ExplainStep =
       readonly source: LimitSource;
       /** The subscribed plan's limit, which payment in order would put in force. */
       readonly planLimit: number | null;
-      readonly override: null;
+      /** The override in force for this limit (`source: override`), else `null`. */
+      readonly override: { readonly limit: number | null; readonly expiresAt: string | null } | null;
       readonly contract: null;
       /** Soft in a payment grace period: a denial is allowed and recorded (see `enforcement`). */
       readonly grace: boolean;
@@ -84,9 +103,13 @@ export type ExplainStep =
     }
   | {
       readonly step: 'enforcement';
-      /** The mode configured for the feature, and whether it is the feature's own setting or the default. */
+      /**
+       * The mode configured for the feature, and which setting decided it (`enforcement.ts` `resolveMode`):
+       * the owner's own, a cohort rule (`cohortRule`, its index), the feature's, or the default.
+       */
       readonly configured: EnforcementMode;
-      readonly source: 'feature' | 'default';
+      readonly source: ModeSource;
+      readonly cohortRule: number | null;
       /** What applied: `monitor` when a denial was softened by the configured mode or a grace period. */
       readonly applied: EnforcementMode;
       readonly softenedBy: 'monitor' | 'grace' | null;
@@ -141,7 +164,7 @@ const COUNTED: Readonly<Record<LimitName, Counted>> = {
 export function explainCheck(input: ExplainInput): Explanation {
   const { snapshot, catalog, enforcement, resolved, feature, quantity, decision } = input;
   const caps = capabilitiesFor(snapshot, catalog);
-  const source: LimitSource = caps.accessLevel === 'locked' ? 'free_plan_while_locked' : 'plan';
+  const source = limitSource(caps, feature);
   const steps: ExplainStep[] = [
     {
       step: 'owner',
@@ -173,7 +196,10 @@ export function explainCheck(input: ExplainInput): Explanation {
       limit: caps.limits[feature],
       source,
       planLimit: caps.planLimits[feature],
-      override: null,
+      override:
+        source === 'override'
+          ? { limit: caps.limits[feature], expiresAt: caps.overrides?.expiresAt ?? null }
+          : null,
       contract: null,
       grace: caps.accessLevel === 'grace',
     });
@@ -198,12 +224,14 @@ export function explainCheck(input: ExplainInput): Explanation {
           : null,
     });
   }
-  const configured = modeFor(enforcement, feature);
+  const resolvedMode = resolveMode(enforcement, feature, enforcementFacts(snapshot));
+  const configured = resolvedMode.mode;
   const { softenedBy } = modeInForce(configured, caps, !isFlagName(feature));
   steps.push({
     step: 'enforcement',
     configured,
-    source: modeSource(enforcement, feature),
+    source: resolvedMode.source,
+    cohortRule: resolvedMode.rule ?? null,
     applied: decision.enforcement,
     // Named only where it turned a denial into an allowance (the reason still says what enforce answers).
     softenedBy: decision.allowed && isDenial(decision.reason) ? (softenedBy ?? null) : null,

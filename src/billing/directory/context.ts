@@ -1,6 +1,6 @@
 import type { Catalog } from '../catalog.js';
 import type { Clock } from '../clock.js';
-import type { EnforcementPolicy } from '../enforcement.js';
+import type { EnforcementSource } from '../enforcement.js';
 import { notFound } from '../errors.js';
 import type { OrgId, OwnerId, Workspace } from '../ids.js';
 import type { OwnerLanes } from '../metering-lanes.js';
@@ -18,7 +18,8 @@ export interface DirectoryContext {
   readonly owners: OwnerAccess;
   readonly orgOwners: OrgOwnerCache;
   readonly catalog: Catalog;
-  readonly enforcement: EnforcementPolicy;
+  /** The enforcement policy in force (configuration and cohort rules), read before each decision. */
+  readonly enforcement: EnforcementSource;
   readonly clock: Clock;
   /** Claims for one owner run one after another in this process, so they do not race each other. */
   readonly lanes: OwnerLanes;

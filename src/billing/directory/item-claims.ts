@@ -97,7 +97,7 @@ export function claimItem(ctx: DirectoryContext, request: ClaimRequest): Promise
           if (!org || org.row.deleting === true) return answer({ kind: 'org_gone' });
         }
         const releasing = request.releasing !== undefined && old !== undefined && old.dead !== true;
-        const verdict = decideCreate(snapshot, ctx.catalog, ctx.enforcement, {
+        const verdict = decideCreate(snapshot, ctx.catalog, await ctx.enforcement.current(), {
           kind,
           workspace,
           nodeCount: request.nodeCount,

@@ -226,14 +226,19 @@ export function createItems(ctx: DirectoryContext, kind: ItemKind) {
         const ownerId = (await ownerAt(ctx, committed)) ?? targetOwner;
         if (committed.nodeCount === input.nodeCount)
           return { kind: 'unchanged', record: recordOf(id, committed, ownerId, index.createdAt) };
-        const verdict = decideCreate(await ctx.owners.read(ownerId), ctx.catalog, ctx.enforcement, {
-          kind,
-          workspace: input.workspace,
-          nodeCount: input.nodeCount,
-          previousNodeCount: committed.nodeCount,
-          nodeCountOnly: true,
-          enforce: input.enforce,
-        });
+        const verdict = decideCreate(
+          await ctx.owners.read(ownerId),
+          ctx.catalog,
+          await ctx.enforcement.current(),
+          {
+            kind,
+            workspace: input.workspace,
+            nodeCount: input.nodeCount,
+            previousNodeCount: committed.nodeCount,
+            nodeCountOnly: true,
+            enforce: input.enforce,
+          },
+        );
         if (!verdict.allowed) throw limitReached(verdict.decision);
         const location = { ...committed, ownerId, nodeCount: input.nodeCount };
         const written = await writeIndex(ctx, kind, id, index, { ...index, committed: location });
@@ -250,13 +255,18 @@ export function createItems(ctx: DirectoryContext, kind: ItemKind) {
       }
       // A create or a move. Refuse early, writing nothing, when the target is already full.
       const oldOwner = committed ? await ownerAt(ctx, committed) : undefined;
-      const verdict = decideCreate(await ctx.owners.read(targetOwner), ctx.catalog, ctx.enforcement, {
-        kind,
-        workspace: input.workspace,
-        nodeCount: input.nodeCount,
-        withinOwner: committed !== undefined && oldOwner === targetOwner,
-        enforce: input.enforce,
-      });
+      const verdict = decideCreate(
+        await ctx.owners.read(targetOwner),
+        ctx.catalog,
+        await ctx.enforcement.current(),
+        {
+          kind,
+          workspace: input.workspace,
+          nodeCount: input.nodeCount,
+          withinOwner: committed !== undefined && oldOwner === targetOwner,
+          enforce: input.enforce,
+        },
+      );
       if (!verdict.allowed) throw limitReached(verdict.decision);
       const createdAt =
         index && !isTombstone(index) && index.createdAt !== ''

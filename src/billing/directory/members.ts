@@ -136,7 +136,7 @@ export function createMembers(ctx: DirectoryContext) {
           const newSeat = userId !== ownerId && seat === undefined;
           const capped = input.enforce ? seatCapRefusal(snapshot, newSeat) : undefined;
           if (capped) throw capped;
-          const verdict = decideCreate(snapshot, ctx.catalog, ctx.enforcement, {
+          const verdict = decideCreate(snapshot, ctx.catalog, await ctx.enforcement.current(), {
             kind: 'member',
             workspace: { kind: 'org', orgId },
             newSeat,

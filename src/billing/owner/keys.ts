@@ -14,11 +14,13 @@ import { prefixEnd, type RowKeyRange } from '../store.js';
  * - `s|o|keep`                               the owner's picks of what to keep when over a limit
  * - `s|o|meta`                               schema marker, written when an owner's old rows were migrated
  * - `s|o|org|<orgId>`                        one organization: name, created, its counts, deletion mark
- * - `s|o|ovr`                                per-owner overrides (a slot for the admin work; empty)
+ * - `s|o|enf`                                per-owner enforcement modes (ops setting)
+ * - `s|o|ovr`                                per-owner overrides of limits and flags (ops setting)
  * - `s|o|seats`                              distinct people across the owner's organizations
  * - `s|o|seatcap`                            the owner's optional cap on billable seats (`maxSeats`)
  * - `s|o|sub`                                subscription state
- * - `s|o|ver`                                the snapshot's version: every change to a row above bumps it
+ * - `s|o|ver`                                the snapshot's version: every change to a row above bumps it;
+ *                                            `createdAt`, the owner's creation instant, written with its first
  *
  * Counters sort first, by period start, so the range can start at the oldest period that can still be
  * current: old periods stay where history and rollover find them without being read by every decision.
@@ -41,6 +43,7 @@ export const SEAT_CAP_ROW = 's|o|seatcap';
 export const KEEP_ROW = 's|o|keep';
 export const META_ROW = 's|o|meta';
 export const OVERRIDES_ROW = 's|o|ovr';
+export const ENFORCEMENT_ROW = 's|o|enf';
 export const VERSION_ROW = 's|o|ver';
 export const ORG_PREFIX = 's|o|org|';
 export const orgRowKey = (orgId: OrgId) => `${ORG_PREFIX}${orgId}`;

@@ -77,8 +77,28 @@ export const orgRowSchema = z.object({
 });
 export type OrgRow = z.infer<typeof orgRowSchema>;
 
-/** `s|o|ver`. */
-export const versionSchema = z.object({ version: z.number().int().nonnegative() });
+/**
+ * `s|o|ver`. `createdAt`: when the owner's snapshot was first written (the owner's creation instant, for
+ * enforcement cohorts); absent on owners whose state predates it (`ownerCreatedAt`).
+ */
+export const versionSchema = z.object({
+  version: z.number().int().nonnegative(),
+  createdAt: z.string().optional(),
+});
+
+/** `s|o|ovr`: the owner's overrides as JSON (`access/overrides.ts`), and who set them. */
+export const overridesRowSchema = z.object({
+  overrides: z.string(),
+  updatedAt: z.string(),
+  updatedBy: z.string(),
+});
+
+/** `s|o|enf`: the owner's enforcement setting as JSON (`enforcement.ts`), and who set it. */
+export const enforcementRowSchema = z.object({
+  enforcement: z.string(),
+  updatedAt: z.string(),
+  updatedBy: z.string(),
+});
 
 /** `s|o|meta`. */
 export const metaSchema = z.object({ schema: z.number().int(), migratedAt: z.string() });

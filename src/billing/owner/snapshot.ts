@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { KeepPreferences, LockSet } from '../access/locks.js';
+import { type OwnerOverrides, ownerOverridesSchema } from '../access/overrides.js';
 import { METERS, type MeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
+import { type OwnerEnforcement, ownerEnforcementSchema } from '../enforcement.js';
 import type { OrgId, OwnerId } from '../ids.js';
 import type { UsagePeriod } from '../periods.js';
 import type { EntityTable, StoredEntity, TransactionAction } from '../store.js';
@@ -11,9 +13,11 @@ import {
   ALLOCATION_ROW,
   BALANCE_ROW,
   COUNTER_PREFIX,
+  ENFORCEMENT_ROW,
   KEEP_ROW,
   META_ROW,
   ORG_PREFIX,
+  OVERRIDES_ROW,
   SEAT_CAP_ROW,
   SEATS_ROW,
   SNAPSHOT_PREFIX,
@@ -24,9 +28,12 @@ import {
 import {
   balanceSchema,
   CorruptRowError,
+  definedProps,
+  enforcementRowSchema,
   metaSchema,
   type OrgRow,
   orgRowSchema,
+  overridesRowSchema,
   parseRow,
   readChunkedJson,
   seatCapSchema,
@@ -49,10 +56,21 @@ export interface OwnerSnapshot {
    * Bumped in the same transaction as every change to a row of the snapshot (`versionAction`), so a
    * write conditional on its ETag commits only if nothing in the snapshot changed since it was read.
    */
-  readonly version: { readonly value: number; readonly etag: string | undefined };
+  readonly version: {
+    readonly value: number;
+    readonly etag: string | undefined;
+    /**
+     * The owner's creation instant, carried by the version row from its first write on. When the row does
+     * not exist yet: the read instant if the owner has no state at all (this write creates it), else
+     * `undefined` (state from before the instant was recorded: never invented later).
+     */
+    readonly createdAt: string | undefined;
+  };
   readonly subscription: { readonly state: SubscriptionState; readonly etag: string } | undefined;
-  /** Per-owner overrides: a slot for the admin work, always empty for now. */
-  readonly overrides: undefined;
+  /** Per-owner overrides of limits and flags (ops), whether or not they have expired. */
+  readonly overrides: OpsSetting<OwnerOverrides> | undefined;
+  /** Per-owner enforcement modes (ops). */
+  readonly enforcement: OpsSetting<OwnerEnforcement> | undefined;
   readonly balance: { readonly credits: number; readonly etag: string | undefined };
   readonly allocation: Allocation;
   /** People across the owner's organizations other than the owner. */
@@ -63,6 +81,14 @@ export interface OwnerSnapshot {
   readonly keep: { readonly picks: KeepPreferences; readonly etag: string | undefined };
   /** Counters of the periods that may still be current, by row key. */
   readonly counters: ReadonlyMap<string, { readonly counter: UsageCounter; readonly etag: string }>;
+}
+
+/** A setting an operator made for this owner, with who made it and the ETag it was read at. */
+export interface OpsSetting<T> {
+  readonly value: T;
+  readonly updatedAt: string;
+  readonly updatedBy: string;
+  readonly etag: string;
 }
 
 export interface Allocation {
@@ -114,6 +140,28 @@ function parseJsonProp<T>(row: StoredEntity, name: string, schema: z.ZodType<T>)
   return parsed.data;
 }
 
+function parseJsonRow<T>(row: StoredEntity, json: string, schema: z.ZodType<T>): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new CorruptRowError(row.partitionKey, row.rowKey, `not JSON (${String(error)})`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new CorruptRowError(row.partitionKey, row.rowKey, z.prettifyError(parsed.error));
+  return parsed.data;
+}
+
+/**
+ * When the owner came to be, for enforcement cohorts: the `createdAt` of its version row (written with its
+ * first state row), or `'unknown'` for an owner whose state predates that record (treated as older than
+ * any instant: see `CohortRule`).
+ */
+export function ownerCreatedAt(snapshot: Pick<OwnerSnapshot, 'version'>): Date | 'unknown' {
+  const at = snapshot.version.createdAt;
+  return at === undefined ? 'unknown' : new Date(at);
+}
+
 /** Turns the rows of the snapshot range into a snapshot. @throws CorruptRowError */
 export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], readAt: Date): OwnerSnapshot {
   let subscription: OwnerSnapshot['subscription'];
@@ -123,7 +171,9 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
   let seatCap: OwnerSnapshot['seatCap'] = { maxSeats: null, etag: undefined };
   let keep: OwnerSnapshot['keep'] = { picks: { workflows: [], credentials: [] }, etag: undefined };
   let migrated = false;
-  let version: OwnerSnapshot['version'] = { value: 0, etag: undefined };
+  let version: OwnerSnapshot['version'] | undefined;
+  let overrides: OwnerSnapshot['overrides'];
+  let enforcement: OwnerSnapshot['enforcement'];
   const orgs = new Map<OrgId, { row: OrgRow; etag: string }>();
   const counters = new Map<string, { counter: UsageCounter; etag: string }>();
   for (const row of rows) {
@@ -149,20 +199,44 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
         },
         etag: row.etag,
       };
-    else if (key === VERSION_ROW) version = { value: parseRow(versionSchema, row).version, etag: row.etag };
-    else if (key === META_ROW) {
+    else if (key === VERSION_ROW) {
+      const parsed = parseRow(versionSchema, row);
+      version = { value: parsed.version, etag: row.etag, createdAt: parsed.createdAt };
+    } else if (key === OVERRIDES_ROW) {
+      const parsed = parseRow(overridesRowSchema, row);
+      overrides = {
+        value: parseJsonRow(row, parsed.overrides, ownerOverridesSchema),
+        updatedAt: parsed.updatedAt,
+        updatedBy: parsed.updatedBy,
+        etag: row.etag,
+      };
+    } else if (key === ENFORCEMENT_ROW) {
+      const parsed = parseRow(enforcementRowSchema, row);
+      enforcement = {
+        value: parseJsonRow(row, parsed.enforcement, ownerEnforcementSchema),
+        updatedAt: parsed.updatedAt,
+        updatedBy: parsed.updatedBy,
+        etag: row.etag,
+      };
+    } else if (key === META_ROW) {
       parseRow(metaSchema, row);
       migrated = true;
     }
-    // Other rows in the range (a future slot such as overrides) are not read yet.
+    // Other rows in the range (a future slot, such as a contract) are not read yet.
   }
   return {
     ownerId,
     readAt,
     migrated,
-    version,
+    // No rows at all: the owner is new, and the write that creates its version row records this instant.
+    version: version ?? {
+      value: 0,
+      etag: undefined,
+      createdAt: rows.length === 0 ? readAt.toISOString() : undefined,
+    },
     subscription,
-    overrides: undefined,
+    overrides,
+    enforcement,
     balance,
     allocation,
     otherPeople,
@@ -226,7 +300,8 @@ export function meterStatus(
  * snapshot without it, so no writer can forget it.
  */
 export function versionAction(snapshot: Pick<OwnerSnapshot, 'version'>): TransactionAction {
-  const props = { version: snapshot.version.value + 1 };
+  // The version row is replaced on every bump: `createdAt` is carried over, never invented later.
+  const props = definedProps({ version: snapshot.version.value + 1, createdAt: snapshot.version.createdAt });
   return snapshot.version.etag === undefined
     ? { kind: 'create', rowKey: VERSION_ROW, props }
     : { kind: 'update', rowKey: VERSION_ROW, props, etag: snapshot.version.etag };
