@@ -41,6 +41,7 @@ const decisionSchema = z.object({
   used: z.number().nullable(),
   plan: z.string(),
 });
+const decisionSourceSchema = decisionSchema.extend({ source: z.string() });
 const checkoutSchema = z.object({ url: z.string(), sessionId: z.string() });
 const changeSchema = z.object({ kind: z.string(), summary: summarySchema });
 const invoiceSchema = z.object({
@@ -59,6 +60,20 @@ const sandboxInvoiceSchema = z.object({
   id: z.string(),
   status: z.string().nullable(),
   attempt_count: z.number(),
+});
+const termsSchema = z.object({ limits: limitsSchema });
+const previewSchema = z.object({
+  kind: z.string(),
+  effectiveAt: z.string(),
+  current: termsSchema,
+  after: termsSchema,
+  dueNow: z.object({ amount: z.number(), currency: z.string() }),
+  locked: z.object({ workflows: z.array(z.unknown()), credentials: z.array(z.unknown()) }),
+});
+const overridesSchema = z.object({
+  limits: limitsSchema,
+  flags: z.record(z.string(), z.boolean()),
+  expiresAt: z.string().nullable().optional(),
 });
 const ignored = z.unknown();
 
@@ -285,7 +300,16 @@ async function main(): Promise<void> {
     `proration invoice ${proration.number ?? proration.id}: ${(proration.amountDue / 100).toFixed(2)} ${proration.currency.toUpperCase()}, ${proration.status}`,
   );
 
-  heading(7, 'It downgrades to Pro: scheduled for the renewal');
+  heading(7, 'It previews a downgrade to Pro, then makes it: scheduled for the renewal');
+  const preview = await api(previewSchema, 'POST', '/billing/subscription/preview', {
+    token: owner,
+    body: { plan: 'pro', interval: 'monthly' },
+  });
+  say(
+    `preview -> ${preview.kind} at ${preview.effectiveAt}: due now ${(preview.dueNow.amount / 100).toFixed(2)} ${preview.dueNow.currency.toUpperCase()}, ` +
+      `workflows_per_org ${limit(preview.current.limits.workflows_per_org ?? null)} -> ${limit(preview.after.limits.workflows_per_org ?? null)}, ` +
+      `would lock ${preview.locked.workflows.length} workflow(s) and ${preview.locked.credentials.length} credential(s)`,
+  );
   const downgrade = await api(changeSchema, 'POST', '/billing/subscription/change', {
     token: owner,
     body: { plan: 'pro', interval: 'monthly' },
@@ -349,6 +373,24 @@ async function main(): Promise<void> {
       `  ${i.created.slice(0, 10)} ${i.number ?? i.id} ${i.billingReason ?? '-'}: ${amount}, ${i.status}, ${i.attemptCount} attempt(s)`,
     );
   }
+
+  heading(10, 'An operator grants an override');
+  const admin = await tokenFor(`ops-${stamp}`, { roles: ['admin'] });
+  const expiresAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
+  const granted = await api(overridesSchema, 'PUT', `/ops/owners/${ownerId}/overrides`, {
+    token: admin,
+    body: { limits: { workflows_per_org: 500 }, expiresAt, reason: `demo: migration help for ${orgId}` },
+  });
+  say(
+    `override for ${ownerId}: workflows_per_org ${limit(granted.limits.workflows_per_org ?? null)} until ${expiresAt}`,
+  );
+  const overridden = await api(decisionSourceSchema, 'POST', '/entitlements/check', {
+    token: service,
+    body: { subject: { orgId }, feature: 'workflows_per_org', quantity: 1 },
+  });
+  say(`check workflows_per_org +1: limit ${limit(overridden.limit)}, source ${overridden.source}`);
+  if (overridden.limit !== 500 || overridden.source !== 'override')
+    throw new DemoError('Expected the override to apply at once.');
   console.log('\nDone.');
 }
 

@@ -1,6 +1,6 @@
 import { type AccessLevel, type Capabilities, capabilitiesOf } from './access/capabilities.js';
 import { capabilitiesFor } from './access/decide.js';
-import { hasLocks, type LockedItem, type LockReport, lockReport } from './access/locks.js';
+import { hasLocks, type LockReport, lockReport } from './access/locks.js';
 import type { BillingActions } from './billing-actions.js';
 import type { Catalog, Interval, PlanFlags, PlanLimits, PlanName } from './catalog.js';
 import { type ChangeRequest, type PlannedChange, stateAfter } from './change-plan.js';
@@ -96,10 +96,10 @@ export function createChangePreviews(deps: {
     };
     const allocation = await allocationForState(snapshot, next, catalog, at, listItems);
     // The limits locks are measured by stay the same: the lock set in force now stays too.
-    if (allocation === undefined) return publicReport(await locks.report(snapshot));
+    if (allocation === undefined) return locks.report(snapshot);
     if (!hasLocks(allocation.locks)) return { workflows: [], credentials: [] };
     const listed = await listItems();
-    return publicReport(lockReport(allocation.locks, listed, snapshot.keep.picks));
+    return lockReport(allocation.locks, listed, snapshot.keep.picks);
   }
 
   async function dueNow(
@@ -159,17 +159,6 @@ export function createChangePreviews(deps: {
       };
     },
   };
-}
-
-/** Each locked item as the API shows it: the item rows' own fields (claims, ETags) stay inside. */
-function publicReport(report: LockReport): LockReport {
-  const item = ({ id, workspace, createdAt, limit }: LockedItem): LockedItem => ({
-    id,
-    workspace,
-    createdAt,
-    limit,
-  });
-  return { workflows: report.workflows.map(item), credentials: report.credentials.map(item) };
 }
 
 function termsOf(caps: Capabilities, catalog: Catalog): PlanTerms {

@@ -170,7 +170,8 @@ export function lockReport(
   const locked = (list: OwnedItem[], why: (item: OwnedItem) => LockedBy | undefined): LockedItem[] =>
     list.flatMap((item) => {
       const limit = why(item);
-      return limit ? [{ ...item, limit }] : [];
+      // Only the public fields: listed items are storage records (claims, ETags) that must not leave.
+      return limit ? [{ id: item.id, workspace: item.workspace, createdAt: item.createdAt, limit }] : [];
     });
   return {
     workflows: locked(keepOrder(items.workflows, keep.workflows), (wf) => workflowLock(set, wf)),
