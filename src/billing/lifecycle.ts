@@ -1,5 +1,6 @@
 import { allocationAfter } from './access/allocation.js';
 import { capabilitiesOf } from './access/capabilities.js';
+import { withContract } from './access/contract-terms.js';
 import { capabilitiesFor } from './access/decide.js';
 import { lockBasis } from './access/locks.js';
 import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
@@ -357,7 +358,13 @@ export function createSubscriptionSync(deps: {
               );
               // New limits move the lock set in the same transaction: over-limit items lock, never go.
               const before = capabilitiesFor(snapshot, catalog).limits;
-              const after = capabilitiesOf(ownerId, next, catalog, now).limits;
+              // An active contract keeps governing whatever the subscription becomes.
+              const after = withContract(
+                capabilitiesOf(ownerId, next, catalog, now),
+                snapshot.contract?.state,
+                catalog,
+                now,
+              ).limits;
               if (lockBasis(before) !== lockBasis(after)) {
                 const allocation = await allocationAfter(snapshot, before, { limits: after }, () =>
                   listOwnedItems(table, ownerId),

@@ -3,6 +3,7 @@ import type { EnforcementMode } from '../enforcement.js';
 import type { OwnerId } from '../ids.js';
 import { currentPeriod, type UsagePeriod } from '../periods.js';
 import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
+import type { ContractInForce } from './contract-terms.js';
 import { type AccessLevel, accessLevelOf } from './levels.js';
 
 /**
@@ -28,6 +29,8 @@ export interface Capabilities {
   readonly planLimits: PlanLimits;
   readonly planFlags: PlanFlags;
   readonly period: UsagePeriod;
+  /** Set while an enterprise contract governs (`contract-terms.ts`); then `plan` is `enterprise`. */
+  readonly contract?: ContractInForce | undefined;
 }
 
 export function capabilitiesOf(

@@ -23,6 +23,7 @@ import {
   flagDenialReason,
   modeInForce,
 } from './capabilities.js';
+import { withContract } from './contract-terms.js';
 import { emptyLockSet, type LockSet, lockBasis, workflowLock } from './locks.js';
 
 /**
@@ -96,7 +97,9 @@ export interface Measured {
 }
 
 export function capabilitiesFor(snapshot: OwnerSnapshot, catalog: Catalog): Capabilities {
-  return capabilitiesOf(snapshot.ownerId, snapshot.subscription?.state, catalog, snapshot.readAt);
+  const base = capabilitiesOf(snapshot.ownerId, snapshot.subscription?.state, catalog, snapshot.readAt);
+  // Base: the active contract, else the subscription's plan (overrides go on top of this).
+  return withContract(base, snapshot.contract?.state, catalog, snapshot.readAt);
 }
 
 /** How much of a limit is in use for a subject, from the snapshot alone. */

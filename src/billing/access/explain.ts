@@ -28,7 +28,10 @@ import {
  */
 export type MappingSource = 'none' | 'cached' | 'read';
 
-/** Where a limit or flag in force comes from. `override` and `contract` are slots for the admin work. */
+/**
+ * Where a limit or flag in force comes from: the plan, the free plan's while payment is locked, or an
+ * active enterprise contract. `override` is a slot for the per-owner overrides.
+ */
 export type LimitSource = 'plan' | 'free_plan_while_locked' | 'override' | 'contract';
 
 export type ExplainStep =
@@ -60,7 +63,8 @@ export type ExplainStep =
       /** The subscribed plan's limit, which payment in order would put in force. */
       readonly planLimit: number | null;
       readonly override: null;
-      readonly contract: null;
+      /** The active enterprise contract and its limit for this feature; `null` when none governs. */
+      readonly contract: { readonly id: string; readonly limit: number | null } | null;
       /** Soft in a payment grace period: a denial is allowed and recorded (see `enforcement`). */
       readonly grace: boolean;
     }
@@ -141,7 +145,8 @@ const COUNTED: Readonly<Record<LimitName, Counted>> = {
 export function explainCheck(input: ExplainInput): Explanation {
   const { snapshot, catalog, enforcement, resolved, feature, quantity, decision } = input;
   const caps = capabilitiesFor(snapshot, catalog);
-  const source: LimitSource = caps.accessLevel === 'locked' ? 'free_plan_while_locked' : 'plan';
+  const source: LimitSource =
+    caps.accessLevel === 'locked' ? 'free_plan_while_locked' : caps.contract ? 'contract' : 'plan';
   const steps: ExplainStep[] = [
     {
       step: 'owner',
@@ -174,7 +179,7 @@ export function explainCheck(input: ExplainInput): Explanation {
       source,
       planLimit: caps.planLimits[feature],
       override: null,
-      contract: null,
+      contract: caps.contract ? { id: caps.contract.id, limit: caps.planLimits[feature] } : null,
       grace: caps.accessLevel === 'grace',
     });
     // The decision counted only when it reports a count; measuring again is pure (the same snapshot).

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { KeepPreferences, LockSet } from '../access/locks.js';
 import { METERS, type MeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
+import { type ContractState, contractStateSchema } from '../contracts/model.js';
 import type { OrgId, OwnerId } from '../ids.js';
 import type { UsagePeriod } from '../periods.js';
 import type { EntityTable, StoredEntity, TransactionAction } from '../store.js';
@@ -10,6 +11,7 @@ import { EMPTY_COUNTER, parseUsageCounter, type UsageCounter, usageRowKey } from
 import {
   ALLOCATION_ROW,
   BALANCE_ROW,
+  CONTRACT_ROW,
   COUNTER_PREFIX,
   KEEP_ROW,
   META_ROW,
@@ -53,6 +55,8 @@ export interface OwnerSnapshot {
   readonly subscription: { readonly state: SubscriptionState; readonly etag: string } | undefined;
   /** Per-owner overrides: a slot for the admin work, always empty for now. */
   readonly overrides: undefined;
+  /** The enterprise contract, active or not (`contracts/model.ts`); `undefined` without one. */
+  readonly contract: { readonly state: ContractState; readonly etag: string } | undefined;
   readonly balance: { readonly credits: number; readonly etag: string | undefined };
   readonly allocation: Allocation;
   /** People across the owner's organizations other than the owner. */
@@ -117,6 +121,7 @@ function parseJsonProp<T>(row: StoredEntity, name: string, schema: z.ZodType<T>)
 /** Turns the rows of the snapshot range into a snapshot. @throws CorruptRowError */
 export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], readAt: Date): OwnerSnapshot {
   let subscription: OwnerSnapshot['subscription'];
+  let contract: OwnerSnapshot['contract'];
   let balance: OwnerSnapshot['balance'] = { credits: 0, etag: undefined };
   let allocation: Allocation = { workflows: 0, credentials: 0, locks: undefined, etag: undefined };
   let otherPeople: OwnerSnapshot['otherPeople'] = { count: 0, etag: undefined };
@@ -134,7 +139,12 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
       orgs.set(key.slice(ORG_PREFIX.length), { row: parseRow(orgRowSchema, row), etag: row.etag });
     else if (key === SUBSCRIPTION_ROW)
       subscription = { state: parseSubscriptionRow(ownerId, row.props), etag: row.etag };
-    else if (key === BALANCE_ROW) balance = { credits: parseRow(balanceSchema, row).balance, etag: row.etag };
+    else if (key === CONTRACT_ROW) {
+      const state = parseJsonProp(row, 'contract', contractStateSchema);
+      if (state === undefined) throw new CorruptRowError(row.partitionKey, row.rowKey, 'contract is missing');
+      contract = { state, etag: row.etag };
+    } else if (key === BALANCE_ROW)
+      balance = { credits: parseRow(balanceSchema, row).balance, etag: row.etag };
     else if (key === ALLOCATION_ROW) {
       const counts = parseRow(allocationSchema, row);
       allocation = { ...counts, locks: parseJsonProp(row, 'locks', lockSetSchema), etag: row.etag };
@@ -163,6 +173,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
     version,
     subscription,
     overrides: undefined,
+    contract,
     balance,
     allocation,
     otherPeople,
