@@ -86,6 +86,7 @@ function fakeStripe() {
     },
     getInvoice: unused('getInvoice'),
     listInvoices: unused('listInvoices'),
+    issueContractInvoice: unused('issueContractInvoice'),
   };
   return { state, payments };
 }

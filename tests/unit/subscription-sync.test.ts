@@ -59,6 +59,7 @@ function setup() {
     setSeats: unexpected,
     getInvoice: unexpected,
     listInvoices: unexpected,
+    issueContractInvoice: unexpected,
   };
   const sync = createSubscriptionSync({
     table,

@@ -309,6 +309,30 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
       },
     },
     {
+      method: 'POST',
+      pattern: /^\/v1\/invoices$/,
+      handle: ({ body, ctx }) => {
+        const p = parse(params.invoiceCreate, body);
+        return expand(engine.createInvoice(p, ctx), p.expand);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/([^/]+)\/finalize$/,
+      handle: ({ params: [id = ''], body, ctx }) => {
+        const p = parse(params.invoiceFinalize, body);
+        return expand(engine.finalizeInvoice(id, p, ctx), p.expand);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoiceitems$/,
+      handle: ({ body, ctx }) => {
+        const p = parse(params.invoiceItemCreate, body);
+        return expand(engine.createInvoiceItem(p, ctx), p.expand);
+      },
+    },
+    {
       method: 'GET',
       pattern: /^\/v1\/invoices\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>
@@ -712,6 +736,13 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     match = /^\/_sandbox\/invoices\/([^/]+)\/retry$/.exec(path);
     if (match && method === 'POST') {
       return json(200, engine.retryInvoice(segment(match[1] ?? '')));
+    }
+    match = /^\/_sandbox\/invoices\/([^/]+)\/(pay|uncollectible|void)$/.exec(path);
+    if (match && method === 'POST') {
+      const id = segment(match[1] ?? '');
+      if (match[2] === 'pay') return json(200, engine.payInvoice(id));
+      if (match[2] === 'uncollectible') return json(200, engine.markInvoiceUncollectible(id));
+      return json(200, engine.voidInvoice(id));
     }
     match = /^\/_sandbox\/subscriptions\/([^/]+)\/status$/.exec(path);
     if (match && method === 'POST') {

@@ -164,6 +164,8 @@ export function createInvoices(
     createInvoice,
     finalize,
     finalizeAndCollect,
+    markPaid,
+    attemptPayment,
     openInvoicesOf,
     retryInvoice,
   };
