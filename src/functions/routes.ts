@@ -13,6 +13,7 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsContractDelete, opsContractGet, opsContractPut } from './ops-contracts.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
 import { opsSeatSync } from './ops-seats.js';
@@ -52,4 +53,7 @@ export const routes: readonly Route[] = [
   opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
+  opsContractPut,
+  opsContractGet,
+  opsContractDelete,
 ];

@@ -54,31 +54,39 @@ export const invoicingSchema = z.strictObject({
 });
 export type Invoicing = z.infer<typeof invoicingSchema>;
 
-/** The terms an operator sets: the PUT body without `reason`, and what an audit row's before/after hold. */
-export const contractTermsSchema = z
-  .strictObject({
-    plan: z.literal('enterprise'),
-    limits: contractLimitsSchema.default({}),
-    flags: contractFlagsSchema.default({}),
-    /** People the owner may have across its organizations (the `seats` limit), the owner included. */
-    seats: z.number().int().positive().max(1_000_000),
-    startsAt: isoInstant,
-    endsAt: isoInstant,
-    billing: z.enum(['manual', 'stripe_invoice']),
-    invoicing: invoicingSchema.optional(),
-  })
-  .superRefine((terms, ctx) => {
-    if (Date.parse(terms.endsAt) <= Date.parse(terms.startsAt))
-      ctx.addIssue({ code: 'custom', path: ['endsAt'], message: 'must be after startsAt' });
-    if (terms.billing === 'stripe_invoice' && terms.invoicing === undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['invoicing'],
-        message: 'is required with billing stripe_invoice',
-      });
-    if (terms.billing === 'manual' && terms.invoicing !== undefined)
-      ctx.addIssue({ code: 'custom', path: ['invoicing'], message: 'is only for billing stripe_invoice' });
-  });
+/** The fields of the terms an operator sets (the PUT body has these and `reason`). */
+export const contractTermsShape = {
+  plan: z.literal('enterprise'),
+  limits: contractLimitsSchema.default({}),
+  flags: contractFlagsSchema.default({}),
+  /** People the owner may have across its organizations (the `seats` limit), the owner included. */
+  seats: z.number().int().positive().max(1_000_000),
+  startsAt: isoInstant,
+  endsAt: isoInstant,
+  billing: z.enum(['manual', 'stripe_invoice']),
+  invoicing: invoicingSchema.optional(),
+};
+
+/** The rules between fields of the terms, for every schema made of `contractTermsShape`. */
+export function refineTerms(
+  terms: {
+    readonly startsAt: string;
+    readonly endsAt: string;
+    readonly billing: string;
+    readonly invoicing?: unknown;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  if (Date.parse(terms.endsAt) <= Date.parse(terms.startsAt))
+    ctx.addIssue({ code: 'custom', path: ['endsAt'], message: 'must be after startsAt' });
+  if (terms.billing === 'stripe_invoice' && terms.invoicing === undefined)
+    ctx.addIssue({ code: 'custom', path: ['invoicing'], message: 'is required with billing stripe_invoice' });
+  if (terms.billing === 'manual' && terms.invoicing !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['invoicing'], message: 'is only for billing stripe_invoice' });
+}
+
+/** The terms an operator sets: what the contract row and an audit row's before/after hold. */
+export const contractTermsSchema = z.strictObject(contractTermsShape).superRefine(refineTerms);
 export type ContractTerms = z.infer<typeof contractTermsSchema>;
 
 export const INVOICE_STATES = ['draft', 'open', 'paid', 'uncollectible', 'void'] as const;

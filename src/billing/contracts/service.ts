@@ -1,17 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { allocationAfter } from '../access/allocation.js';
-import { capabilitiesFor } from '../access/decide.js';
-import { lockBasis } from '../access/locks.js';
 import { type AuditEntry, auditAction, type RevertHandler } from '../audit/entry.js';
 import type { Catalog } from '../catalog.js';
 import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
 import type { OwnerId } from '../ids.js';
-import { listOwnedItems } from '../owner/items.js';
 import { CONTRACT_ROW } from '../owner/keys.js';
 import type { OwnerAccess } from '../owner/owner-access.js';
-import { chunkedJson } from '../owner/rows.js';
 import { type OwnerSnapshot, withVersion } from '../owner/snapshot.js';
 import { answer, commit, write } from '../storage/commit.js';
 import type { EntityTable, TransactionAction } from '../store.js';
@@ -22,6 +17,7 @@ import {
   contractPaymentStatus,
   contractTermsSchema,
 } from './model.js';
+import { contractRowAction, lockMoveFor } from './rows.js';
 
 /**
  * Setting and ending enterprise contracts (operators, `PUT/DELETE /api/ops/owners/{id}/contract`). Each
@@ -136,22 +132,8 @@ export function createContracts(deps: {
 }): Contracts {
   const { table, owners, catalog, clock } = deps;
 
-  /** The lock set under the limits after the change, when they differ from those before it. */
-  async function lockMove(
-    snapshot: OwnerSnapshot,
-    next: ContractState | undefined,
-  ): Promise<TransactionAction[]> {
-    const before = capabilitiesFor(snapshot, catalog).limits;
-    const after = capabilitiesFor(
-      { ...snapshot, contract: next === undefined ? undefined : { state: next, etag: '' } },
-      catalog,
-    ).limits;
-    if (lockBasis(before) === lockBasis(after)) return [];
-    const allocation = await allocationAfter(snapshot, before, { limits: after }, () =>
-      listOwnedItems(table, snapshot.ownerId),
-    );
-    return [allocation.action];
-  }
+  const lockMove = (snapshot: OwnerSnapshot, next: ContractState | undefined) =>
+    lockMoveFor(table, catalog, snapshot, next);
 
   function auditOf(
     change: AdminChange,
@@ -214,11 +196,8 @@ export function createContracts(deps: {
             updatedBy: change.actor,
             invoices: continues && current ? current.invoices : [],
           };
-          const props = chunkedJson('contract', next);
           const actions: TransactionAction[] = [
-            stored === undefined
-              ? { kind: 'create', rowKey: CONTRACT_ROW, props }
-              : { kind: 'update', rowKey: CONTRACT_ROW, props, etag: stored.etag },
+            contractRowAction(snapshot, next),
             auditOf(change, 'contract_set', at, current, next),
             ...(await lockMove(snapshot, next)),
           ];
