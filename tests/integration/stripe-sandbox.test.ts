@@ -746,7 +746,10 @@ describe('Stripe sandbox, driven by the stripe SDK', () => {
       attempt_count: 1,
     });
     await w.post(`/_sandbox/customers/${customer.id}/payment_method`, { fails: false });
-    expect((await w.post(`/_sandbox/invoices/${open.id}/pay`)).body).toMatchObject({ status: 'paid' });
+    // The hosted page offers to pay it, and paying there is the same payment.
+    const hosted = await fetch(open.hosted_invoice_url ?? '');
+    expect(await hosted.text()).toContain(`action="/invoice/${open.id}/pay"`);
+    expect((await w.post(`/invoice/${open.id}/pay`)).body).toMatchObject({ status: 'paid' });
     expect(
       eventsOf(w, before)
         .slice(4)

@@ -683,6 +683,20 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
         throw error;
       }
     }
+    match = /^\/invoice\/([^/]+)\/pay$/.exec(path);
+    if (match && method === 'POST') {
+      // The hosted invoice page's "Pay": the customer pays a sent invoice with their card.
+      const id = segment(match[1] ?? '');
+      try {
+        const inv = engine.payInvoice(id);
+        if (wantsJson(req)) return json(200, inv);
+        return { status: 303, headers: { location: `/invoice/${inv.id}` }, body: '' };
+      } catch (error) {
+        if (!(error instanceof SandboxError)) throw error;
+        if (wantsJson(req)) return errorReply(error);
+        return html(error.status, errorPage('Invoice', error.message));
+      }
+    }
     match = /^\/invoice\/([^/]+)$/.exec(path);
     if (match && method === 'GET') {
       try {
