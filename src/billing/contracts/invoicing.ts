@@ -2,6 +2,7 @@ import { type AuditEntry, auditAction } from '../audit/entry.js';
 import type { Catalog } from '../catalog.js';
 import type { Clock } from '../clock.js';
 import type { Customers } from '../customers.js';
+import { describeFailure } from '../failures.js';
 import type { OwnerId } from '../ids.js';
 import { UnknownCustomerError } from '../lifecycle.js';
 import type { OwnerAccess } from '../owner/owner-access.js';
@@ -287,10 +288,8 @@ export function createContractInvoicing(deps: {
             dropped++;
           }
         } catch (error) {
-          const code =
-            error instanceof Error && 'code' in error && typeof error.code === 'string'
-              ? error.code
-              : 'unexpected';
+          // One owner's failure (Stripe or storage down, a corrupt row) is reported; the sweep goes on.
+          const { code } = describeFailure(error);
           failures.push({ ownerId, code, message: error instanceof Error ? error.message : String(error) });
         }
       }

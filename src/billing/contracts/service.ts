@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { type AuditEntry, auditAction, type RevertHandler } from '../audit/entry.js';
 import type { Catalog } from '../catalog.js';
 import type { Clock } from '../clock.js';
-import { notFound } from '../errors.js';
+import { notFound, validationError } from '../errors.js';
 import type { OwnerId } from '../ids.js';
 import { CONTRACT_ROW } from '../owner/keys.js';
 import type { OwnerAccess } from '../owner/owner-access.js';

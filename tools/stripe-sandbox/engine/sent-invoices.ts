@@ -25,6 +25,9 @@ export function createSentInvoices(
   const { invoices, overdueSent } = state;
   const { publish } = deps.events;
 
+  /** `days_until_due` of each draft, until finalizing turns it into `due_date`. */
+  const daysUntilDue = new Map<string, number | null>();
+
   function createOneOff(p: z.infer<typeof invoiceCreate>, ctx: RequestContext): WireInvoice {
     const customer = deps.customers.customer(p.customer, 'customer');
     const collectionMethod = p.collection_method ?? 'charge_automatically';
@@ -55,9 +58,6 @@ export function createSentInvoices(
     publish(ctx, [snap('invoice.created', inv)]);
     return inv;
   }
-
-  /** `days_until_due` of each draft, until finalizing turns it into `due_date`. */
-  const daysUntilDue = new Map<string, number | null>();
 
   function addItem(p: z.infer<typeof invoiceItemCreate>, ctx: RequestContext) {
     const inv = found(invoices, 'invoice', p.invoice, 'invoice');
