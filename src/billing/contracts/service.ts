@@ -244,7 +244,10 @@ export function contractRevertHandler(contracts: Contracts): RevertHandler {
     kind: 'contract',
     async revert({ ownerId, before, actor, reason, revertOf, requestId }) {
       if (ownerId === undefined)
-        throw notFound('owner_required', 'A contract change always names its owner.');
+        throw validationError(
+          'owner_required',
+          'A contract change is audited in its owner partition; name the owner.',
+        );
       const parsed = auditedContractSchema.parse(before);
       const change = { ownerId, actor, reason, requestId, revertOf };
       if (parsed === null) await contracts.end(change);
