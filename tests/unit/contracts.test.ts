@@ -1,132 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import { capabilitiesFor } from '../../src/billing/access/decide.js';
 import { catalog } from '../../src/billing/catalog.js';
 import {
   type ContractInvoice,
   type ContractState,
-  type ContractTerms,
   contractPaymentStatus,
   contractTermsSchema,
   periodsStartedBy,
 } from '../../src/billing/contracts/model.js';
 import {
-  CONTRACT_INVOICE_METADATA,
-  type InvoiceInfo,
-  type PaymentsGateway,
-} from '../../src/billing/payments.js';
-import type { EventQueue } from '../../src/billing/queue.js';
-import { createServices, type Services } from '../../src/composition.js';
-import { loadConfig } from '../../src/config.js';
-import { baseTestEnv } from '../support/env.js';
+  admin,
+  crashActivation,
+  fakeStripe,
+  invoiced,
+  memory,
+  NOW,
+  servicesWith,
+  terms,
+} from '../support/contracts.js';
 import { givenSubscription, manualClock } from '../support/memory.js';
-import { faultyTables, InjectedFailure } from '../support/tables.js';
-
-const NOW = '2026-11-15T12:00:00.000Z';
-
-const terms = (over: Partial<ContractTerms> = {}): ContractTerms =>
-  contractTermsSchema.parse({
-    plan: 'enterprise',
-    limits: { workflows_per_org: 20 },
-    flags: { white_label: false },
-    seats: 40,
-    startsAt: '2026-11-01T00:00:00.000Z',
-    endsAt: '2027-11-01T00:00:00.000Z',
-    billing: 'manual',
-    ...over,
-  });
-
-const invoiced = (over: Partial<ContractTerms> = {}) =>
-  terms({
-    billing: 'stripe_invoice',
-    invoicing: { amount: 250_000, currency: 'usd', interval: 'month', daysUntilDue: 30, graceDays: 7 },
-    ...over,
-  });
-
-/** Stripe's side of contract invoicing, in memory, idempotent as Stripe is (by key, and by metadata). */
-function fakeStripe() {
-  const invoices = new Map<string, InvoiceInfo>();
-  const issued: string[] = [];
-  const unused = (what: string) => async (): Promise<never> => {
-    throw new Error(`${what} is not used by contracts`);
-  };
-  const payments: PaymentsGateway = {
-    createCustomer: async ({ ownerId }) => ({ id: `cus_${ownerId}` }),
-    pricesByLookupKey: unused('pricesByLookupKey'),
-    createCheckoutSession: unused('createCheckoutSession'),
-    getCheckoutSession: unused('getCheckoutSession'),
-    createPortalSession: unused('createPortalSession'),
-    getSubscription: unused('getSubscription'),
-    listSubscriptions: unused('listSubscriptions'),
-    listEvents: unused('listEvents'),
-    listOpenCheckoutSessions: unused('listOpenCheckoutSessions'),
-    expireCheckoutSession: unused('expireCheckoutSession'),
-    listPaidPaymentSessions: unused('listPaidPaymentSessions'),
-    checkoutSessionForPaymentIntent: unused('checkoutSessionForPaymentIntent'),
-    getCharge: unused('getCharge'),
-    getDispute: unused('getDispute'),
-    cancelDuplicateSubscription: unused('cancelDuplicateSubscription'),
-    changePriceNow: unused('changePriceNow'),
-    changePriceAtPeriodEnd: unused('changePriceAtPeriodEnd'),
-    releaseSchedule: unused('releaseSchedule'),
-    setCancelAtPeriodEnd: unused('setCancelAtPeriodEnd'),
-    setQuantity: unused('setQuantity'),
-    setSeats: unused('setSeats'),
-    async getInvoice(id) {
-      const found = invoices.get(id);
-      if (!found) throw new Error(`no invoice ${id}`);
-      return found;
-    },
-    listInvoices: unused('listInvoices'),
-    async issueContractInvoice(request) {
-      const id = `in_${request.contractId}_${request.period}`;
-      const existing = invoices.get(id);
-      if (existing) return existing;
-      issued.push(id);
-      const created = new Date(NOW);
-      const invoice: InvoiceInfo = {
-        id,
-        customerId: request.customerId,
-        subscriptionId: null,
-        status: 'open',
-        number: null,
-        currency: request.currency,
-        amountDue: request.amount,
-        amountPaid: 0,
-        attemptCount: 0,
-        billingReason: 'manual',
-        created,
-        periodStart: request.periodStart,
-        periodEnd: request.periodEnd,
-        hostedInvoiceUrl: null,
-        collectionMethod: 'send_invoice',
-        dueDate: new Date(created.getTime() + request.daysUntilDue * 86_400_000),
-        metadata: {
-          [CONTRACT_INVOICE_METADATA.owner]: request.ownerId,
-          [CONTRACT_INVOICE_METADATA.contract]: request.contractId,
-          [CONTRACT_INVOICE_METADATA.period]: String(request.period),
-        },
-      };
-      invoices.set(id, invoice);
-      return invoice;
-    },
-  };
-  return { payments, invoices, issued };
-}
-
-const noQueue: EventQueue = {
-  name: 'unused',
-  send: async () => undefined,
-  ping: async () => undefined,
-};
-
-function servicesWith(tables: Services['tables'], payments: PaymentsGateway, clock = manualClock(NOW)) {
-  const config = loadConfig({ BILLING_STORAGE_CONNECTION: 'UseDevelopmentStorage=true', ...baseTestEnv });
-  return createServices(config, { clock, tables, payments, queue: noQueue });
-}
-
-const memory = () => ({ directory: createMemoryTable('directory'), billing: createMemoryTable('billing') });
-const admin = (requestId: string) => ({ actor: 'ops-ann', reason: 'Order form 114', requestId });
 
 describe('contract model', () => {
   it('periods step from startsAt by the interval, the last cut short by endsAt', () => {
@@ -271,51 +163,18 @@ describe('contracts over the owner snapshot', () => {
 });
 
 describe('contracts: a storage failure at any call of activation and invoicing', () => {
-  it.each(['before', 'after'] as const)(
-    'failing call n (%s), then the same request again: one contract, one audit row, one invoice per period',
-    async (mode) => {
-      let crashed = 0;
-      for (let n = 1; n < 100; n++) {
-        const { tables, faults } = faultyTables(memory());
-        const stripe = fakeStripe();
-        const services = servicesWith(tables, stripe.payments);
-        const activate = async () => {
-          await services.contracts.set({ ownerId: 'u-c', terms: invoiced(), ...admin('req-1') });
-          await services.contractInvoicing.issueDue('u-c', { kind: 'admin', id: 'req-1', actor: 'ops-ann' });
-        };
-        faults.failCall(n, mode);
-        let failed = false;
-        try {
-          await activate();
-        } catch (error) {
-          if (!(error instanceof InjectedFailure)) throw error;
-          failed = true;
-        }
-        faults.failCall(0, mode);
-        if (!failed) break; // every call has had its turn
-        crashed++;
-        await activate();
-        // The timer finds nothing left to do.
-        expect((await services.contractInvoicing.sweep('run')).issued).toBe(0);
-        const contract = await services.contracts.get('u-c');
-        expect(
-          contract.invoices.map((i) => i.period),
-          `call ${n}`,
-        ).toEqual([0]);
-        expect(stripe.issued, `call ${n}`).toHaveLength(1);
-        const audit = await services.tables.billing.list('u-c', { prefix: 'audit|' });
-        expect(
-          audit.filter((row) => row.props.kind === 'contract_set'),
-          `call ${n}`,
-        ).toHaveLength(1);
-        expect(
-          audit.filter((row) => row.props.kind === 'contract_invoice_issued'),
-          `call ${n}`,
-        ).toHaveLength(1);
-        expect(await services.tables.billing.get('ops|contracts', 'u-c'), `call ${n}`).toBeDefined();
-      }
+  it.each([
+    ['before', 'request'],
+    ['after', 'request'],
+    ['before', 'timer'],
+    ['after', 'timer'],
+  ] as const)(
+    'failing call n (%s), finished by the %s: one contract, one audit row, one invoice per period',
+    async (mode, recovery) => {
+      const run = await crashActivation(memory, mode, recovery);
+      expect(run.failures).toEqual([]);
       // Index, snapshot reads, the contract's commit, the customer, the invoice's record: each failed once.
-      expect(crashed).toBeGreaterThanOrEqual(8);
+      expect(run.crashed).toBeGreaterThanOrEqual(8);
     },
   );
 });
