@@ -47,6 +47,7 @@ export const opsContractPut = defineRoute({
           id: invocation.invocationId,
           actor: principal.userId,
         });
+        // Read again: the invoice is recorded (by this call, or by its own event if that came first).
         if (issued.issued > 0) contract = await services.contracts.get(ownerId);
       } catch (error) {
         // Stored and in force; the invoice follows from the timer. Not a failure of this request.

@@ -200,7 +200,7 @@ export function createContractInvoicing(deps: {
         idempotencyKey: `contract-${contract.id}-p${period.period}`,
       });
       let first: InvoiceInfo | undefined = invoice;
-      const outcome = await record(
+      await record(
         ownerId,
         contract.id,
         period,
@@ -223,7 +223,9 @@ export function createContractInvoicing(deps: {
           details: { contractId: contract.id, invoiceId: after.invoiceId, period: after.period },
         }),
       );
-      if (outcome.changed) issued++;
+      // Counted when this run asked Stripe for a period it found unbilled, even if the invoice's own event
+      // recorded it first (Stripe made it once either way).
+      issued++;
     }
     return { issued };
   }
@@ -335,7 +337,8 @@ export function createContractInvoicing(deps: {
         () => payments.getInvoice(invoiceId),
         (at, before, after) => ({
           at,
-          kind: 'contract_payment_changed',
+          // An event can bring an invoice before the call that issued it has recorded it.
+          kind: before === undefined ? 'contract_invoice_issued' : 'contract_payment_changed',
           actor: { kind: 'stripe', id: 'stripe' },
           cause: { kind: 'event', id: cause.id, type: cause.type },
           before: before ?? null,
