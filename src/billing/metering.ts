@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { contractMovedSince } from './access/contract-terms.js';
 import type { ConsumeTerms } from './access/decide.js';
 import { METER_NAMES, METERS, type MeterName } from './catalog.js';
 import type { Clock } from './clock.js';
@@ -467,7 +468,13 @@ export function createMetering(deps: MeteringDeps): Metering {
         // transaction on it. Without `minVersion` nothing changes (the version condition still guards it).
         const atLeast = Math.max(0, ...active.map((job) => job.request.minVersion ?? 0));
         const remembered = round === 1 ? known.get(ownerId) : undefined;
-        const kept = remembered && remembered.version.value >= atLeast ? remembered : undefined;
+        const kept =
+          remembered &&
+          remembered.version.value >= atLeast &&
+          // Limits that moved with time alone (an enterprise contract ending) need a fresh read.
+          !contractMovedSince(remembered, clock.now())
+            ? remembered
+            : undefined;
         const snapshot = kept ? { ...kept, readAt: clock.now() } : await owners.read(ownerId);
         const seen = versionOf(snapshot);
         const ready: Ready[] = [];

@@ -18,7 +18,7 @@ import {
   servicesWith,
   terms,
 } from '../support/contracts.js';
-import { givenSubscription, manualClock } from '../support/memory.js';
+import { givenSubscription, manualClock, memoryServices } from '../support/memory.js';
 
 describe('contract model', () => {
   it('periods step from startsAt by the interval, the last cut short by endsAt', () => {
@@ -159,6 +159,33 @@ describe('contracts over the owner snapshot', () => {
       [0, 'open'],
       [1, 'open'],
     ]);
+  });
+});
+
+describe('contracts and kept snapshots', () => {
+  it('metering reads afresh when a contract ends between two consumptions: the lock set follows', async () => {
+    const clock = manualClock(NOW);
+    const services = memoryServices({}, clock);
+    await services.directory.putOrg('acme', { creatorId: 'alice' });
+    await services.contracts.set({ ownerId: 'alice', terms: terms(), ...admin('r1') });
+    const perOrg = catalog.free.limits.workflows_per_org ?? 0;
+    for (let i = 0; i <= perOrg; i++)
+      await services.directory.putWorkflow(`wf-${i}`, {
+        workspace: { kind: 'org', orgId: 'acme' },
+        nodeCount: 1,
+      });
+    const consume = (key: string) =>
+      services.usage.consume({
+        subject: { workflowId: `wf-${perOrg}` },
+        meter: 'executions',
+        quantity: 1,
+        idempotencyKey: key,
+      });
+    // This process now keeps alice's snapshot.
+    expect((await consume('k1')).kind).toBe('consumed');
+    clock.set('2027-11-01T00:00:01.000Z');
+    // The newest workflow is over the free plan's per-organization limit now: locked, not an error.
+    await expect(consume('k2')).rejects.toMatchObject({ code: 'resource_locked' });
   });
 });
 

@@ -1,5 +1,6 @@
 import type { Catalog, PlanFlags, PlanLimits } from '../catalog.js';
 import { type ContractState, contractActive, contractPaymentStatus } from '../contracts/model.js';
+import type { OwnerSnapshot } from '../owner/snapshot.js';
 import { calendarMonth } from '../periods.js';
 import type { Capabilities } from './capabilities.js';
 import { accessLevelOf } from './levels.js';
@@ -73,4 +74,21 @@ export function withContract(
       billing: contract.terms.billing,
     },
   };
+}
+
+/**
+ * Whether the contract's terms in force differ between the instant a snapshot was read and `now` (it began
+ * or ended, or an invoice fell past due or past its grace): then limits moved with time alone, and a kept
+ * snapshot's lock set is for other limits. Readers that keep snapshots (metering) read afresh instead,
+ * which repairs the lock set (`OwnerAccess.read`).
+ */
+export function contractMovedSince(snapshot: OwnerSnapshot, now: Date): boolean {
+  const contract = snapshot.contract?.state;
+  if (contract === undefined) return false;
+  const then = snapshot.readAt;
+  if (contractActive(contract, then) !== contractActive(contract, now)) return true;
+  return (
+    contractActive(contract, now) &&
+    contractPaymentStatus(contract, then) !== contractPaymentStatus(contract, now)
+  );
 }
