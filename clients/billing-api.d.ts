@@ -951,7 +951,8 @@ export interface paths {
          *     it runs). Payment follows the dunning rules: an invoice past its due date puts access in grace,
          *     `graceDays` later (or when it is marked uncollectible) access is locked; paying restores it.
          *
-         *     A contract not yet ended is edited in place (same `id`, its invoices kept); after one ended, a new
+         *     A contract not yet ended is edited in place (same `id`, its invoices kept; once it has invoices,
+         *     `startsAt`, `billing` and the interval are fixed: 409 `contract_invoiced`); after one ended, a new
          *     contract starts. The change and its audit row (actor `admin`, the request as cause, `reason`,
          *     before and after, revertible as `contract`) are one transaction. 201 when the owner had no
          *     contract; 200 otherwise, `changed: false` when the terms were these already (nothing audited).
@@ -4408,6 +4409,24 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
             403: components["responses"]["Forbidden"];
+            /** @description `contract_invoiced`: the contract has invoices for its periods, so `startsAt`, `billing` and the
+             *     invoicing `interval` cannot change (the periods would mean other dates). End it and set a new
+             *     one. Nothing is written.
+             *      */
+            409: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 409;
+                        /** @constant */
+                        code?: "contract_invoiced";
+                    };
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

@@ -154,6 +154,19 @@ describe('contracts over the owner snapshot', () => {
     expect((await services.contractInvoicing.sweep('run-3')).issued).toBe(1);
     expect((await services.contractInvoicing.sweep('run-4')).issued).toBe(0);
     expect(stripe.issued).toHaveLength(2);
+    // Its periods are numbered from startsAt at the interval: those cannot move any more; the amount can.
+    await expect(
+      services.contracts.set({
+        ownerId: 'u-4',
+        terms: invoiced({ startsAt: '2026-11-02T00:00:00.000Z' }),
+        ...admin('r2'),
+      }),
+    ).rejects.toMatchObject({ code: 'contract_invoiced' });
+    const raised = invoiced();
+    if (raised.invoicing) raised.invoicing.amount = 300_000;
+    expect((await services.contracts.set({ ownerId: 'u-4', terms: raised, ...admin('r3') })).changed).toBe(
+      true,
+    );
     const contract = await services.contracts.get('u-4');
     expect(contract.invoices.map((i) => [i.period, i.status])).toEqual([
       [0, 'open'],

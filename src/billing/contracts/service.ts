@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { type AuditEntry, auditAction, type RevertHandler } from '../audit/entry.js';
 import type { Catalog } from '../catalog.js';
 import type { Clock } from '../clock.js';
-import { notFound, validationError } from '../errors.js';
+import { conflict, notFound, validationError } from '../errors.js';
 import type { OwnerId } from '../ids.js';
 import { CONTRACT_ROW } from '../owner/keys.js';
 import type { OwnerAccess } from '../owner/owner-access.js';
@@ -120,6 +120,10 @@ function stableJson(value: unknown): string {
   );
 }
 
+/** What numbers the periods of invoices already issued. */
+const sameSchedule = (a: ContractTerms, b: ContractTerms) =>
+  a.startsAt === b.startsAt && a.billing === b.billing && a.invoicing?.interval === b.invoicing?.interval;
+
 const audited = (state: ContractState | undefined): AuditedContract =>
   state === undefined ? null : { id: state.id, terms: state.terms };
 
@@ -187,6 +191,13 @@ export function createContracts(deps: {
               : change.id === current.id);
           if (continues && current && sameTerms(current.terms, terms))
             return answer({ contract: contractView(ownerId, current, now), changed: false, created: false });
+          // Issued invoices are numbered by period from `startsAt` at the interval: moving either would make
+          // their periods mean other dates (and bill some twice). End the contract and set a new one instead.
+          if (continues && current && current.invoices.length > 0 && !sameSchedule(current.terms, terms))
+            throw conflict(
+              'contract_invoiced',
+              `Contract ${current.id} has invoices for its periods: startsAt, billing and the invoicing interval cannot change. End it (DELETE) and set a new contract.`,
+            );
           const at = now.toISOString();
           const next: ContractState = {
             id: continues && current ? current.id : (change.id ?? `ct_${randomUUID().replaceAll('-', '')}`),
