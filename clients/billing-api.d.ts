@@ -965,6 +965,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/owners/{ownerId}/contract": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * An owner's enterprise contract
+         * @description The contract, active or not yet or no longer, with its invoices and payment state.
+         */
+        get: operations["opsContractGet"];
+        /**
+         * Set an owner's enterprise contract
+         * @description Manual activation of an enterprise contract, without checkout. While it is active
+         *     (`startsAt <= now < endsAt`) the owner is on the `enterprise` plan with the contract's limits, flags
+         *     and seats, whatever Stripe says about a self-serve subscription; per-owner overrides apply on top.
+         *     Limits and flags left out are the enterprise plan's; `seats` is the `seats` limit (people across the
+         *     owner's organizations, the owner included). Before `startsAt` and from `endsAt` the owner is on its
+         *     subscription's plan, or free; what is over the limits then is locked, never deleted.
+         *
+         *     `billing: manual` is invoiced outside this system. `billing: stripe_invoice` needs `invoicing`: one
+         *     Stripe invoice per period (`interval` month or year, from `startsAt`; a last period cut short by
+         *     `endsAt` is billed in full), sent to the customer (`collection_method: send_invoice`) and due
+         *     `daysUntilDue` days after it is issued. The first period's invoice is issued by this request once
+         *     the contract is stored; if Stripe cannot be reached it is left to the `contractInvoicing` timer,
+         *     which issues every begun period that has none (one invoice per contract and period, however often
+         *     it runs). Payment follows the dunning rules: an invoice past its due date puts access in grace,
+         *     `graceDays` later (or when it is marked uncollectible) access is locked; paying restores it.
+         *
+         *     A contract not yet ended is edited in place (same `id`, its invoices kept; once it has invoices,
+         *     `startsAt`, `billing` and the interval are fixed: 409 `contract_invoiced`); after one ended, a new
+         *     contract starts. The change and its audit row (actor `admin`, the request as cause, `reason`,
+         *     before and after, revertible as `contract`) are one transaction. 201 when the owner had no
+         *     contract; 200 otherwise, `changed: false` when the terms were these already (nothing audited).
+         *
+         */
+        put: operations["opsContractPut"];
+        post?: never;
+        /**
+         * End an owner's enterprise contract now
+         * @description Ends the contract now: the owner falls back to a live self-serve subscription's plan or to free,
+         *     and what is over those limits is locked, never deleted. Invoices already issued stay in Stripe.
+         *     Audited (revertible as `contract`) in the same transaction. 204 whether or not there was a contract.
+         *
+         */
+        delete: operations["opsContractDelete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ops/owners/{ownerId}/overrides": {
         parameters: {
             query?: never;
@@ -1432,8 +1487,8 @@ export interface components {
         /**
          * @description Where the limit or flag in force comes from: the plan, the free plan's while payment is locked
          *     (`past_due`, `unpaid`, `paused`), or a per-owner `override` set by an operator
-         *     (`/ops/owners/{ownerId}/overrides`; it holds whatever the payment state). `contract` is reserved
-         *     for enterprise contracts.
+         *     (`/ops/owners/{ownerId}/overrides`; it holds whatever the payment state), or an active enterprise
+         *     `contract` (`/ops/owners/{ownerId}/contract`; overrides go on top of it).
          *
          * @enum {string}
          */
@@ -1453,8 +1508,11 @@ export interface components {
                 /** Format: date-time */
                 expiresAt: string | null;
             };
-            /** @description Reserved for an enterprise contract; always `null` for now. */
-            contract: null;
+            /** @description The active enterprise contract and its own limit for this feature (before any override); `null` when none governs. */
+            contract: null | {
+                id: string;
+                limit: number | null;
+            };
             /** @description The owner is in a payment grace period, where limits are soft (see `enforcement`). */
             grace: boolean;
         };
@@ -1602,6 +1660,7 @@ export interface components {
             plan: components["schemas"]["SummaryPlan"];
             status: components["schemas"]["SubscriptionStatus"];
             accessLevel: components["schemas"]["AccessLevel"];
+            contract: components["schemas"]["SummaryContract"];
             /** @description The subscription ends at the end of the current period; false without a subscription. */
             cancelAtPeriodEnd: boolean;
             /**
@@ -1627,7 +1686,7 @@ export interface components {
             limits: components["schemas"]["Limits"];
             /** @description Flags in force now (the free plan's while access is locked), with the owner's overrides on top. */
             flags: components["schemas"]["Flags"];
-            /** @description Where each limit and flag in force comes from, by feature name (`override`, a per-owner override). */
+            /** @description Where each limit and flag in force comes from, by feature name (`contract`, an enterprise contract; `override`, a per-owner override). */
             sources: {
                 [key: string]: components["schemas"]["LimitSource"];
             };
@@ -1714,6 +1773,133 @@ export interface components {
         };
         AdminReason: {
             reason: components["schemas"]["AuditReason"];
+        };
+        /** @description Limits that replace the enterprise plan's (each `null` for unlimited); `seats` is the contract's own field. */
+        ContractLimits: {
+            executions?: number | null;
+            workflows?: number | null;
+            workflows_per_org?: number | null;
+            credentials?: number | null;
+            nodes_per_workflow?: number | null;
+        };
+        /** @description Flags that replace the enterprise plan's. */
+        ContractFlags: {
+            ai_nodes?: boolean;
+            premium_triggers?: boolean;
+            premium_actions?: boolean;
+            white_label?: boolean;
+            custom_domains?: boolean;
+        };
+        /** @description What `billing: stripe_invoice` bills, per period. */
+        ContractInvoicing: {
+            /** @description Per period, in the currency's smallest unit (cents). A last period cut short by `endsAt` is billed in full. */
+            amount: number;
+            /** @description ISO 4217 code (stored lower case). */
+            currency: string;
+            /**
+             * @description Periods step from `startsAt` by this.
+             * @enum {string}
+             */
+            interval: "month" | "year";
+            /** @description Days from issue to the due date (Stripe's `days_until_due`). */
+            daysUntilDue: number;
+            /**
+             * @description Days past the due date during which access is in grace (soft limits) before it locks.
+             * @default 14
+             */
+            graceDays: number;
+        };
+        ContractRequest: {
+            /** @constant */
+            plan: "enterprise";
+            limits?: components["schemas"]["ContractLimits"];
+            flags?: components["schemas"]["ContractFlags"];
+            /** @description People across the owner's organizations, the owner included (the `seats` limit). */
+            seats: number;
+            /** Format: date-time */
+            startsAt: string;
+            /**
+             * Format: date-time
+             * @description Exclusive; after `startsAt`.
+             */
+            endsAt: string;
+            /** @enum {string} */
+            billing: "manual" | "stripe_invoice";
+            invoicing?: components["schemas"]["ContractInvoicing"];
+            reason: components["schemas"]["AuditReason"];
+        };
+        /** @description One period's Stripe invoice, as last read from Stripe. */
+        ContractInvoice: {
+            /** @description 0 for the first period. */
+            period: number;
+            /** Format: date-time */
+            periodStart: string;
+            /** Format: date-time */
+            periodEnd: string;
+            invoiceId: string;
+            /** @enum {string} */
+            status: "draft" | "open" | "paid" | "uncollectible" | "void";
+            amountDue: number;
+            amountPaid: number;
+            currency: string;
+            /** Format: date-time */
+            dueAt: string | null;
+            /** @description Failed payment attempts. */
+            attempts: number;
+            hostedInvoiceUrl: string | null;
+        };
+        Contract: {
+            ownerId: components["schemas"]["Id"];
+            /** @description Stable while the contract is edited; a contract set after one ended gets a new id. */
+            id: string;
+            /** @constant */
+            plan: "enterprise";
+            limits: components["schemas"]["ContractLimits"];
+            flags: components["schemas"]["ContractFlags"];
+            seats: number;
+            /** Format: date-time */
+            startsAt: string;
+            /** Format: date-time */
+            endsAt: string;
+            /** @enum {string} */
+            billing: "manual" | "stripe_invoice";
+            invoicing: components["schemas"]["ContractInvoicing"] | null;
+            /** @description `startsAt <= now < endsAt`: the owner is on it now. */
+            active: boolean;
+            /**
+             * @description The worst state of its invoices now, in the subscription statuses access follows: `unpaid`
+             *     (an invoice marked uncollectible: locked), `past_due` (open more than `graceDays` past its due
+             *     date: locked), `grace` (open past its due date: soft limits), `retrying` (a failed payment
+             *     attempt, not yet due: full), else `active`. Always `active` for `manual` billing.
+             *
+             * @enum {string}
+             */
+            paymentStatus: "active" | "retrying" | "grace" | "past_due" | "unpaid";
+            invoices: components["schemas"]["ContractInvoice"][];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description The admin (`sub`) who set it last. */
+            updatedBy: string;
+        };
+        ContractChange: {
+            contract: components["schemas"]["Contract"];
+            /** @description `false` when the terms were these already: nothing was written or audited. */
+            changed: boolean;
+        };
+        /** @description The enterprise contract in force now: then `plan` is `enterprise` with the contract's limits,
+         *     flags and seats, and `status` is the contract's payment state. `null` when none is active.
+         *      */
+        SummaryContract: null | {
+            id: string;
+            /** Format: date-time */
+            startsAt: string;
+            /** Format: date-time */
+            endsAt: string;
+            /** @enum {string} */
+            billing: "manual" | "stripe_invoice";
+            seats: number | null;
         };
         /** @description Why the operator makes the change; kept in its audit row. */
         AuditReason: string;
@@ -2909,7 +3095,7 @@ export interface components {
          *     in the directory; an organization that is being deleted is not found either),
          *     `consumption_not_found` (refund: no consumption under that idempotency key for the subject's
          *     billing owner), `overrides_not_set` and `enforcement_not_set` (the owner has no such operator
-         *     setting).
+         *     setting), `contract_not_found` (the owner has no enterprise contract).
          *      */
         NotFound: {
             headers: {
@@ -2929,7 +3115,7 @@ export interface components {
                     /** @constant */
                     status?: 404;
                     /** @enum {unknown} */
-                    code?: "org_not_found" | "workflow_not_found" | "consumption_not_found" | "overrides_not_set" | "enforcement_not_set";
+                    code?: "org_not_found" | "workflow_not_found" | "consumption_not_found" | "overrides_not_set" | "enforcement_not_set" | "contract_not_found";
                 };
             };
         };
@@ -4635,6 +4821,139 @@ export interface operations {
                 };
             };
             /** @description `malformed_json`, `body_required` (a `Content-Type` was sent with an empty body) or `invalid_body` (an unknown field, or an `ownerId` that is not an id). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsContractGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contract. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        contract: components["schemas"]["Contract"];
+                    };
+                };
+            };
+            /** @description `invalid_id`. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            /** @description `contract_not_found`: the owner has no contract. */
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsContractPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContractRequest"];
+            };
+        };
+        responses: {
+            /** @description The contract was there (changed, or `changed: false`). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContractChange"];
+                };
+            };
+            /** @description The owner had no contract; this one is stored. */
+            201: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContractChange"];
+                };
+            };
+            /** @description `invalid_id`, `malformed_json`, `body_required` or `invalid_body` (an unknown field, a plan other than `enterprise`, `endsAt` not after `startsAt`, `invoicing` missing with `stripe_invoice` or given with `manual`, a `reason` empty or over 500 characters). Nothing is written. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            /** @description `contract_invoiced`: the contract has invoices for its periods, so `startsAt`, `billing` and the
+             *     invoicing `interval` cannot change (the periods would mean other dates). End it and set a new
+             *     one. Nothing is written.
+             *      */
+            409: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 409;
+                        /** @constant */
+                        code?: "contract_invoiced";
+                    };
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsContractDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Billing owner id (a user id). */
+                ownerId: components["parameters"]["ownerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {
+                 *       "reason": "Contract terminated by the customer"
+                 *     } */
+                "application/json": {
+                    reason: components["schemas"]["AuditReason"];
+                };
+            };
+        };
+        responses: {
+            204: components["responses"]["Deleted"];
+            /** @description `invalid_id`, `malformed_json`, `body_required` or `invalid_body` (no `reason`, or an unknown field). Nothing is written. */
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */

@@ -4,10 +4,13 @@ import { createStorageQueue } from './adapters/queue/storage-queue.js';
 import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './adapters/stripe/gateway.js';
 import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
+import type { RevertHandler } from './billing/audit/entry.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
 import { type Catalog, CREDIT_PACKS, catalog as defaultCatalog } from './billing/catalog.js';
 import { type ChangePreviews, createChangePreviews } from './billing/change-preview.js';
 import { type Clock, systemClock } from './billing/clock.js';
+import { type ContractInvoicing, createContractInvoicing } from './billing/contracts/invoicing.js';
+import { type Contracts, contractRevertHandler, createContracts } from './billing/contracts/service.js';
 import { createCreditPurchases } from './billing/credit-purchases.js';
 import { type Credits, createCredits } from './billing/credits.js';
 import { type Customers, createCustomers } from './billing/customers.js';
@@ -79,6 +82,12 @@ export interface Services {
   readonly previews: ChangePreviews;
   /** The billing owner's cap on billable seats. */
   readonly seatCaps: SeatCaps;
+  /** Enterprise contracts set by operators (`/api/ops/owners/{id}/contract`). */
+  readonly contracts: Contracts;
+  /** Their Stripe invoices: issued per period (`contractInvoicing` timer), paid or not (invoice events). */
+  readonly contractInvoicing: ContractInvoicing;
+  /** Undoes an audited contract change, for the revert endpoint. */
+  readonly contractRevert: RevertHandler;
   /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
   readonly seatSync: SeatSync;
   /** Enforcement cohorts (a global ops setting), and the enforcement policy in force (cached briefly). */
@@ -247,7 +256,16 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     packs: CREDIT_PACKS,
     clock,
   });
-  const events = createEventProcessor({ sync, payments, purchases });
+  const contracts = createContracts({ table: tables.billing, owners, catalog, clock });
+  const contractInvoicing = createContractInvoicing({
+    table: tables.billing,
+    owners,
+    customers,
+    payments,
+    catalog,
+    clock,
+  });
+  const events = createEventProcessor({ sync, payments, purchases, contracts: contractInvoicing });
   const reconciler = createReconciler({
     table: tables.billing,
     payments,
@@ -301,6 +319,9 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     poison: createPoisonStore({ table: tables.billing, queue, clock }),
     actions,
     previews,
+    contracts,
+    contractInvoicing,
+    contractRevert: contractRevertHandler(contracts),
     seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
     seatSync: createSeatSync({
       table: tables.billing,

@@ -123,6 +123,12 @@ export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
 export const DEFAULT_SEAT_SYNC_SCHEDULE = '0 30 * * * *';
 
 /**
+ * Hourly at five past: issues enterprise contract invoices for periods that have begun, and re-reads
+ * their open invoices (`contractInvoicing`). A period's invoice goes out within the hour of its start.
+ */
+export const DEFAULT_CONTRACT_INVOICING_SCHEDULE = '0 5 * * * *';
+
+/**
  * A six-field NCRONTAB expression as the Functions timer takes it (`{second} {minute} {hour} {day}
  * {month} {day-of-week}`); checked here so a typo stops start-up instead of silently never firing.
  */
@@ -292,6 +298,7 @@ const envSchema = z.object({
   BILLING_SEAT_SYNC_INTERVAL_SECONDS: optional.pipe(
     z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
   ),
+  BILLING_CONTRACT_INVOICING_SCHEDULE: optional.pipe(ncrontab.optional()),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
       .string()
@@ -464,6 +471,7 @@ const TIMER_SCHEDULES = {
   BILLING_RECONCILE_SCHEDULE: DEFAULT_RECONCILE_SCHEDULE,
   BILLING_RETENTION_SCHEDULE: DEFAULT_RETENTION_SCHEDULE,
   BILLING_SEAT_SYNC_SCHEDULE: DEFAULT_SEAT_SYNC_SCHEDULE,
+  BILLING_CONTRACT_INVOICING_SCHEDULE: DEFAULT_CONTRACT_INVOICING_SCHEDULE,
 } as const;
 
 /**
@@ -487,6 +495,8 @@ export const retentionScheduleFromEnv = (env?: Readonly<Record<string, string | 
   timerScheduleFromEnv('BILLING_RETENTION_SCHEDULE', env);
 export const seatSyncScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
   timerScheduleFromEnv('BILLING_SEAT_SYNC_SCHEDULE', env);
+export const contractInvoicingScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
+  timerScheduleFromEnv('BILLING_CONTRACT_INVOICING_SCHEDULE', env);
 
 /**
  * Which trigger the processor function registers with, read at module load (before the rest of the

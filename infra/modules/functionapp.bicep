@@ -299,6 +299,10 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     AUTH_ISSUER: authIssuer
     AUTH_AUDIENCE: authAudience
 
+    // Timers with a schedule of their own: enterprise contract invoices, hourly at five past
+    // (src/config.ts DEFAULT_CONTRACT_INVOICING_SCHEDULE; the host reads it when it indexes the app).
+    BILLING_CONTRACT_INVOICING_SCHEDULE: '0 5 * * * *'
+
     // Entitlement enforcement.
     ENFORCEMENT_DEFAULT: enforcementDefault
     ENFORCEMENT_OVERRIDES: enforcementOverrides

@@ -1,12 +1,12 @@
-import { type AccessLevel, type Capabilities, capabilitiesOf } from './access/capabilities.js';
+import type { AccessLevel, Capabilities } from './access/capabilities.js';
 import { capabilitiesFor } from './access/decide.js';
+import { allocationForChange } from './access/lock-move.js';
 import { hasLocks, type LockReport, lockReport } from './access/locks.js';
 import type { BillingActions } from './billing-actions.js';
 import type { Catalog, Interval, PlanFlags, PlanLimits, PlanName } from './catalog.js';
 import { type ChangeRequest, type PlannedChange, stateAfter } from './change-plan.js';
 import { unavailable } from './errors.js';
 import type { OwnerId } from './ids.js';
-import { allocationForState } from './lifecycle.js';
 import type { Locks } from './locks.js';
 import { listOwnedItems } from './owner/items.js';
 import type { OwnerAccess } from './owner/owner-access.js';
@@ -20,7 +20,7 @@ import type { SubscriptionState, SubscriptionStatus } from './subscription.js';
  * What a plan change or a cancellation would do, answered before it is made and without changing
  * anything (no row written, nothing changed in Stripe). Everything comes from the code the change
  * itself runs: the plan from `BillingActions.plan` (`change-plan.ts`), the limits from the capability
- * rules, the lock set from the lifecycle's `allocationForState`, and the amount from the processor's
+ * rules, the lock set from `allocationForChange`, as the lifecycle computes it, and the amount from the processor's
  * preview of the very price change an upgrade makes.
  */
 
@@ -94,7 +94,7 @@ export function createChangePreviews(deps: {
       items ??= listOwnedItems(table, snapshot.ownerId);
       return items;
     };
-    const allocation = await allocationForState(snapshot, next, catalog, at, listItems);
+    const allocation = await allocationForChange(snapshot, catalog, { subscription: next }, at, listItems);
     // The limits locks are measured by stay the same: the lock set in force now stays too.
     if (allocation === undefined) return locks.report(snapshot);
     if (!hasLocks(allocation.locks)) return { workflows: [], credentials: [] };
@@ -142,7 +142,7 @@ export function createChangePreviews(deps: {
       }
       const next = stateAfter(stored, plan);
       const before = capabilitiesFor(snapshot, catalog);
-      const after = capabilitiesOf(ownerId, next, catalog, plan.effectiveAt, snapshot.overrides?.value);
+      const after = capabilitiesFor(snapshot, catalog, { subscription: next }, plan.effectiveAt);
       const [locked, due] = await Promise.all([
         lockedAfter(snapshot, next, plan.effectiveAt),
         dueNow(plan, live),

@@ -29,6 +29,8 @@ export const HANDLED_EVENT_TYPES = [
   'invoice.finalized',
   'invoice.marked_uncollectible',
   'invoice.voided',
+  /** Sent when a `send_invoice` invoice passes its due date unpaid (enterprise contract invoices). */
+  'invoice.overdue',
   'charge.refunded',
   'charge.dispute.created',
   'charge.dispute.closed',

@@ -1,7 +1,4 @@
-import { type AllocationAfter, allocationAfter } from './access/allocation.js';
-import { capabilitiesOf } from './access/capabilities.js';
-import { capabilitiesFor } from './access/decide.js';
-import { lockBasis } from './access/locks.js';
+import { allocationForChange } from './access/lock-move.js';
 import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { Customers } from './customers.js';
@@ -10,7 +7,7 @@ import type { OwnerId } from './ids.js';
 import { listOwnedItems } from './owner/items.js';
 import { SUBSCRIPTION_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
-import { type OwnerSnapshot, withVersion } from './owner/snapshot.js';
+import { withVersion } from './owner/snapshot.js';
 import type {
   DuplicateCancellation,
   PaymentsGateway,
@@ -234,24 +231,6 @@ function sameState(a: SubscriptionState | undefined, b: SubscriptionState | unde
   return strip(a) === strip(b);
 }
 
-/**
- * The allocation row (counts and lock set) once `next` is the owner's subscription state: `undefined`
- * when the limits locks are measured by do not change. The sync writes it with the new state; the change
- * preview (`change-preview.ts`) reads the lock set from it, so both name the same items.
- */
-export async function allocationForState(
-  snapshot: OwnerSnapshot,
-  next: SubscriptionState | undefined,
-  catalog: Catalog,
-  now: Date,
-  listItems: Parameters<typeof allocationAfter>[3],
-): Promise<AllocationAfter | undefined> {
-  const before = capabilitiesFor(snapshot, catalog).limits;
-  const after = capabilitiesOf(snapshot.ownerId, next, catalog, now, snapshot.overrides?.value).limits;
-  if (lockBasis(before) === lockBasis(after)) return undefined;
-  return allocationAfter(snapshot, before, { limits: after }, listItems);
-}
-
 const markerKey = (cause: SyncCause) => `${cause.kind}|${cause.id}`;
 
 export interface SubscriptionSync {
@@ -374,8 +353,12 @@ export function createSubscriptionSync(deps: {
                 },
               );
               // New limits move the lock set in the same transaction: over-limit items lock, never go.
-              const allocation = await allocationForState(snapshot, next, catalog, now, () =>
-                listOwnedItems(table, ownerId),
+              const allocation = await allocationForChange(
+                snapshot,
+                catalog,
+                { subscription: next },
+                now,
+                () => listOwnedItems(table, ownerId),
               );
               if (allocation) actions.push(allocation.action);
             }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { contractMovedSince } from './access/contract-terms.js';
 import type { ConsumeTerms } from './access/decide.js';
 import { overridesLapsedSince } from './access/overrides.js';
 import { METER_NAMES, METERS, type MeterName } from './catalog.js';
@@ -473,12 +474,14 @@ export function createMetering(deps: MeteringDeps): Metering {
         // transaction on it. Without `minVersion` nothing changes (the version condition still guards it).
         const atLeast = Math.max(0, ...active.map((job) => job.request.minVersion ?? 0));
         const remembered = round === 1 ? known.get(ownerId) : undefined;
-        // Overrides that lapsed since it was kept change the limits (and the lock set's basis) with no
-        // write to bump the version: read afresh, which repairs the lock set (`owner/owner-access.ts`).
+        // Limits that moved with time alone, with no write to bump the version (overrides that lapsed, an
+        // enterprise contract that began, ended or fell past due), change the lock set's basis: read afresh,
+        // which repairs the lock set (`owner/owner-access.ts`).
         const kept =
           remembered &&
           remembered.version.value >= atLeast &&
-          !overridesLapsedSince(remembered.overrides?.value, remembered.readAt, clock.now())
+          !overridesLapsedSince(remembered.overrides?.value, remembered.readAt, clock.now()) &&
+          !contractMovedSince(remembered, clock.now())
             ? remembered
             : undefined;
         const snapshot = kept ? { ...kept, readAt: clock.now() } : await owners.read(ownerId);

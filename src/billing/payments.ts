@@ -77,6 +77,36 @@ export interface InvoiceInfo {
   readonly periodStart: Date;
   readonly periodEnd: Date;
   readonly hostedInvoiceUrl: string | null;
+  /** `send_invoice` for invoices the customer pays by themselves (enterprise contracts). */
+  readonly collectionMethod: 'charge_automatically' | 'send_invoice';
+  /** When a `send_invoice` invoice is due; `null` for others and drafts. */
+  readonly dueDate: Date | null;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** Metadata naming the enterprise contract an invoice bills (how its events are recognised). */
+export const CONTRACT_INVOICE_METADATA = {
+  owner: 'billing_owner',
+  contract: 'contract_id',
+  period: 'contract_period',
+} as const;
+
+/** One period of an enterprise contract, billed by a Stripe invoice the customer pays (`send_invoice`). */
+export interface ContractInvoiceRequest {
+  readonly customerId: string;
+  readonly ownerId: string;
+  readonly contractId: string;
+  /** 0 for the first period. */
+  readonly period: number;
+  readonly periodStart: Date;
+  readonly periodEnd: Date;
+  /** In the currency's smallest unit. */
+  readonly amount: number;
+  readonly currency: string;
+  readonly daysUntilDue: number;
+  readonly description: string;
+  /** Prefix of the idempotency keys of each call (one per contract and period). */
+  readonly idempotencyKey: string;
 }
 
 /**
@@ -299,4 +329,11 @@ export interface PaymentsGateway {
   }): Promise<void>;
   getInvoice(id: string): Promise<InvoiceInfo>;
   listInvoices(customerId: string, limit: number): Promise<InvoiceInfo[]>;
+  /**
+   * Issues one contract period's invoice: a draft (`send_invoice`, `days_until_due`, metadata naming the
+   * owner, contract and period, other pending items excluded), its one line, finalized. Idempotent per
+   * contract and period, beyond Stripe's 24-hour idempotency keys too: an invoice the customer already
+   * has for this contract and period (found by its metadata) is finished and returned, never made twice.
+   */
+  issueContractInvoice(request: ContractInvoiceRequest): Promise<InvoiceInfo>;
 }

@@ -152,12 +152,14 @@ export interface ReconcilerDeps {
 /**
  * The event types whose customers a run re-reads: everything the processor applies through a
  * subscription sync, less `trial_will_end` (a reminder that changes nothing), because Stripe's `types`
- * filter takes at most 20 names and no wildcards.
+ * filter takes at most 20 names and no wildcards. Less `invoice.overdue` too: only contract invoices
+ * (`send_invoice`) have a due date, and the `contractInvoicing` timer re-reads those itself.
  */
 export const RECONCILE_EVENT_TYPES: readonly string[] = HANDLED_EVENT_TYPES.filter((type) => {
   const subject = subjectOf(type);
   return (
     type !== 'customer.subscription.trial_will_end' &&
+    type !== 'invoice.overdue' &&
     (subject === 'subscription' || subject === 'schedule' || subject === 'invoice' || subject === 'checkout')
   );
 });

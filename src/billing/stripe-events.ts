@@ -1,4 +1,6 @@
 import { type InvoiceRecord, invoiceRowKey } from './billing-actions.js';
+import type { ContractInvoiceOutcome, ContractInvoicing } from './contracts/invoicing.js';
+import { isContractInvoice } from './contracts/invoicing.js';
 import type { CreditPurchaseOutcome, CreditPurchases } from './credit-purchases.js';
 import { type EventRef, EventShapeError, subjectOf } from './event-ref.js';
 import type { SubscriptionSync, SyncOutcome } from './lifecycle.js';
@@ -26,6 +28,7 @@ export function invoiceRecord(invoice: InvoiceInfo): InvoiceRecord {
 export type ProcessOutcome =
   | SyncOutcome
   | CreditPurchaseOutcome
+  | ContractInvoiceOutcome
   | { readonly kind: 'ignored'; readonly reason: string };
 
 export interface EventProcessor {
@@ -37,8 +40,9 @@ export function createEventProcessor(deps: {
   readonly sync: SubscriptionSync;
   readonly payments: PaymentsGateway;
   readonly purchases: CreditPurchases;
+  readonly contracts: Pick<ContractInvoicing, 'applyInvoiceEvent'>;
 }): EventProcessor {
-  const { sync, payments, purchases } = deps;
+  const { sync, payments, purchases, contracts } = deps;
   const customerOf = (ref: EventRef): string => {
     if (ref.customerId === null) {
       throw new EventShapeError('event_invalid', `Event ${ref.eventId} (${ref.type}) names no customer`);
@@ -53,6 +57,12 @@ export function createEventProcessor(deps: {
         case 'schedule':
           return sync.syncCustomer(customerOf(ref), cause);
         case 'invoice': {
+          // An enterprise contract's invoice (named by its metadata) moves the contract's payment state,
+          // not a subscription's. Only contract invoices are `send_invoice`, so only they can be overdue.
+          const invoice = await payments.getInvoice(ref.objectId);
+          if (isContractInvoice(invoice)) return contracts.applyInvoiceEvent(invoice, cause);
+          if (ref.type === 'invoice.overdue')
+            return { kind: 'ignored', reason: `invoice ${invoice.id} bills no contract` };
           // The invoice too is re-read, inside the sync's attempt, so a late `invoice.payment_failed`
           // cannot overwrite a later `paid`.
           const invoiceRow = async (): Promise<TransactionAction[]> => {

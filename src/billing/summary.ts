@@ -25,8 +25,20 @@ export interface BillingSummary extends Versioned {
     readonly displayName: string;
     readonly interval: 'monthly' | 'yearly' | null;
   };
+  /** The subscription's status, or the enterprise contract's payment state while one governs. */
   readonly status: SubscriptionStatus | 'none';
   readonly accessLevel: AccessLevel;
+  /**
+   * The enterprise contract in force (then `plan` is enterprise, with the contract's limits, flags and
+   * seats, whatever a self-serve subscription says); `null` when none is active now.
+   */
+  readonly contract: {
+    readonly id: string;
+    readonly startsAt: string;
+    readonly endsAt: string;
+    readonly billing: 'manual' | 'stripe_invoice';
+    readonly seats: number | null;
+  } | null;
   readonly cancelAtPeriodEnd: boolean;
   /** End of the paid period (access under cancellation lasts until then); null on the free plan. */
   readonly currentPeriodEnd: string | null;
@@ -153,6 +165,15 @@ export function createSummaries(deps: {
         },
         status: caps.status,
         accessLevel: caps.accessLevel,
+        contract: caps.contract
+          ? {
+              id: caps.contract.id,
+              startsAt: caps.contract.startsAt,
+              endsAt: caps.contract.endsAt,
+              billing: caps.contract.billing,
+              seats: caps.contract.limits.seats,
+            }
+          : null,
         // Stripe keeps `cancel_at_period_end: true` on a subscription once it has ended: only a live one cancels.
         cancelAtPeriodEnd: caps.accessLevel !== 'free' && (caps.subscription?.cancelAtPeriodEnd ?? false),
         currentPeriodEnd: caps.accessLevel === 'free' ? null : (caps.subscription?.currentPeriodEnd ?? null),

@@ -13,6 +13,7 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsContractDelete, opsContractGet, opsContractPut } from './ops-contracts.js';
 import { opsEnforcementCohorts, opsMonitor } from './ops-enforcement.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsOwnerEnforcement, opsOwnerOverrides } from './ops-owners.js';
@@ -60,4 +61,7 @@ export const routes: readonly Route[] = [
   opsOwnerEnforcement,
   opsEnforcementCohorts,
   opsMonitor,
+  opsContractPut,
+  opsContractGet,
+  opsContractDelete,
 ];

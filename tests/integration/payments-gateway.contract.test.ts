@@ -1,6 +1,10 @@
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CheckoutRequest, EventSummary } from '../../src/billing/payments.js';
+import {
+  type CheckoutRequest,
+  CONTRACT_INVOICE_METADATA,
+  type EventSummary,
+} from '../../src/billing/payments.js';
 import { type ContractPrice, eventually, type PaymentsDriver } from '../support/payments-driver/index.js';
 import { realStripeDriver, realStripeKey } from '../support/payments-driver/real-stripe.js';
 import { sandboxDriver } from '../support/payments-driver/sandbox.js';
@@ -323,6 +327,64 @@ function paymentsGatewayContract(makeDriver: () => Promise<PaymentsDriver>): voi
     });
     expect(ours.map((e) => e.objectId)).toEqual(customers);
     expect(ours.every((e) => e.created.getTime() >= Math.floor(since.getTime() / 1000) * 1000)).toBe(true);
+  });
+
+  it('issueContractInvoice: a finalized send_invoice invoice with its line and metadata, once per contract and period', async () => {
+    const customerId = await d.customer();
+    const periodStart = d.now();
+    const periodEnd = new Date(periodStart.getTime() + 30 * 86_400_000);
+    const request = {
+      customerId,
+      ownerId: 'owner-contract',
+      contractId: `ct_${key().replaceAll('-', '')}`,
+      period: 0,
+      periodStart,
+      periodEnd,
+      amount: 250_000,
+      currency: 'usd',
+      daysUntilDue: 30,
+      description: 'Enterprise contract, first period',
+      idempotencyKey: `contract-${key()}`,
+    };
+    const invoice = await d.gateway.issueContractInvoice(request);
+    expect(invoice).toMatchObject({
+      customerId,
+      subscriptionId: null,
+      status: 'open',
+      collectionMethod: 'send_invoice',
+      currency: 'usd',
+      amountDue: 250_000,
+      amountPaid: 0,
+      billingReason: 'manual',
+      number: expect.any(String),
+      hostedInvoiceUrl: expect.stringMatching(/^https?:\/\//),
+      metadata: {
+        [CONTRACT_INVOICE_METADATA.owner]: 'owner-contract',
+        [CONTRACT_INVOICE_METADATA.contract]: request.contractId,
+        [CONTRACT_INVOICE_METADATA.period]: '0',
+      },
+    });
+    // Due `days_until_due` after it was finalized (Stripe counts from finalization).
+    const stored = await d.stripe.invoices.retrieve(invoice.id);
+    const finalizedAt = stored.status_transitions.finalized_at ?? 0;
+    expect(invoice.dueDate?.getTime()).toBe((finalizedAt + 30 * 86_400) * 1000);
+    // Again with the same keys, and again with new keys (Stripe forgot the old ones): the same invoice.
+    expect(await d.gateway.issueContractInvoice(request)).toEqual(invoice);
+    expect(await d.gateway.issueContractInvoice({ ...request, idempotencyKey: `contract-${key()}` })).toEqual(
+      invoice,
+    );
+    const listed = await d.gateway.listInvoices(customerId, 10);
+    expect(listed.map((i) => i.id)).toEqual([invoice.id]);
+    expect(stored.lines.data.map((line) => [line.amount, line.description])).toEqual([
+      [250_000, request.description],
+    ]);
+    // The next period is another invoice.
+    const next = await d.gateway.issueContractInvoice({
+      ...request,
+      period: 1,
+      idempotencyKey: `contract-${key()}`,
+    });
+    expect(next.id).not.toBe(invoice.id);
   });
 
   it('maps a missing object to not_found and a refused key to authentication, with the cause', async () => {

@@ -740,6 +740,80 @@ describe('Stripe sandbox, driven by the stripe SDK', () => {
     expect((await w.stripe.subscriptions.retrieve(subscriptionId)).status).toBe('active');
   });
 
+  it('sends an invoice (send_invoice): open until paid, overdue once its due date passes, with the events', async () => {
+    const w = await world();
+    const customer = await w.stripe.customers.create({ email: 'ent@example.com' });
+    const before = w.sandbox.events().length;
+    const draft = await w.stripe.invoices.create({
+      customer: customer.id,
+      collection_method: 'send_invoice',
+      days_until_due: 30,
+      currency: 'usd',
+      auto_advance: false,
+      pending_invoice_items_behavior: 'exclude',
+      metadata: { contract_id: 'ct_1' },
+    });
+    expect(draft).toMatchObject({
+      status: 'draft',
+      total: 0,
+      collection_method: 'send_invoice',
+      due_date: null,
+    });
+    await w.stripe.invoiceItems.create({
+      customer: customer.id,
+      invoice: draft.id,
+      amount: 9_900,
+      currency: 'usd',
+    });
+    const open = await w.stripe.invoices.finalizeInvoice(draft.id, { auto_advance: true });
+    expect(open).toMatchObject({
+      status: 'open',
+      amount_due: 9_900,
+      attempt_count: 0,
+      due_date: seconds(START) + 30 * DAY,
+      metadata: { contract_id: 'ct_1' },
+      parent: null,
+    });
+    expect(open.lines.data[0]?.parent?.type).toBe('invoice_item_details');
+    // Nothing collects it by itself: the renewal clock passes, it stays open, and turns overdue once.
+    await w.post('/_sandbox/clock/advance', { seconds: 29 * DAY });
+    expect((await w.stripe.invoices.retrieve(open.id)).status).toBe('open');
+    await w.post('/_sandbox/clock/advance', { seconds: 5 * DAY });
+    await w.post('/_sandbox/clock/advance', { seconds: 5 * DAY });
+    expect(eventsOf(w, before).map((e) => e.type)).toEqual([
+      'invoice.created',
+      'invoice.updated',
+      'invoice.finalized',
+      'invoice.overdue',
+    ]);
+    // Uncollectible, then paid all the same (Stripe allows it), with a card that fails first.
+    expect((await w.post(`/_sandbox/invoices/${open.id}/uncollectible`)).body).toMatchObject({
+      status: 'uncollectible',
+    });
+    await w.post(`/_sandbox/customers/${customer.id}/payment_method`, { fails: true });
+    expect((await w.post(`/_sandbox/invoices/${open.id}/pay`)).body).toMatchObject({
+      status: 'uncollectible',
+      attempt_count: 1,
+    });
+    await w.post(`/_sandbox/customers/${customer.id}/payment_method`, { fails: false });
+    // The hosted page offers to pay it, and paying there is the same payment.
+    const hosted = await fetch(open.hosted_invoice_url ?? '');
+    expect(await hosted.text()).toContain(`action="/invoice/${open.id}/pay"`);
+    expect((await w.post(`/invoice/${open.id}/pay`)).body).toMatchObject({ status: 'paid' });
+    expect(
+      eventsOf(w, before)
+        .slice(4)
+        .map((e) => e.type),
+    ).toEqual([
+      'invoice.marked_uncollectible',
+      'invoice.payment_failed',
+      'invoice.paid',
+      'invoice.payment_succeeded',
+    ]);
+    // A paid invoice cannot be voided.
+    expect((await w.post(`/_sandbox/invoices/${open.id}/void`)).status).toBe(400);
+  });
+
   it('declines a flagged card at checkout and creates nothing', async () => {
     const w = await world();
     const customer = await w.stripe.customers.create({});

@@ -191,4 +191,35 @@ describe('decision trace', () => {
     expect(trace?.steps.length).toBeGreaterThan(0);
     expect(decision).toEqual(plain);
   });
+
+  it('names an active enterprise contract as the source, over a self-serve subscription', async () => {
+    const { services } = await setUp();
+    await givenSubscription(services, 'alice', { plan: 'pro', status: 'active' });
+    const { contract } = await services.contracts.set({
+      ownerId: 'alice',
+      terms: {
+        plan: 'enterprise',
+        limits: { workflows_per_org: 300 },
+        flags: {},
+        seats: 12,
+        startsAt: '2026-11-01T00:00:00.000Z',
+        endsAt: '2027-11-01T00:00:00.000Z',
+        billing: 'manual',
+      },
+      actor: 'ops',
+      reason: 'Order form',
+      requestId: 'req-1',
+    });
+    const traced = await explain(services, { subject: { orgId: 'acme' }, feature: 'workflows_per_org' });
+    expect(traced.step('plan')).toMatchObject({ plan: 'enterprise', subscribedPlan: null, status: 'active' });
+    expect(traced.step('limit')).toMatchObject({
+      limit: 300,
+      source: 'contract',
+      planLimit: 300,
+      override: null,
+      contract: { id: contract.id, limit: 300 },
+    });
+    const flag = await explain(services, { subject: { orgId: 'acme' }, feature: 'white_label' });
+    expect(flag.step('flag')).toMatchObject({ enabled: true, source: 'contract' });
+  });
 });

@@ -131,6 +131,7 @@ function fakeStripe() {
     setSeats: notUsed('setSeats'),
     getInvoice: notUsed('getInvoice'),
     listInvoices: notUsed('listInvoices'),
+    issueContractInvoice: notUsed('issueContractInvoice'),
   };
   return { payments, subscriptions, events, sessions, calls, failing };
 }

@@ -87,6 +87,7 @@ function fakeStripe() {
     },
     getInvoice: unused('getInvoice'),
     listInvoices: unused('listInvoices'),
+    issueContractInvoice: unused('issueContractInvoice'),
   };
   return { state, payments };
 }

@@ -60,6 +60,7 @@ function setup() {
     setSeats: unexpected,
     getInvoice: unexpected,
     listInvoices: unexpected,
+    issueContractInvoice: unexpected,
   };
   const sync = createSubscriptionSync({
     table,

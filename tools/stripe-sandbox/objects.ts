@@ -423,6 +423,87 @@ export function buildInvoice(input: {
   };
 }
 
+/** A one-off invoice (no subscription): `billing_reason: manual`, its lines added by invoice items. */
+export function buildOneOffInvoice(input: {
+  id: string;
+  customer: WireCustomer;
+  currency: string;
+  created: number;
+  collectionMethod: 'charge_automatically' | 'send_invoice';
+  daysUntilDue: number | null;
+  autoAdvance: boolean;
+  description: string | null;
+  metadata: Metadata;
+}): WireInvoice {
+  const base = buildInvoice({
+    id: input.id,
+    customer: input.customer,
+    subscriptionId: '',
+    subscriptionMetadata: {},
+    currency: input.currency,
+    created: input.created,
+    periodStart: input.created,
+    periodEnd: input.created,
+    billingReason: 'subscription_create',
+    lines: [],
+  });
+  return {
+    ...base,
+    billing_reason: 'manual',
+    collection_method: input.collectionMethod,
+    auto_advance: input.autoAdvance,
+    description: input.description,
+    metadata: input.metadata,
+    parent: null,
+    // Stripe sets the due date at finalization, from `days_until_due`; kept here until then.
+    due_date: null,
+  };
+}
+
+/** The line of an invoice item (an amount, not a price) on a one-off invoice. */
+export function buildInvoiceItemLine(input: {
+  invoiceId: string;
+  invoiceItemId: string;
+  amount: number;
+  currency: string;
+  description: string | null;
+  periodStart: number;
+  periodEnd: number;
+  metadata: Metadata;
+}): WireInvoiceLine {
+  return {
+    id: ids.invoiceLine(),
+    object: 'line_item',
+    amount: input.amount,
+    currency: input.currency,
+    description: input.description,
+    discount_amounts: [],
+    discountable: true,
+    discounts: [],
+    invoice: input.invoiceId,
+    livemode: false,
+    metadata: input.metadata,
+    parent: {
+      invoice_item_details: {
+        invoice_item: input.invoiceItemId,
+        proration: false,
+        proration_details: { credited_items: null },
+        subscription: null,
+      },
+      subscription_item_details: null,
+      type: 'invoice_item_details',
+    },
+    period: { end: input.periodEnd, start: input.periodStart },
+    pretax_credit_amounts: [],
+    pricing: null,
+    quantity: 1,
+    quantity_decimal: '1',
+    subscription: null,
+    subtotal: input.amount,
+    taxes: [],
+  };
+}
+
 export function buildCheckoutSession(input: {
   id: string;
   url: string;

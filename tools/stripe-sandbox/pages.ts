@@ -131,7 +131,11 @@ export function invoicePage(inv: WireInvoice): string {
   return page(
     'Invoice',
     `<h1>Invoice ${escapeHtml(inv.number ?? inv.id)}</h1><p>Status: ${escapeHtml(inv.status ?? '')}</p>
-<table><tbody>${rows}</tbody><tfoot><tr><th>Amount due</th><th></th><th>${money(inv.amount_due, inv.currency)}</th></tr></tfoot></table>`,
+<table><tbody>${rows}</tbody><tfoot><tr><th>Amount due</th><th></th><th>${money(inv.amount_due, inv.currency)}</th></tr></tfoot></table>${
+      inv.collection_method === 'send_invoice' && (inv.status === 'open' || inv.status === 'uncollectible')
+        ? `<form method="post" action="/invoice/${escapeHtml(inv.id)}/pay"><button type="submit">Pay</button></form>`
+        : ''
+    }`,
   );
 }
 

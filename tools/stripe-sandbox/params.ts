@@ -342,6 +342,38 @@ export const eventList = z.strictObject({
 });
 
 /** Control endpoints (`/_sandbox/...`) take JSON. */
+/** `POST /v1/invoices`: a one-off invoice (the gateway's enterprise contract invoices). */
+export const invoiceCreate = z.strictObject({
+  customer: nonEmpty,
+  collection_method: z.enum(['charge_automatically', 'send_invoice']).optional(),
+  days_until_due: integer.optional(),
+  currency: z
+    .string()
+    .regex(/^[a-z]{3}$/)
+    .optional(),
+  auto_advance: boolean.optional(),
+  pending_invoice_items_behavior: z.enum(['exclude', 'include']).optional(),
+  description: text.optional(),
+  metadata: metadata.optional(),
+  expand,
+  footer: ignored,
+  custom_fields: ignored,
+});
+
+/** `POST /v1/invoiceitems`, attached to a draft with `invoice` (pending items are not modelled). */
+export const invoiceItemCreate = z.strictObject({
+  customer: nonEmpty,
+  invoice: nonEmpty,
+  amount: integer,
+  currency: z.string().regex(/^[a-z]{3}$/),
+  description: text.optional(),
+  period: z.strictObject({ start: integer, end: integer }).optional(),
+  metadata: metadata.optional(),
+  expand,
+});
+
+export const invoiceFinalize = z.strictObject({ auto_advance: boolean.optional(), expand });
+
 export const control = {
   advance: z.union([
     z.strictObject({ seconds: z.number().int().nonnegative() }),

@@ -317,6 +317,30 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
       },
     },
     {
+      method: 'POST',
+      pattern: /^\/v1\/invoices$/,
+      handle: ({ body, ctx }) => {
+        const p = parse(params.invoiceCreate, body);
+        return expand(engine.createInvoice(p, ctx), p.expand);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/([^/]+)\/finalize$/,
+      handle: ({ params: [id = ''], body, ctx }) => {
+        const p = parse(params.invoiceFinalize, body);
+        return expand(engine.finalizeInvoice(id, p, ctx), p.expand);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoiceitems$/,
+      handle: ({ body, ctx }) => {
+        const p = parse(params.invoiceItemCreate, body);
+        return expand(engine.createInvoiceItem(p, ctx), p.expand);
+      },
+    },
+    {
       method: 'GET',
       pattern: /^\/v1\/invoices\/([^/]+)$/,
       handle: ({ params: [id = ''], query }) =>
@@ -667,6 +691,20 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
         throw error;
       }
     }
+    match = /^\/invoice\/([^/]+)\/pay$/.exec(path);
+    if (match && method === 'POST') {
+      // The hosted invoice page's "Pay": the customer pays a sent invoice with their card.
+      const id = segment(match[1] ?? '');
+      try {
+        const inv = engine.payInvoice(id);
+        if (wantsJson(req)) return json(200, inv);
+        return { status: 303, headers: { location: `/invoice/${inv.id}` }, body: '' };
+      } catch (error) {
+        if (!(error instanceof SandboxError)) throw error;
+        if (wantsJson(req)) return errorReply(error);
+        return html(error.status, errorPage('Invoice', error.message));
+      }
+    }
     match = /^\/invoice\/([^/]+)$/.exec(path);
     if (match && method === 'GET') {
       try {
@@ -720,6 +758,13 @@ export function createRequestListener(deps: ServerDeps): http.RequestListener {
     match = /^\/_sandbox\/invoices\/([^/]+)\/retry$/.exec(path);
     if (match && method === 'POST') {
       return json(200, engine.retryInvoice(segment(match[1] ?? '')));
+    }
+    match = /^\/_sandbox\/invoices\/([^/]+)\/(pay|uncollectible|void)$/.exec(path);
+    if (match && method === 'POST') {
+      const id = segment(match[1] ?? '');
+      if (match[2] === 'pay') return json(200, engine.payInvoice(id));
+      if (match[2] === 'uncollectible') return json(200, engine.markInvoiceUncollectible(id));
+      return json(200, engine.voidInvoice(id));
     }
     match = /^\/_sandbox\/subscriptions\/([^/]+)\/status$/.exec(path);
     if (match && method === 'POST') {

@@ -2,6 +2,7 @@ import Stripe from 'stripe';
 import {
   type ChargeInfo,
   type CheckoutSessionInfo,
+  CONTRACT_INVOICE_METADATA,
   type DisputeInfo,
   type DisputeStatus,
   type EventSummary,
@@ -339,6 +340,13 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
       periodStart: toDate(line?.period.start ?? invoice.period_start),
       periodEnd: toDate(line?.period.end ?? invoice.period_end),
       hostedInvoiceUrl: invoice.hosted_invoice_url ?? null,
+      collectionMethod: known(
+        ['charge_automatically', 'send_invoice'],
+        invoice.collection_method,
+        'invoice collection method',
+      ),
+      dueDate: invoice.due_date === null ? null : toDate(invoice.due_date),
+      metadata: { ...(invoice.metadata ?? {}) },
     };
   };
 
@@ -832,6 +840,70 @@ export function createStripeGateway(stripe: Stripe): PaymentsGateway {
         stripe.invoices.list({ customer: customerId, limit }),
       );
       return list.data.map(invoiceInfo);
+    },
+
+    /*
+     * Draft first, then its line (attached with `invoice:`), then finalize: a line is never left pending
+     * on the customer, where Stripe would sweep it into their next subscription invoice. Each step has its
+     * own idempotency key; before them, the customer's invoices are searched for this contract and period
+     * (by metadata), so a retry after Stripe forgot the keys (24 hours) finishes the invoice it made.
+     */
+    async issueContractInvoice(request) {
+      const { contract, period, owner } = CONTRACT_INVOICE_METADATA;
+      const key = request.idempotencyKey;
+      const existing = await call(`list invoices of ${request.customerId}`, () =>
+        stripe.invoices
+          .list({ customer: request.customerId, limit: 100 })
+          .autoPagingToArray({ limit: MAX_LISTED }),
+      );
+      let invoice = existing.find(
+        (inv) =>
+          inv.metadata?.[contract] === request.contractId &&
+          inv.metadata?.[period] === String(request.period) &&
+          inv.status !== 'void',
+      );
+      invoice ??= await call(`create the invoice of ${request.contractId} period ${request.period}`, () =>
+        stripe.invoices.create(
+          {
+            customer: request.customerId,
+            collection_method: 'send_invoice',
+            days_until_due: request.daysUntilDue,
+            currency: request.currency,
+            auto_advance: false,
+            pending_invoice_items_behavior: 'exclude',
+            description: request.description,
+            metadata: {
+              [owner]: request.ownerId,
+              [contract]: request.contractId,
+              [period]: String(request.period),
+            },
+          },
+          { idempotencyKey: `${key}:invoice` },
+        ),
+      );
+      const id = invoice.id ?? '';
+      if (invoice.status === 'draft') {
+        if (invoice.total === 0) {
+          await call(`add the line of ${id}`, () =>
+            stripe.invoiceItems.create(
+              {
+                customer: request.customerId,
+                invoice: id,
+                amount: request.amount,
+                currency: request.currency,
+                description: request.description,
+                period: { start: toUnix(request.periodStart), end: toUnix(request.periodEnd) },
+                metadata: { [contract]: request.contractId, [period]: String(request.period) },
+              },
+              { idempotencyKey: `${key}:item` },
+            ),
+          );
+        }
+        invoice = await call(`finalize ${id}`, () =>
+          stripe.invoices.finalizeInvoice(id, { auto_advance: true }, { idempotencyKey: `${key}:finalize` }),
+        );
+      }
+      return invoiceInfo(invoice);
     },
   };
 }

@@ -1,8 +1,10 @@
 import type { Catalog, FeatureName, LimitName, PlanFlags, PlanLimits, PlanName } from '../catalog.js';
+import type { ContractState } from '../contracts/model.js';
 import type { EnforcementMode } from '../enforcement.js';
 import type { OwnerId } from '../ids.js';
 import { currentPeriod, type UsagePeriod } from '../periods.js';
 import type { SubscriptionState, SubscriptionStatus } from '../subscription.js';
+import { type ContractInForce, withContract } from './contract-terms.js';
 import { type AccessLevel, accessLevelOf } from './levels.js';
 import { type AppliedOverrides, type OwnerOverrides, withOverrides } from './overrides.js';
 
@@ -31,6 +33,19 @@ export interface Capabilities {
   readonly period: UsagePeriod;
   /** Per-owner overrides in force on top of the plan (`overrides.ts`); `undefined` when none apply. */
   readonly overrides: AppliedOverrides | undefined;
+  /** Set while an enterprise contract governs (`contract-terms.ts`); then `plan` is `enterprise`. */
+  readonly contract?: ContractInForce | undefined;
+}
+
+/** Capabilities before overrides: the subscribed plan's, or an active contract's in their place. */
+export type BaseCapabilities = Omit<Capabilities, 'overrides'>;
+
+/** The owner's own terms over its plan, as its snapshot holds them. */
+export interface OwnerLayers {
+  /** An enterprise contract: while active it governs in place of the subscription (`contract-terms.ts`). */
+  readonly contract?: ContractState | undefined;
+  /** Per-owner overrides, applied last, on top of whichever governs (`overrides.ts`). */
+  readonly overrides?: OwnerOverrides | undefined;
 }
 
 export function capabilitiesOf(
@@ -38,8 +53,7 @@ export function capabilitiesOf(
   subscription: SubscriptionState | undefined,
   catalog: Catalog,
   now: Date,
-  /** The owner's overrides (`OwnerSnapshot.overrides`), applied last: plan (or contract), then overrides. */
-  overrides?: OwnerOverrides,
+  layers: OwnerLayers = {},
 ): Capabilities {
   const status = subscription?.status ?? 'none';
   const accessLevel = accessLevelOf(status);
@@ -52,7 +66,7 @@ export function capabilitiesOf(
     seats: subscribed.perSeat ? null : subscribed.limits.seats,
   };
   const locked = accessLevel === 'locked';
-  const base: Omit<Capabilities, 'overrides'> = {
+  const base: BaseCapabilities = {
     ownerId,
     plan: subscribed.name,
     status,
@@ -65,7 +79,8 @@ export function capabilitiesOf(
     planFlags: subscribed.flags,
     period: currentPeriod(now, subscription),
   };
-  return withOverrides(base, overrides, now);
+  // The plan, then an active contract in its place, then overrides on top of whichever governs.
+  return withOverrides(withContract(base, layers.contract, catalog, now), layers.overrides, now);
 }
 
 /**

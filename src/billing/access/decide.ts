@@ -9,6 +9,7 @@ import {
   meterAllowance,
   type PlanName,
 } from '../catalog.js';
+import type { ContractState } from '../contracts/model.js';
 import {
   type EnforcementMode,
   type EnforcementPolicy,
@@ -19,6 +20,7 @@ import { validationError } from '../errors.js';
 import type { OwnerId, WorkflowId, Workspace } from '../ids.js';
 import { meterStatus, type OwnerSnapshot, ownerCreatedAt, seatsInUse } from '../owner/snapshot.js';
 import type { UsagePeriod } from '../periods.js';
+import type { SubscriptionState } from '../subscription.js';
 import { withinLockLimits } from './allocation.js';
 import {
   type AccessLevel,
@@ -29,6 +31,7 @@ import {
   modeInForce,
 } from './capabilities.js';
 import { emptyLockSet, type LockSet, lockBasis, workflowLock } from './locks.js';
+import type { OwnerOverrides } from './overrides.js';
 
 /**
  * The one decision path: pure functions from an owner snapshot and a request to an answer. Entitlement
@@ -100,14 +103,30 @@ export interface Measured {
   readonly credits?: number;
 }
 
-export function capabilitiesFor(snapshot: OwnerSnapshot, catalog: Catalog): Capabilities {
-  return capabilitiesOf(
-    snapshot.ownerId,
-    snapshot.subscription?.state,
-    catalog,
-    snapshot.readAt,
-    snapshot.overrides?.value,
-  );
+/**
+ * Parts of a snapshot a change replaces, to ask what would be in force after it: a key that is present
+ * replaces the snapshot's part, `undefined` included (no subscription, no contract, no overrides).
+ */
+export interface SnapshotChange {
+  readonly subscription?: SubscriptionState | undefined;
+  readonly contract?: ContractState | undefined;
+  readonly overrides?: OwnerOverrides | undefined;
+}
+
+/**
+ * What is in force for the snapshot's owner at `at` (the read instant by default), or after `change`:
+ * the subscription's plan, an active contract in its place, overrides on top (`capabilitiesOf`).
+ */
+export function capabilitiesFor(
+  snapshot: OwnerSnapshot,
+  catalog: Catalog,
+  change: SnapshotChange = {},
+  at: Date = snapshot.readAt,
+): Capabilities {
+  const subscription = 'subscription' in change ? change.subscription : snapshot.subscription?.state;
+  const contract = 'contract' in change ? change.contract : snapshot.contract?.state;
+  const overrides = 'overrides' in change ? change.overrides : snapshot.overrides?.value;
+  return capabilitiesOf(snapshot.ownerId, subscription, catalog, at, { contract, overrides });
 }
 
 /** What enforcement resolution needs from the snapshot: the owner's own setting and its creation instant. */

@@ -35,18 +35,19 @@ import {
 export type MappingSource = 'none' | 'cached' | 'read';
 
 /**
- * Where a limit or flag in force comes from: the plan, the free plan while payment is locked, or a
- * per-owner override (`overrides.ts`). `contract` is a slot for enterprise contracts.
+ * Where a limit or flag in force comes from: the plan, the free plan's while payment is locked, an
+ * active enterprise contract, or a per-owner override (`overrides.ts`) on top of either.
  */
 export type LimitSource = 'plan' | 'free_plan_while_locked' | 'override' | 'contract';
 
 /** The source of one feature's value in force, as the check answer and the summary name it. */
 export function limitSource(
-  caps: Pick<Capabilities, 'accessLevel' | 'overrides'>,
+  caps: Pick<Capabilities, 'accessLevel' | 'overrides' | 'contract'>,
   feature: FeatureName,
 ): LimitSource {
   if (caps.overrides?.features.has(feature)) return 'override';
-  return caps.accessLevel === 'locked' ? 'free_plan_while_locked' : 'plan';
+  if (caps.accessLevel === 'locked') return 'free_plan_while_locked';
+  return caps.contract ? 'contract' : 'plan';
 }
 
 export type ExplainStep =
@@ -79,7 +80,8 @@ export type ExplainStep =
       readonly planLimit: number | null;
       /** The override in force for this limit (`source: override`), else `null`. */
       readonly override: { readonly limit: number | null; readonly expiresAt: string | null } | null;
-      readonly contract: null;
+      /** The active enterprise contract and its limit for this feature; `null` when none governs. */
+      readonly contract: { readonly id: string; readonly limit: number | null } | null;
       /** Soft in a payment grace period: a denial is allowed and recorded (see `enforcement`). */
       readonly grace: boolean;
     }
@@ -200,7 +202,7 @@ export function explainCheck(input: ExplainInput): Explanation {
         source === 'override'
           ? { limit: caps.limits[feature], expiresAt: caps.overrides?.expiresAt ?? null }
           : null,
-      contract: null,
+      contract: caps.contract ? { id: caps.contract.id, limit: caps.contract.limits[feature] } : null,
       grace: caps.accessLevel === 'grace',
     });
     // The decision counted only when it reports a count; measuring again is pure (the same snapshot).

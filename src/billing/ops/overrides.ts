@@ -1,7 +1,4 @@
-import { allocationAfter } from '../access/allocation.js';
-import { capabilitiesOf } from '../access/capabilities.js';
-import { capabilitiesFor } from '../access/decide.js';
-import { lockBasis } from '../access/locks.js';
+import { allocationForChange } from '../access/lock-move.js';
 import { type OwnerOverrides, overridesActive, ownerOverridesSchema } from '../access/overrides.js';
 import type { Catalog } from '../catalog.js';
 import { listOwnedItems } from '../owner/items.js';
@@ -41,19 +38,14 @@ export function createOverrides(deps: {
           : undefined,
       lapsed: (value, now) => !overridesActive(value, now),
       async alongside(snapshot, next) {
-        const before = capabilitiesFor(snapshot, catalog).limits;
-        const after = capabilitiesOf(
-          snapshot.ownerId,
-          snapshot.subscription?.state,
+        const allocation = await allocationForChange(
+          snapshot,
           catalog,
+          { overrides: next },
           snapshot.readAt,
-          next,
-        ).limits;
-        if (lockBasis(before) === lockBasis(after)) return [];
-        const allocation = await allocationAfter(snapshot, before, { limits: after }, () =>
-          listOwnedItems(table, snapshot.ownerId),
+          () => listOwnedItems(table, snapshot.ownerId),
         );
-        return [allocation.action];
+        return allocation ? [allocation.action] : [];
       },
     },
     deps,

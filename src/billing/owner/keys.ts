@@ -11,6 +11,7 @@ import { prefixEnd, type RowKeyRange } from '../store.js';
  * - `s|c|<periodStart>|<meter>|<periodKey>`  usage counter of one period (start as `YYYYMMDDTHHMMSS`)
  * - `s|o|alloc`                              workflow and credential counts, and the lock set
  * - `s|o|bal`                                credit balance
+ * - `s|o|contract`                           the enterprise contract (`contracts/model.ts`)
  * - `s|o|keep`                               the owner's picks of what to keep when over a limit
  * - `s|o|meta`                               schema marker, written when an owner's old rows were migrated
  * - `s|o|org|<orgId>`                        one organization: name, created, its counts, deletion mark
@@ -37,6 +38,7 @@ export const STATE_PREFIX = 's|o|';
 
 export const SUBSCRIPTION_ROW = 's|o|sub';
 export const BALANCE_ROW = 's|o|bal';
+export const CONTRACT_ROW = 's|o|contract';
 export const ALLOCATION_ROW = 's|o|alloc';
 export const SEATS_ROW = 's|o|seats';
 export const SEAT_CAP_ROW = 's|o|seatcap';

@@ -3,6 +3,7 @@ import type { KeepPreferences, LockSet } from '../access/locks.js';
 import { type OwnerOverrides, ownerOverridesSchema } from '../access/overrides.js';
 import { METERS, type MeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
+import { type ContractState, contractStateSchema } from '../contracts/model.js';
 import { type OwnerEnforcement, ownerEnforcementSchema } from '../enforcement.js';
 import type { OrgId, OwnerId } from '../ids.js';
 import type { UsagePeriod } from '../periods.js';
@@ -12,6 +13,7 @@ import { EMPTY_COUNTER, parseUsageCounter, type UsageCounter, usageRowKey } from
 import {
   ALLOCATION_ROW,
   BALANCE_ROW,
+  CONTRACT_ROW,
   COUNTER_PREFIX,
   ENFORCEMENT_ROW,
   KEEP_ROW,
@@ -71,6 +73,8 @@ export interface OwnerSnapshot {
   readonly overrides: OpsSetting<OwnerOverrides> | undefined;
   /** Per-owner enforcement modes (ops). */
   readonly enforcement: OpsSetting<OwnerEnforcement> | undefined;
+  /** The enterprise contract, active or not (`contracts/model.ts`); `undefined` without one. */
+  readonly contract: { readonly state: ContractState; readonly etag: string } | undefined;
   readonly balance: { readonly credits: number; readonly etag: string | undefined };
   readonly allocation: Allocation;
   /** People across the owner's organizations other than the owner. */
@@ -165,6 +169,7 @@ export function ownerCreatedAt(snapshot: Pick<OwnerSnapshot, 'version'>): Date |
 /** Turns the rows of the snapshot range into a snapshot. @throws CorruptRowError */
 export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], readAt: Date): OwnerSnapshot {
   let subscription: OwnerSnapshot['subscription'];
+  let contract: OwnerSnapshot['contract'];
   let balance: OwnerSnapshot['balance'] = { credits: 0, etag: undefined };
   let allocation: Allocation = { workflows: 0, credentials: 0, locks: undefined, etag: undefined };
   let otherPeople: OwnerSnapshot['otherPeople'] = { count: 0, etag: undefined };
@@ -184,7 +189,12 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
       orgs.set(key.slice(ORG_PREFIX.length), { row: parseRow(orgRowSchema, row), etag: row.etag });
     else if (key === SUBSCRIPTION_ROW)
       subscription = { state: parseSubscriptionRow(ownerId, row.props), etag: row.etag };
-    else if (key === BALANCE_ROW) balance = { credits: parseRow(balanceSchema, row).balance, etag: row.etag };
+    else if (key === CONTRACT_ROW) {
+      const state = parseJsonProp(row, 'contract', contractStateSchema);
+      if (state === undefined) throw new CorruptRowError(row.partitionKey, row.rowKey, 'contract is missing');
+      contract = { state, etag: row.etag };
+    } else if (key === BALANCE_ROW)
+      balance = { credits: parseRow(balanceSchema, row).balance, etag: row.etag };
     else if (key === ALLOCATION_ROW) {
       const counts = parseRow(allocationSchema, row);
       allocation = { ...counts, locks: parseJsonProp(row, 'locks', lockSetSchema), etag: row.etag };
@@ -222,7 +232,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
       parseRow(metaSchema, row);
       migrated = true;
     }
-    // Other rows in the range (a future slot, such as a contract) are not read yet.
+    // Other rows in the range are not read by decisions.
   }
   return {
     ownerId,
@@ -237,6 +247,7 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
     subscription,
     overrides,
     enforcement,
+    contract,
     balance,
     allocation,
     otherPeople,

@@ -1,11 +1,12 @@
 import { invalidRequest } from '../errors.js';
-import { idOf, nextBoundary } from '../wire.js';
+import { idOf, nextBoundary, type WireInvoice } from '../wire.js';
 import { changedFields, type Pending, snap } from './changes.js';
 import type { Events } from './events.js';
 import type { Invoices } from './invoices.js';
 import type { Items } from './items.js';
 import { periodOf, recurringOf } from './pricing.js';
 import type { Schedules } from './schedules.js';
+import type { SentInvoices } from './sent-invoices.js';
 import {
   AUTOMATIC,
   type EngineState,
@@ -18,18 +19,25 @@ import { endSubscription } from './subscriptions.js';
 type Occurrence =
   | { kind: 'session'; at: number; rec: SessionRecord }
   | { kind: 'renewal'; at: number; rec: SubscriptionRecord }
-  | { kind: 'phase'; at: number; rec: ScheduleRecord };
+  | { kind: 'phase'; at: number; rec: ScheduleRecord }
+  | { kind: 'overdue'; at: number; inv: WireInvoice };
 
-const KIND_ORDER = { session: 0, renewal: 1, phase: 2 } as const;
+const KIND_ORDER = { session: 0, renewal: 1, phase: 2, overdue: 3 } as const;
 
 /**
  * The sandbox clock. Time moves only forward and only when asked; crossing a boundary does what Stripe
  * does there, in time order: open Checkout Sessions expire, subscriptions renew (or end), schedule
- * phases start.
+ * phases start, sent invoices fall overdue.
  */
 export function createClock(
   state: EngineState,
-  deps: { invoices: Invoices; items: Items; schedules: Schedules; events: Events },
+  deps: {
+    invoices: Invoices;
+    items: Items;
+    schedules: Schedules;
+    sentInvoices: SentInvoices;
+    events: Events;
+  },
 ) {
   const { sessions, subscriptions, schedules, events } = state;
   const { createInvoice, finalize, finalizeAndCollect, openInvoicesOf } = deps.invoices;
@@ -65,6 +73,8 @@ export function createClock(
       const at = scheduleBoundaryAfter(rec);
       if (at !== undefined && at <= limit) candidates.push({ kind: 'phase', at, rec });
     }
+    for (const { at, inv } of deps.sentInvoices.overdueBy(limit))
+      candidates.push({ kind: 'overdue', at, inv });
     candidates.sort((a, b) => a.at - b.at || KIND_ORDER[a.kind] - KIND_ORDER[b.kind]);
     return candidates[0];
   }
@@ -169,6 +179,8 @@ export function createClock(
         next.rec.session.status = 'expired';
         next.rec.session.url = null;
         publish(AUTOMATIC, [snap('checkout.session.expired', next.rec.session)]);
+      } else if (next.kind === 'overdue') {
+        publish(AUTOMATIC, deps.sentInvoices.markOverdue(next.inv));
       } else if (next.kind === 'renewal') {
         publish(AUTOMATIC, renew(next.rec, next.at));
       } else {

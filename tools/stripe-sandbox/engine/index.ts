@@ -9,6 +9,7 @@ import { createPayments } from './payments.js';
 import { createPortal } from './portal.js';
 import { createCatalog } from './prices.js';
 import { createSchedules } from './schedules.js';
+import { createSentInvoices } from './sent-invoices.js';
 import { createState, type EngineOptions } from './state.js';
 import { createSubscriptions } from './subscriptions.js';
 
@@ -37,7 +38,8 @@ export function createEngine(options: EngineOptions) {
   const portal = createPortal(state, { customers, events });
   const subscriptions = createSubscriptions(state, { catalog, invoices, items, events });
   const schedules = createSchedules(state, { catalog, invoices, items, subscriptions, events });
-  const clock = createClock(state, { invoices, items, schedules, events });
+  const sentInvoices = createSentInvoices(state, { customers, invoices, events });
+  const clock = createClock(state, { invoices, items, schedules, sentInvoices, events });
 
   return {
     now: clock.now,
@@ -82,6 +84,12 @@ export function createEngine(options: EngineOptions) {
     advanceTo: clock.advanceTo,
     setPaymentMethod: customers.setPaymentMethod,
     retryInvoice: invoices.retryInvoice,
+    createInvoice: sentInvoices.createOneOff,
+    createInvoiceItem: sentInvoices.addItem,
+    finalizeInvoice: sentInvoices.finalizeOneOff,
+    payInvoice: sentInvoices.pay,
+    markInvoiceUncollectible: sentInvoices.markUncollectible,
+    voidInvoice: sentInvoices.voidInvoice,
     forceStatus: subscriptions.forceStatus,
     markDelivered: events.markDelivered,
   };

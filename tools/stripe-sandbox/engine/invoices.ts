@@ -181,6 +181,8 @@ export function createInvoices(
     createInvoice,
     finalize,
     finalizeAndCollect,
+    markPaid,
+    attemptPayment,
     openInvoicesOf,
     retryInvoice,
   };

@@ -88,6 +88,8 @@ export interface EngineState {
   readonly refunds: Map<string, WireRefund>;
   readonly disputes: Map<string, WireDispute>;
   readonly invoicePayments: Map<string, WireInvoicePayment>;
+  /** Sent invoices whose `invoice.overdue` went out (once each). */
+  readonly overdueSent: Set<string>;
   /** Every event, oldest first. */
   readonly events: WireEvent[];
   readonly eventsById: Map<string, WireEvent>;
@@ -113,6 +115,7 @@ export function createState(options: EngineOptions): EngineState {
     refunds: new Map(),
     disputes: new Map(),
     invoicePayments: new Map(),
+    overdueSent: new Set(),
     events: [],
     eventsById: new Map(),
   };
