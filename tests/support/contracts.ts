@@ -9,6 +9,7 @@ import type { EventQueue } from '../../src/billing/queue.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from './env.js';
+import { gatewayDouble } from './gateway-double.js';
 import { manualClock } from './memory.js';
 import { type FailureMode, faultyTables, InjectedFailure } from './tables.js';
 
@@ -39,38 +40,13 @@ export const invoiced = (over: Partial<ContractTerms> = {}) =>
 export function fakeStripe() {
   const invoices = new Map<string, InvoiceInfo>();
   const issued: string[] = [];
-  const unused = (what: string) => async (): Promise<never> => {
-    throw new Error(`${what} is not used by contracts`);
-  };
-  const payments: PaymentsGateway = {
+  const payments: PaymentsGateway = gatewayDouble({
     createCustomer: async ({ ownerId }) => ({ id: `cus_${ownerId}` }),
-    pricesByLookupKey: unused('pricesByLookupKey'),
-    createCheckoutSession: unused('createCheckoutSession'),
-    getCheckoutSession: unused('getCheckoutSession'),
-    createPortalSession: unused('createPortalSession'),
-    getSubscription: unused('getSubscription'),
-    listSubscriptions: unused('listSubscriptions'),
-    listEvents: unused('listEvents'),
-    listOpenCheckoutSessions: unused('listOpenCheckoutSessions'),
-    expireCheckoutSession: unused('expireCheckoutSession'),
-    listPaidPaymentSessions: unused('listPaidPaymentSessions'),
-    checkoutSessionForPaymentIntent: unused('checkoutSessionForPaymentIntent'),
-    getCharge: unused('getCharge'),
-    getDispute: unused('getDispute'),
-    cancelDuplicateSubscription: unused('cancelDuplicateSubscription'),
-    changePriceNow: unused('changePriceNow'),
-    previewPriceChangeNow: unused('previewPriceChangeNow'),
-    changePriceAtPeriodEnd: unused('changePriceAtPeriodEnd'),
-    releaseSchedule: unused('releaseSchedule'),
-    setCancelAtPeriodEnd: unused('setCancelAtPeriodEnd'),
-    setQuantity: unused('setQuantity'),
-    setSeats: unused('setSeats'),
     async getInvoice(id) {
       const found = invoices.get(id);
       if (!found) throw new Error(`no invoice ${id}`);
       return found;
     },
-    listInvoices: unused('listInvoices'),
     async issueContractInvoice(request) {
       const id = `in_${request.contractId}_${request.period}`;
       const existing = invoices.get(id);
@@ -103,7 +79,7 @@ export function fakeStripe() {
       invoices.set(id, invoice);
       return invoice;
     },
-  };
+  });
   return { payments, invoices, issued };
 }
 

@@ -30,6 +30,7 @@ import {
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from '../support/env.js';
+import { gatewayDouble } from '../support/gateway-double.js';
 import { token } from '../support/harness.js';
 import { givenSubscription, manualClock } from '../support/memory.js';
 import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
@@ -72,10 +73,7 @@ function fakeStripe() {
   };
   /** Makes `listSubscriptions` of a customer fail, as an outage would. */
   const failing = new Map<string, Error>();
-  const notUsed = (what: string) => async (): Promise<never> => {
-    throw new Error(`${what} is not used by the reconciler`);
-  };
-  const payments: PaymentsGateway = {
+  const payments: PaymentsGateway = gatewayDouble({
     createCustomer: async ({ ownerId }) => ({ id: `cus_${ownerId}` }),
     // The credit pack's live price, which a grant checks the session's line item and amount against.
     async pricesByLookupKey(keys) {
@@ -91,10 +89,6 @@ function fakeStripe() {
           productMetadata: {},
         }));
     },
-    createCheckoutSession: notUsed('createCheckoutSession'),
-    getCheckoutSession: notUsed('getCheckoutSession'),
-    createPortalSession: notUsed('createPortalSession'),
-    getSubscription: notUsed('getSubscription'),
     async listSubscriptions(customerId) {
       calls.listSubscriptions.push(customerId);
       const failure = failing.get(customerId);
@@ -108,8 +102,6 @@ function fakeStripe() {
         .sort((a, b) => a.created.getTime() - b.created.getTime());
       return pageOf(found, cursor, limit);
     },
-    listOpenCheckoutSessions: notUsed('listOpenCheckoutSessions'),
-    expireCheckoutSession: notUsed('expireCheckoutSession'),
     async listPaidPaymentSessions({ since, cursor, limit }) {
       calls.listPaidPaymentSessions.push({ since: since.toISOString(), cursor, limit });
       return pageOf(
@@ -118,21 +110,7 @@ function fakeStripe() {
         limit,
       );
     },
-    checkoutSessionForPaymentIntent: notUsed('checkoutSessionForPaymentIntent'),
-    getCharge: notUsed('getCharge'),
-    getDispute: notUsed('getDispute'),
-    cancelDuplicateSubscription: notUsed('cancelDuplicateSubscription'),
-    changePriceNow: notUsed('changePriceNow'),
-    previewPriceChangeNow: notUsed('previewPriceChangeNow'),
-    changePriceAtPeriodEnd: notUsed('changePriceAtPeriodEnd'),
-    releaseSchedule: notUsed('releaseSchedule'),
-    setCancelAtPeriodEnd: notUsed('setCancelAtPeriodEnd'),
-    setQuantity: notUsed('setQuantity'),
-    setSeats: notUsed('setSeats'),
-    getInvoice: notUsed('getInvoice'),
-    listInvoices: notUsed('listInvoices'),
-    issueContractInvoice: notUsed('issueContractInvoice'),
-  };
+  });
   return { payments, subscriptions, events, sessions, calls, failing };
 }
 

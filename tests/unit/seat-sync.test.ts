@@ -11,6 +11,7 @@ import type { EntityTable } from '../../src/billing/store.js';
 import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from '../support/env.js';
+import { gatewayDouble } from '../support/gateway-double.js';
 import { givenSubscription, manualClock } from '../support/memory.js';
 import { faultyTables } from '../support/tables.js';
 
@@ -48,33 +49,10 @@ function fakeStripe() {
     latestInvoiceAttempts: 0,
     metadata: { ...state.metadata },
   });
-  const unused = (what: string) => async (): Promise<never> => {
-    throw new Error(`${what} is not used by the seat sync`);
-  };
-  const payments: PaymentsGateway = {
-    createCustomer: unused('createCustomer'),
-    pricesByLookupKey: unused('pricesByLookupKey'),
-    createCheckoutSession: unused('createCheckoutSession'),
-    getCheckoutSession: unused('getCheckoutSession'),
-    createPortalSession: unused('createPortalSession'),
+  const payments: PaymentsGateway = gatewayDouble({
     async getSubscription() {
       return info();
     },
-    listSubscriptions: unused('listSubscriptions'),
-    listEvents: unused('listEvents'),
-    listOpenCheckoutSessions: unused('listOpenCheckoutSessions'),
-    expireCheckoutSession: unused('expireCheckoutSession'),
-    listPaidPaymentSessions: unused('listPaidPaymentSessions'),
-    checkoutSessionForPaymentIntent: unused('checkoutSessionForPaymentIntent'),
-    getCharge: unused('getCharge'),
-    getDispute: unused('getDispute'),
-    cancelDuplicateSubscription: unused('cancelDuplicateSubscription'),
-    changePriceNow: unused('changePriceNow'),
-    previewPriceChangeNow: unused('previewPriceChangeNow'),
-    changePriceAtPeriodEnd: unused('changePriceAtPeriodEnd'),
-    releaseSchedule: unused('releaseSchedule'),
-    setCancelAtPeriodEnd: unused('setCancelAtPeriodEnd'),
-    setQuantity: unused('setQuantity'),
     async setSeats({ quantityNow, quantityNext, generation, idempotencyKey }) {
       await state.block;
       // Stripe's idempotency: the same key twice changes nothing the second time.
@@ -85,10 +63,7 @@ function fakeStripe() {
       state.next = quantityNext === quantityNow ? null : quantityNext;
       state.metadata[SEAT_GENERATION_METADATA] = String(generation);
     },
-    getInvoice: unused('getInvoice'),
-    listInvoices: unused('listInvoices'),
-    issueContractInvoice: unused('issueContractInvoice'),
-  };
+  });
   return { state, payments };
 }
 

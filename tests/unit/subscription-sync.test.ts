@@ -5,6 +5,7 @@ import { createSubscriptionSync, type SyncCause } from '../../src/billing/lifecy
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import type { DuplicateCancellation, PaymentsGateway, SubscriptionInfo } from '../../src/billing/payments.js';
 import { parseSubscriptionRow } from '../../src/billing/subscription.js';
+import { gatewayDouble } from '../support/gateway-double.js';
 import { manualClock, memoryServices } from '../support/memory.js';
 import { priceInfo, subscriptionInfo } from '../support/stripe-fixtures.js';
 
@@ -27,41 +28,15 @@ function setup() {
   const table = services.tables.billing;
   let listed: SubscriptionInfo[] = [];
   const cancelled: string[] = [];
-  const unexpected = async (): Promise<never> => {
-    throw new Error('not used by the sync');
-  };
-  const payments: PaymentsGateway = {
-    createCustomer: unexpected,
-    pricesByLookupKey: unexpected,
-    createCheckoutSession: unexpected,
-    getCheckoutSession: unexpected,
-    createPortalSession: unexpected,
-    getSubscription: unexpected,
+  const payments: PaymentsGateway = gatewayDouble({
     listSubscriptions: async () => listed,
-    listEvents: unexpected,
-    listOpenCheckoutSessions: unexpected,
-    expireCheckoutSession: unexpected,
-    listPaidPaymentSessions: unexpected,
-    checkoutSessionForPaymentIntent: unexpected,
-    getCharge: unexpected,
-    getDispute: unexpected,
     async cancelDuplicateSubscription(subscriptionId): Promise<DuplicateCancellation> {
       cancelled.push(subscriptionId);
       // Stripe's side after the call: cancelled at once.
       listed = listed.map((s) => (s.id === subscriptionId ? { ...s, status: 'canceled' } : s));
       return { subscriptionId, refund: { id: `re_${subscriptionId}`, amount: 2_000, currency: 'usd' } };
     },
-    changePriceNow: unexpected,
-    previewPriceChangeNow: unexpected,
-    changePriceAtPeriodEnd: unexpected,
-    releaseSchedule: unexpected,
-    setCancelAtPeriodEnd: unexpected,
-    setQuantity: unexpected,
-    setSeats: unexpected,
-    getInvoice: unexpected,
-    listInvoices: unexpected,
-    issueContractInvoice: unexpected,
-  };
+  });
   const sync = createSubscriptionSync({
     table,
     owners: services.owners,
