@@ -11,8 +11,13 @@ import { directoryCredential } from './directory-credentials.js';
 import { directoryMember } from './directory-members.js';
 import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
+import { entitlementsChanges } from './entitlements-changes.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import {
+  opsEntitlementDeliveriesFailed,
+  opsEntitlementDeliveriesReplay,
+} from './ops-entitlement-deliveries.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
 import { opsSeatSync } from './ops-seats.js';
@@ -30,6 +35,7 @@ export const routes: readonly Route[] = [
   plans,
   billingSummary,
   entitlementsCheck,
+  entitlementsChanges,
   directoryOrg,
   directoryMember,
   directoryWorkflow,
@@ -52,4 +58,6 @@ export const routes: readonly Route[] = [
   opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
+  opsEntitlementDeliveriesFailed,
+  opsEntitlementDeliveriesReplay,
 ];

@@ -21,6 +21,7 @@ const { migrateOwners } = await import('../functions/owner-migration.js');
 const { reconcileStripe } = await import('../functions/stripe-reconcile.js');
 const { pruneRetention } = await import('../functions/retention-prune.js');
 const { syncSeats } = await import('../functions/seat-sync.js');
+const { sweepEntitlementFeed } = await import('../functions/entitlement-feed-sweep.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -96,6 +97,11 @@ async function main(): Promise<void> {
           run: reconcileStripe,
         },
         { name: 'seatSync', everyMs: config.seatSync.localIntervalSeconds * 1000, run: syncSeats },
+        {
+          name: 'entitlementFeedSweep',
+          everyMs: config.feed.localSweepIntervalSeconds * 1000,
+          run: sweepEntitlementFeed,
+        },
       ],
       log,
     );
