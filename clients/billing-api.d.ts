@@ -2551,7 +2551,7 @@ export interface components {
                     /** @constant */
                     status?: 400;
                     /** @enum {unknown} */
-                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large";
+                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large" | "owner_required";
                 }) | (components["schemas"]["TooLargeToStoreProblem"] & {
                     /** @constant */
                     status?: 400;
@@ -2594,7 +2594,7 @@ export interface components {
          *     role), `not_a_member` (user routes, token `org` the caller does not belong
          *     to or that does not exist), `billing_owner_only` (routes that change billing, list invoices or
          *     manage locks, token `org` the caller is a member but not the creator of: only the billing owner
-         *     may).
+         *     may), `not_the_owner` (`GET /entitlements/changes` with a user token naming another owner).
          *      */
         Forbidden: {
             headers: {
@@ -2614,7 +2614,7 @@ export interface components {
                     /** @constant */
                     status?: 403;
                     /** @enum {unknown} */
-                    code?: "service_role_required" | "admin_role_required" | "not_a_member" | "billing_owner_only";
+                    code?: "service_role_required" | "admin_role_required" | "not_a_member" | "billing_owner_only" | "not_the_owner";
                 };
             };
         };
@@ -2659,6 +2659,21 @@ export interface components {
                     status?: 409;
                     /** @constant */
                     code?: "org_creator_immutable";
+                };
+            };
+        };
+        /** @description `webhook_not_configured`: entitlement webhooks are off (no `ENTITLEMENT_WEBHOOK_URL`). */
+        WebhookNotConfigured: {
+            headers: {
+                "Cache-Control": components["headers"]["CacheControlNoStore"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    status?: 409;
+                    /** @constant */
+                    code?: "webhook_not_configured";
                 };
             };
         };
@@ -4379,8 +4394,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
             403: components["responses"]["Forbidden"];
-            /** @description `webhook_not_configured`: entitlement webhooks are off. */
-            409: components["responses"]["Conflict"];
+            409: components["responses"]["WebhookNotConfigured"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -4418,8 +4432,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
             403: components["responses"]["Forbidden"];
-            /** @description `webhook_not_configured`: entitlement webhooks are off. */
-            409: components["responses"]["Conflict"];
+            409: components["responses"]["WebhookNotConfigured"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
