@@ -99,6 +99,8 @@ export interface ServiceOverrides {
   readonly payments?: PaymentsGateway;
   /** Where the entitlement feed publishes (tests read it). */
   readonly feedTransport?: EventQueue;
+  /** `false` leaves the outbox out: only for the bench's baseline of what the outbox costs. @default true */
+  readonly outbox?: boolean;
 }
 
 /** The composition root: adapters wired into the domain. Tests pass overrides (a clock, in-memory tables). */
@@ -149,11 +151,14 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   // own transaction, and asks for the drain once committed (src/billing/feed/outbox.ts).
   const tables = {
     ...storedTables,
-    billing: withEntitlementOutbox(indexed, {
-      catalog,
-      clock,
-      committed: drainRequester(queue, (message, error) => console.warn(message, error)),
-    }),
+    billing:
+      overrides.outbox === false
+        ? indexed
+        : withEntitlementOutbox(indexed, {
+            catalog,
+            clock,
+            committed: drainRequester(queue, (message, error) => console.warn(message, error)),
+          }),
   };
   const feedSettings = config.feed;
   const feedTransport =

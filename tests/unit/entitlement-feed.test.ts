@@ -119,6 +119,27 @@ describe('entitlement feed: the outbox', () => {
   });
 });
 
+describe('entitlement feed: retention', () => {
+  it('prunes published events past the window, never an unpublished one', async () => {
+    const { services } = world();
+    await givenFourWorkflows(services);
+    await services.directory.putWorkflow('wf-5', { workspace: org('acme'), nodeCount: 1 });
+    await services.feed.drain.drain('alice');
+    await services.directory.deleteWorkflow('wf-5');
+    const [published, pending] = await outbox(services, 'alice');
+    // Written 2026-11-15, kept 35 days: due 2026-12-20, its owner listed for January.
+    const first = await services.retention.run({ now: new Date('2027-01-02T00:00:00.000Z') });
+    expect(first.pruned.feed).toBe(1);
+    expect((await outbox(services, 'alice')).map((e) => e.id)).toEqual([pending?.id]);
+    expect(published?.id).not.toBe(pending?.id);
+    // Published later: pruned by a later run (the owner stayed listed while a row was kept).
+    await services.feed.drain.drain('alice');
+    const second = await services.retention.run({ now: new Date('2027-02-02T00:00:00.000Z') });
+    expect(second.pruned.feed).toBe(1);
+    expect(await outbox(services, 'alice')).toEqual([]);
+  });
+});
+
 describe('entitlement feed: a failure at any storage or queue call', () => {
   it.each(['before', 'after'] as const)(
     'each storage call of a change failing %s, then a retry',
