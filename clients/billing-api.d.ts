@@ -2285,7 +2285,7 @@ export interface components {
             /** @description What made the change. */
             cause: {
                 /** @enum {string} */
-                kind: "request" | "stripe_event" | "queue" | "timer" | "admin" | "unknown";
+                kind: "request" | "stripe_event" | "queue" | "timer" | "unknown";
                 /** @description The Stripe event id, or the invocation id of the request, message or timer run. */
                 id: string;
                 /** @description The Stripe event type, or the function that made the change. */

@@ -8,7 +8,7 @@ import { z } from 'zod';
  * outbox reads it when the change commits. Node's `AsyncLocalStorage` follows the invocation's awaits
  * only, so two concurrent invocations never see each other's cause.
  */
-export const CAUSE_KINDS = ['request', 'stripe_event', 'queue', 'timer', 'admin', 'unknown'] as const;
+export const CAUSE_KINDS = ['request', 'stripe_event', 'queue', 'timer', 'unknown'] as const;
 
 export const changeCauseSchema = z.object({
   kind: z.enum(CAUSE_KINDS),

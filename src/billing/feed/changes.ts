@@ -23,12 +23,19 @@ export async function listChanges(
   since: number,
   limit: number,
 ): Promise<ChangesPage> {
-  const page = await table.listPage(ownerId, {
-    range: { from: outboxRowKey(since + 1), to: prefixEnd(OUTBOX_PREFIX) },
-    top: limit,
-  });
-  const items = page.rows.map(parseOutboxRow);
+  const items: EntitlementChange[] = [];
+  let cursor: string | undefined;
+  // Table Storage may end a page early (even empty) with a continuation: go on until the page is full.
+  do {
+    const page = await table.listPage(ownerId, {
+      range: { from: outboxRowKey(since + 1), to: prefixEnd(OUTBOX_PREFIX) },
+      top: limit - items.length,
+      ...(cursor === undefined ? {} : { cursor }),
+    });
+    items.push(...page.rows.map(parseOutboxRow));
+    cursor = page.nextCursor;
+  } while (cursor !== undefined && items.length < limit);
   const last = items.at(-1);
-  const full = items.length === limit || page.nextCursor !== undefined;
-  return { ownerId, items, nextSince: full && last ? last.version : null };
+  const more = items.length === limit || cursor !== undefined;
+  return { ownerId, items, nextSince: more && last ? last.version : null };
 }

@@ -176,19 +176,23 @@ export function createFeedDrain(deps: FeedDrainDeps): FeedDrain {
   };
 }
 
-/** Queues the drain of an owner after a commit; never throws (the sweep recovers a lost request). */
+/**
+ * Queues the drain of an owner after a commit, without holding the change: its caller does not wait for
+ * the send (the change is committed already, and a queue that is slow or down, whose client retries until
+ * the storage timeout, must not hold every change that moves entitlements). Never throws: a send that
+ * fails, or never happens because the process dies, leaves the owner listed in `feed|pending`, and the
+ * owner's next drain or the sweep publishes.
+ */
 export function drainRequester(
   queue: EventQueue,
   warn: (message: string, error: unknown) => void,
 ): (ownerId: OwnerId, version: number) => Promise<void> {
   return async (ownerId, version) => {
-    try {
-      await requestDrain(queue, ownerId, `v${version}`);
-    } catch (error) {
+    void requestDrain(queue, ownerId, `v${version}`).catch((error: unknown) =>
       warn(
         `entitlement feed drain of ${ownerId} (version ${version}) not queued; the sweep will publish it`,
         error,
-      );
-    }
+      ),
+    );
   };
 }
