@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { withCause } from '../../src/billing/feed/cause.js';
 import { drainMessageSchema } from '../../src/billing/feed/messages.js';
-import { FEED_PENDING_PARTITION } from '../../src/billing/feed/outbox.js';
+import { FEED_PENDING_PARTITION, OutboxNoRoomError } from '../../src/billing/feed/outbox.js';
+import { SEAT_CAP_ROW } from '../../src/billing/owner/keys.js';
+import { withVersion } from '../../src/billing/owner/snapshot.js';
 import {
   crashTheChange,
   crashTheDrain,
@@ -116,6 +118,27 @@ describe('entitlement feed: the outbox', () => {
     expect(page2.nextSince).toBeNull();
     const missed = await services.feed.changes('alice', all[2]?.version ?? 0, 100);
     expect(missed.items.map((e) => e.version)).toEqual(all.slice(3).map((e) => e.version));
+  });
+});
+
+describe('entitlement feed: a full transaction', () => {
+  it('refuses a change that leaves no action free for its outbox row, writing nothing', async () => {
+    const { services } = world();
+    const snapshot = await services.owners.read('alice');
+    const filler = Array.from({ length: 98 }, (_, i) => ({
+      kind: 'create' as const,
+      rowKey: `s|o|zz${String(i).padStart(3, '0')}`,
+      props: { n: i },
+    }));
+    const actions = withVersion(snapshot, [
+      ...filler,
+      { kind: 'create', rowKey: SEAT_CAP_ROW, props: { maxSeats: 3, updatedAt: '2026-11-15T12:00:00.000Z' } },
+    ]);
+    expect(actions).toHaveLength(100);
+    await expect(services.tables.billing.transact('alice', actions)).rejects.toBeInstanceOf(
+      OutboxNoRoomError,
+    );
+    expect(await services.tables.billing.list('alice')).toEqual([]);
   });
 });
 

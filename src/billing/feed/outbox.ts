@@ -5,7 +5,7 @@ import type { OwnerId } from '../ids.js';
 import { VERSION_ROW } from '../owner/keys.js';
 import { CorruptRowError, chunkedJson, readChunkedJson } from '../owner/rows.js';
 import { snapshotAfter } from '../owner/snapshot.js';
-import type { EntityTable, StoredEntity, TransactionAction } from '../store.js';
+import { type EntityTable, type StoredEntity, TABLE_LIMITS, type TransactionAction } from '../store.js';
 import { basisOf } from './basis.js';
 import { type ChangeCause, changeCauseSchema, currentCause } from './cause.js';
 import { changedFields, entitlementView, entitlementViewSchema } from './view.js';
@@ -69,6 +69,17 @@ export function parseOutboxRow(row: StoredEntity): EntitlementChange {
   return parsed.data;
 }
 
+/** A transaction that changes entitlements left no action free for its outbox row. */
+export class OutboxNoRoomError extends Error {
+  readonly code = 'outbox_no_room';
+  constructor(partitionKey: string, actions: number) {
+    super(
+      `A change to ${partitionKey} with ${actions} actions leaves no room for its entitlement outbox row; write at most ${TABLE_LIMITS.transactionActions - 1} actions per transaction`,
+    );
+    this.name = 'OutboxNoRoomError';
+  }
+}
+
 export interface OutboxDeps {
   readonly catalog: Catalog;
   readonly clock: Clock;
@@ -122,6 +133,10 @@ export function withEntitlementOutbox(table: EntityTable, deps: OutboxDeps): Ent
     async transact(partitionKey, actions) {
       const change = describeChange(actions, partitionKey, deps);
       if (change === undefined) return table.transact(partitionKey, actions);
+      // A writer that filled the transaction would lose the event: refuse loudly, as commit() refuses a
+      // change without its version (a bug in the writer, never a condition to retry).
+      if (actions.length >= TABLE_LIMITS.transactionActions)
+        throw new OutboxNoRoomError(partitionKey, actions.length);
       // Listed before the transaction: an outbox row never exists unlisted. A listing whose transaction
       // fails costs the drain one look.
       await table.upsert(FEED_PENDING_PARTITION, partitionKey, {
