@@ -172,8 +172,10 @@ describe('entitlement change feed over HTTP', () => {
     await host.call('PUT', '/api/directory/orgs/o-feed-wf', { token: service, body: { creatorId: ownerId } });
     for (let i = 1; i <= 4; i++) expect((await workflow(`wf-feed-${i}`, 'o-feed-wf')).status).toBe(201);
     expect(await settled(ownerId)).toEqual([]);
+    const before = await versionOf(ownerId);
     expect((await workflow('wf-feed-5', 'o-feed-wf')).status).toBe(201);
     const crossed = await versionOf(ownerId);
+    expect(crossed).toBe(before + 1);
     const [up] = await settled(ownerId);
     expect(up).toMatchObject({ version: crossed, changed: ['exhausted'], cause: { kind: 'request' } });
     expect(up?.after.exhausted).toEqual(['workflows_per_org:o-feed-wf']);
@@ -200,7 +202,9 @@ describe('entitlement change feed over HTTP', () => {
     expect((await consume('a', 500)).status).toBe(200);
     expect((await consume('b', 499)).status).toBe(200);
     expect(await settled(ownerId)).toEqual([]);
+    const before = await versionOf(ownerId);
     const last = await consume('c', 1);
+    expect(await versionOf(ownerId)).toBe(before + 1);
     expect(last.status).toBe(200);
     const [event] = await settled(ownerId);
     expect(event).toMatchObject({
@@ -223,6 +227,7 @@ describe('entitlement change feed over HTTP', () => {
     const locked = before.at(-1)?.after.locks;
     expect(locked).toMatchObject({ orgs: { 'o-feed-locks': expect.any(Array) } });
     const owner = await token({ sub: ownerId, org: 'o-feed-locks' });
+    const version = await versionOf(ownerId);
     const picks = await host.call('PUT', '/api/billing/locks', {
       token: owner,
       body: { workflows: ['wf-lock-6'] },
@@ -231,6 +236,7 @@ describe('entitlement change feed over HTTP', () => {
     const after = await settled(ownerId);
     expect(after).toHaveLength(before.length + 1);
     const pick = after.at(-1);
+    expect(pick?.version).toBe(version + 1);
     expect(pick?.changed).toEqual(['locks']);
     expect(pick?.after.locks).toMatchObject({
       orgs: { 'o-feed-locks': expect.arrayContaining(['wf-lock-6']) },
@@ -261,6 +267,7 @@ describe('entitlement change feed over HTTP', () => {
     // Every other copy and type of event the payment produced changed nothing more.
     expect(await settled(ownerId)).toHaveLength(1);
 
+    const version = await versionOf(ownerId);
     const cap = await host.call('PUT', '/api/billing/seats', { token: owner, body: { maxSeats: 4 } });
     expect(cap.status, cap.text).toBe(200);
     const events = await settled(ownerId);
@@ -268,8 +275,9 @@ describe('entitlement change feed over HTTP', () => {
     expect(events[1]).toMatchObject({
       changed: ['maxSeats'],
       after: { maxSeats: 4 },
-      version: await versionOf(ownerId),
+      version: version + 1,
     });
+    expect(await versionOf(ownerId)).toBe(version + 1);
   });
 
   it('credits granted: one event (credits become available)', async () => {
