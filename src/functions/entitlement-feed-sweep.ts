@@ -10,9 +10,9 @@ import { app } from '../http/functions-runtime.js';
  */
 export async function sweepEntitlementFeed(services: Services, context: InvocationContext): Promise<void> {
   const report = await services.feed.drain.sweep();
-  context.log(
-    `entitlement feed sweep: ${report.owners} owners drained, ${report.published} events published${report.more ? '; more next run' : ''}`,
-  );
+  const line = `entitlement feed sweep: ${report.owners} owners drained, ${report.published} events published, ${report.failures.length} failed${report.more ? '; more next run' : ''}`;
+  if (report.failures.length > 0) context.warn(line, report.failures);
+  else context.log(line);
 }
 
 app.timer('entitlementFeedSweep', {

@@ -191,6 +191,31 @@ describe('entitlement feed: a failure at any storage or queue call', () => {
     ]);
   });
 
+  it('an owner that cannot be drained (a corrupt row) does not hold up the sweep of the others', async () => {
+    const { services, queue, transport } = world();
+    queue.fail(true);
+    await givenFourWorkflows(services);
+    await services.directory.putWorkflow('wf-5', { workspace: org('acme'), nodeCount: 1 });
+    await services.directory.putOrg('bravo', { creatorId: 'bob' });
+    for (let i = 1; i <= 5; i++)
+      await services.directory.putWorkflow(`wf-b${i}`, { workspace: org('bravo'), nodeCount: 1 });
+    queue.fail(false);
+    const [row] = await services.tables.billing.list('alice', { prefix: 'outbox|' });
+    await services.tables.billing.upsert('alice', row?.rowKey ?? '', {
+      event: '{not json',
+      at: 'x',
+      version: 1,
+    });
+    const report = await services.feed.drain.sweep({ minAgeSeconds: 0 });
+    expect(report.failures.map((f) => f.ownerId)).toEqual(['alice']);
+    expect(report.failures[0]?.error).toMatchObject({ code: 'corrupt_row' });
+    expect(published(transport.sent).map((e) => e.ownerId)).toEqual(['bob']);
+    // Still listed: the next run tries again once the row is repaired.
+    expect((await services.tables.billing.list(FEED_PENDING_PARTITION)).map((r) => r.rowKey)).toEqual([
+      'alice',
+    ]);
+  });
+
   it('duplicate drains (a redelivered message) publish the same ids again: consumers dedupe by (ownerId, version)', async () => {
     const { services, transport } = world();
     await givenFourWorkflows(services);

@@ -54,6 +54,8 @@ export interface SweepReport {
   readonly published: number;
   /** More listings were left for the next run. */
   readonly more: boolean;
+  /** Owners whose drain failed; they stay listed for the next run. */
+  readonly failures: ReadonlyArray<{ readonly ownerId: string; readonly error: unknown }>;
 }
 
 export interface FeedDrainDeps {
@@ -164,14 +166,21 @@ export function createFeedDrain(deps: FeedDrainDeps): FeedDrain {
       const page = await table.listPage(FEED_PENDING_PARTITION, { top: maxOwners });
       let owners = 0;
       let count = 0;
+      const failures: Array<{ readonly ownerId: string; readonly error: unknown }> = [];
       for (const row of page.rows) {
-        const { ownerId, at } = parseRow(pendingSchema, row);
-        if (now - Date.parse(at) < minAgeMs) continue;
-        const report = await drain(ownerId);
-        owners++;
-        count += report.published.length;
+        // One owner that cannot be drained (a corrupt row, an outage of its partition) does not hold up
+        // the others: it stays listed, and is tried again next run.
+        try {
+          const { ownerId, at } = parseRow(pendingSchema, row);
+          if (now - Date.parse(at) < minAgeMs) continue;
+          const report = await drain(ownerId);
+          owners++;
+          count += report.published.length;
+        } catch (error) {
+          failures.push({ ownerId: row.rowKey, error });
+        }
       }
-      return { owners, published: count, more: page.nextCursor !== undefined };
+      return { owners, published: count, more: page.nextCursor !== undefined, failures };
     },
   };
 }
