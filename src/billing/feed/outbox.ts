@@ -42,7 +42,7 @@ export const entitlementChangeSchema = z.object({
   before: entitlementViewSchema,
   after: entitlementViewSchema,
   cause: changeCauseSchema,
-  /** When the change committed (ISO). */
+  /** When the change was written (ISO; the transaction commits right after). */
   occurredAt: z.string(),
 });
 export type EntitlementChange = z.infer<typeof entitlementChangeSchema>;
