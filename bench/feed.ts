@@ -171,6 +171,7 @@ export async function benchFeed(connectionString: string, prefix: string): Promi
 
   const maxOutboxRows = Math.max(0, ...withFeed.seen.outboxRows);
   const published = withFeed.seen.outboxRows.filter((n) => n === 1).length;
+  const snapshotTransactions = withFeed.seen.sizes.length;
   if (maxOutboxRows > 1)
     throw new BenchError('scenario_failed', `a transaction carried ${maxOutboxRows} outbox rows`);
   if (published === 0) throw new BenchError('scenario_failed', 'no change wrote an outbox row');
@@ -219,7 +220,7 @@ export async function benchFeed(connectionString: string, prefix: string): Promi
         withoutOutboxMedian: median(without.seen.sizes),
         maxOutboxRowsInOneTransaction: maxOutboxRows,
         transactionsWithAnOutboxRow: published,
-        snapshotTransactions: withFeed.seen.sizes.length,
+        snapshotTransactions,
       },
       storageCallsPerCheck: { withoutMinVersion: checkCalls, withMinVersion: versionedCalls },
     },

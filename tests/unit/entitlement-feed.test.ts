@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { withCause } from '../../src/billing/feed/cause.js';
+import { drainRequester } from '../../src/billing/feed/drain.js';
 import { drainMessageSchema } from '../../src/billing/feed/messages.js';
 import { FEED_PENDING_PARTITION, OutboxNoRoomError } from '../../src/billing/feed/outbox.js';
 import { SEAT_CAP_ROW } from '../../src/billing/owner/keys.js';
@@ -12,6 +13,7 @@ import {
   org,
   outbox,
   published,
+  recordingQueue,
   versionOf,
   world,
 } from '../support/feed-world.js';
@@ -118,6 +120,28 @@ describe('entitlement feed: the outbox', () => {
     expect(page2.nextSince).toBeNull();
     const missed = await services.feed.changes('alice', all[2]?.version ?? 0, 100);
     expect(missed.items.map((e) => e.version)).toEqual(all.slice(3).map((e) => e.version));
+  });
+});
+
+describe('entitlement feed: drain requests', () => {
+  it('are coalesced per owner: one at once, one more for a burst when the window closes', async () => {
+    const queue = recordingQueue('billing-events');
+    const request = drainRequester(queue.queue, () => undefined, { windowMs: 40 });
+    await request('alice', 1);
+    await request('alice', 2);
+    await request('alice', 3);
+    await request('bob', 7);
+    expect(queue.sent.map((m) => m.id)).toEqual(['feed-drain-alice-v1-0', 'feed-drain-bob-v7-0']);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(queue.sent.map((m) => m.id)).toEqual([
+      'feed-drain-alice-v1-0',
+      'feed-drain-bob-v7-0',
+      'feed-drain-alice-v3-0',
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(queue.sent).toHaveLength(3);
+    await request('alice', 4);
+    expect(queue.sent.at(-1)?.id).toBe('feed-drain-alice-v4-0');
   });
 });
 

@@ -191,17 +191,37 @@ export function createFeedDrain(deps: FeedDrainDeps): FeedDrain {
  * the storage timeout, must not hold every change that moves entitlements). Never throws: a send that
  * fails, or never happens because the process dies, leaves the owner listed in `feed|pending`, and the
  * owner's next drain or the sweep publishes.
+ *
+ * Coalesced per owner: a drain publishes every row after the cursor, so one request per burst is enough.
+ * The first change of an owner sends at once; changes within the next `windowMs` send one more request
+ * when the window closes. (Measured in `npm run bench`: one send per change cost half the throughput of
+ * a burst of changes on the shared Azurite.)
  */
 export function drainRequester(
   queue: EventQueue,
   warn: (message: string, error: unknown) => void,
+  options: { readonly windowMs?: number } = {},
 ): (ownerId: OwnerId, version: number) => Promise<void> {
-  return async (ownerId, version) => {
+  const windowMs = options.windowMs ?? 1_000;
+  /** Owners with an open window, and whether a change came during it. */
+  const windows = new Map<OwnerId, { trailing: number | undefined }>();
+  const send = (ownerId: OwnerId, version: number) => {
     void requestDrain(queue, ownerId, `v${version}`).catch((error: unknown) =>
       warn(
         `entitlement feed drain of ${ownerId} (version ${version}) not queued; the sweep will publish it`,
         error,
       ),
     );
+    const window: { trailing: number | undefined } = { trailing: undefined };
+    windows.set(ownerId, window);
+    setTimeout(() => {
+      windows.delete(ownerId);
+      if (window.trailing !== undefined) send(ownerId, window.trailing);
+    }, windowMs).unref();
+  };
+  return async (ownerId, version) => {
+    const open = windows.get(ownerId);
+    if (open) open.trailing = Math.max(open.trailing ?? 0, version);
+    else send(ownerId, version);
   };
 }
