@@ -115,7 +115,12 @@ Billing backend running at ${host.url}/api
     sandbox
       ? `\n  Stripe:   local sandbox at ${sandbox.url} (webhooks -> ${host.url}/api/webhooks/stripe)`
       : ''
-  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}${
+  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}
+  feed:     entitlements.changed to ${
+    config.feed.transport.kind === 'storage'
+      ? `queue ${config.feed.transport.queueName}`
+      : `topic ${config.feed.transport.topic}`
+  }; webhook ${config.feed.webhook ? config.feed.webhook.url.href : 'off (ENTITLEMENT_WEBHOOK_URL)'}${
     config.telemetry
       ? '\n  telemetry: OpenTelemetry to Azure Monitor (APPLICATIONINSIGHTS_CONNECTION_STRING)'
       : ''
