@@ -21,6 +21,7 @@ import { tenantOf } from '../src/http/tenant.js';
 import { freePort, startAzurite } from '../src/local/azurite.js';
 import { LOCAL_DEFAULTS, withLocalDefaults } from '../src/local/defaults.js';
 import { mintToken } from '../src/local/token.js';
+import { benchFeed } from './feed.js';
 import {
   BenchError,
   type Measured,
@@ -278,6 +279,10 @@ async function main(): Promise<void> {
     }
     console.log('Storage calls per operation:', calls);
 
+    // The entitlement feed's outbox: its cost per change, its rows per transaction, versioned checks.
+    const feed = await benchFeed(azurite.connectionString, prefix);
+    console.log('Entitlement feed:', feed.feed);
+
     const byName = new Map(results.map((r) => [r.name, r]));
     const sizeRatios: Record<string, number> = {};
     for (const subjectName of Object.keys(subjects)) {
@@ -320,6 +325,8 @@ async function main(): Promise<void> {
       p50BigOverSmall: sizeRatios,
       throughputOverIndexPointRead: vsIndexPointRead,
       storageCallsPerOperation: calls,
+      feedResults: feed.results,
+      feed: feed.feed,
     });
     agent.destroy();
   } finally {

@@ -141,6 +141,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/entitlements/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Entitlement changes after a version (catch-up of the change feed)
+         * @description The `entitlements.changed` events of one billing owner with a version greater than `since`,
+         *     ascending by version, one page at a time: what the feed published (or will publish) while a
+         *     consumer was down. Events are kept for the feed's retention window after they were published.
+         *
+         *     Versions have gaps: every change to the owner's state bumps its version, but only a change that
+         *     moves what the owner is entitled to (`EntitlementView`) writes an event, so most consumptions
+         *     write none. Order by `version`; pass `nextSince` back as `since` for the next page (`null`: you
+         *     are at the newest change).
+         *
+         *     A service token names the owner with `ownerId`; a user token reads only its own billing owner's
+         *     changes (`ownerId` omitted, or the token's own user id).
+         *
+         */
+        get: operations["entitlementsChanges"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/directory/orgs/{orgId}": {
         parameters: {
             query?: never;
@@ -959,6 +990,54 @@ export interface paths {
          *
          */
         post: operations["opsSeatSync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/entitlements/deliveries/failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Entitlement webhook deliveries that failed
+         * @description Signed webhook deliveries of `entitlements.changed` (`ENTITLEMENT_WEBHOOK_URL`) that used up
+         *     their attempts (`ENTITLEMENT_WEBHOOK_MAX_ATTEMPTS`, retried with a growing delay), in owner and
+         *     version order, one page at a time. Pass `nextCursor` back as `cursor` for the next page.
+         *
+         */
+        get: operations["opsEntitlementDeliveriesFailed"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/entitlements/deliveries/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay failed entitlement webhook deliveries
+         * @description Queues failed deliveries again with their attempt count reset; each entry is removed once its
+         *     delivery was queued (if it fails again it is listed again). With `ids` (`<ownerId>:<version>`,
+         *     at most 100; ids not listed are returned in `notFound`); without a body or with an empty list,
+         *     the first 100, with `more: true` when others remain. Safe: receivers deduplicate by the
+         *     `Entitlements-Event-Id` header.
+         *
+         */
+        post: operations["opsEntitlementDeliveriesReplay"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2797,6 +2876,117 @@ export interface components {
             /** @description The events to replay; absent or empty replays the first 100. */
             eventIds?: string[];
         };
+        /** @description What a billing owner is entitled to at one version, computed by the same functions as every
+         *     decision: the plan, status and access level, the limits and flags in force, the owner's seat cap,
+         *     which limits are exhausted, and the lock set (what is kept in each over-limit scope).
+         *      */
+        EntitlementView: {
+            plan: string;
+            status: string;
+            accessLevel: string;
+            /** @description Limits in force; `null` is unlimited. */
+            limits: {
+                [key: string]: number | null;
+            };
+            flags: {
+                [key: string]: boolean;
+            };
+            /** @description The owner's cap on people; `null` without one. */
+            maxSeats: number | null;
+            /** @description The owner's own enforcement setting (`/ops/owners/{ownerId}/enforcement`); `null` without one.
+             *     Cohort rules are global settings, not part of an owner's version: every process applies a
+             *     change to them within 30 seconds, and no event is published for it.
+             *      */
+            enforcement: null | {
+                mode: components["schemas"]["EnforcementMode"];
+                features: {
+                    [key: string]: components["schemas"]["EnforcementMode"];
+                };
+            };
+            /**
+             * Format: date-time
+             * @description When this view lapses by the clock alone, with no write and so no event: the overrides'
+             *     `expiresAt`, an enterprise contract's start or end, whichever comes first; `null` when nothing
+             *     is due. Keep a cached answer no longer than this.
+             *
+             */
+            validUntil: string | null;
+            /** @description Limits with nothing left, sorted: `executions` (allowance and credits used up), `workflows`,
+             *     `credentials`, `seats`, `workflows_per_org:<orgId>`, `max_seats` (at the owner's cap).
+             *      */
+            exhausted: string[];
+            /** @description Meters whose period allowance is used up (credits may still cover them). */
+            allowanceExhausted: string[];
+            creditsAvailable: boolean;
+            /** @description Over-limit scopes and the ids kept in each (everything else in the scope is locked); `null`
+             *     where a scope is within its limit. `stale` while the stored lock set is being repaired.
+             *      */
+            locks: "stale" | {
+                workflows: string[] | null;
+                credentials: string[] | null;
+                orgs: {
+                    [key: string]: string[];
+                };
+            };
+        };
+        /** @description The `entitlements.changed` event: published to the feed's queue or topic (message id = `id`), sent
+         *     as a signed webhook when configured, and answered by `GET /entitlements/changes`. Delivered at
+         *     least once: deduplicate by `id` (`<ownerId>:<version>`).
+         *      */
+        EntitlementsChanged: {
+            /** @enum {string} */
+            type: "entitlements.changed";
+            /** @description `<ownerId>:<version>`, the dedupe key. */
+            id: string;
+            ownerId: string;
+            /** @description The owner's state version the change produced (see `SnapshotVersion`); increasing, with gaps. */
+            version: number;
+            /** @description Fields of the view that differ, sorted: `plan`, `status`, `accessLevel`, `limits.<name>`, `flags.<name>`, `maxSeats`, `enforcement`, `validUntil`, `exhausted`, `allowanceExhausted`, `creditsAvailable`, `locks`. */
+            changed: string[];
+            before: components["schemas"]["EntitlementView"];
+            after: components["schemas"]["EntitlementView"];
+            /** @description What made the change. */
+            cause: {
+                /** @enum {string} */
+                kind: "request" | "stripe_event" | "queue" | "timer" | "unknown";
+                /** @description The Stripe event id, or the invocation id of the request, message or timer run. */
+                id: string;
+                /** @description The Stripe event type, or the function that made the change. */
+                source?: string;
+            };
+            /** Format: date-time */
+            occurredAt: string;
+        };
+        EntitlementChangesPage: {
+            ownerId: string;
+            items: components["schemas"]["EntitlementsChanged"][];
+            /** @description Pass as `since` for the next page; `null` on the newest. */
+            nextSince: number | null;
+        };
+        FailedDelivery: {
+            /** @description `<ownerId>:<version>` */
+            id: string;
+            ownerId: string;
+            version: number;
+            attempts: number;
+            /** @description The last HTTP status received; 0 when no answer came. */
+            lastStatus: number;
+            lastError: string;
+            /** Format: date-time */
+            failedAt: string;
+        };
+        FailedDeliveryPage: {
+            items: components["schemas"]["FailedDelivery"][];
+            nextCursor: string | null;
+        };
+        DeliveryReplayRequest: {
+            ids?: string[];
+        };
+        DeliveryReplayReport: {
+            replayed: string[];
+            notFound: string[];
+            more: boolean;
+        };
         PoisonReplayReport: {
             /** @description Events put back on the queue (and no longer listed). */
             replayed: string[];
@@ -3024,7 +3214,7 @@ export interface components {
                     /** @constant */
                     status?: 400;
                     /** @enum {unknown} */
-                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large" | "invalid_override";
+                    code?: "invalid_id" | "body_required" | "malformed_json" | "invalid_body" | "subject_inconsistent" | "quantity_required" | "quantity_not_applicable" | "plan_not_purchasable" | "plan_not_self_serve" | "seats_not_applicable" | "invalid_consume_request" | "invalid_refund_request" | "invalid_query" | "invalid_range" | "credit_pack_unknown" | "keep_list_too_large" | "invalid_override" | "owner_required";
                 }) | (components["schemas"]["TooLargeToStoreProblem"] & {
                     /** @constant */
                     status?: 400;
@@ -3067,7 +3257,7 @@ export interface components {
          *     role), `not_a_member` (user routes, token `org` the caller does not belong
          *     to or that does not exist), `billing_owner_only` (routes that change billing, list invoices or
          *     manage locks, token `org` the caller is a member but not the creator of: only the billing owner
-         *     may).
+         *     may), `not_the_owner` (`GET /entitlements/changes` with a user token naming another owner).
          *      */
         Forbidden: {
             headers: {
@@ -3087,7 +3277,7 @@ export interface components {
                     /** @constant */
                     status?: 403;
                     /** @enum {unknown} */
-                    code?: "service_role_required" | "admin_role_required" | "not_a_member" | "billing_owner_only";
+                    code?: "service_role_required" | "admin_role_required" | "not_a_member" | "billing_owner_only" | "not_the_owner";
                 };
             };
         };
@@ -3133,6 +3323,21 @@ export interface components {
                     status?: 409;
                     /** @constant */
                     code?: "org_creator_immutable";
+                };
+            };
+        };
+        /** @description `webhook_not_configured`: entitlement webhooks are off (no `ENTITLEMENT_WEBHOOK_URL`). */
+        WebhookNotConfigured: {
+            headers: {
+                "Cache-Control": components["headers"]["CacheControlNoStore"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    status?: 409;
+                    /** @constant */
+                    code?: "webhook_not_configured";
                 };
             };
         };
@@ -3696,6 +3901,41 @@ export interface operations {
             409: components["responses"]["VersionNotReached"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    entitlementsChanges: {
+        parameters: {
+            query: {
+                /** @description The last version the consumer has; `0` for everything retained. */
+                since: number;
+                /** @description The billing owner (required with a service token). */
+                ownerId?: string;
+                /** @description Events per page. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of changes, ascending by version. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EntitlementChangesPage"];
+                };
+            };
+            /** @description `invalid_query` (`since` missing or not a non-negative integer, `limit` out of range, an unknown parameter) or `owner_required` (a service token without `ownerId`). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_the_owner`: a user token asked for another owner's changes. */
+            403: components["responses"]["Forbidden"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -4825,6 +5065,80 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
             403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsEntitlementDeliveriesFailed: {
+        parameters: {
+            query?: {
+                /** @description Entries per page. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of failed deliveries. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailedDeliveryPage"];
+                };
+            };
+            /** @description `invalid_query`: `limit` out of range, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["WebhookNotConfigured"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsEntitlementDeliveriesReplay: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /** @example {
+                 *       "ids": [
+                 *         "user_42:17"
+                 *       ]
+                 *     } */
+                "application/json": components["schemas"]["DeliveryReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description What was replayed. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryReplayReport"];
+                };
+            };
+            /** @description `malformed_json`, `body_required` or `invalid_body` (an id that is not `<ownerId>:<version>`, more than 100 ids, or an unknown field). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token lacks the `admin` role (user and service tokens alike). */
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["WebhookNotConfigured"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];

@@ -17,6 +17,10 @@ import { type Customers, createCustomers } from './billing/customers.js';
 import { createDirectory, type Directory } from './billing/directory/index.js';
 import { createOrgOwnerCache } from './billing/directory/org-owners.js';
 import { createEntitlements, type Entitlements } from './billing/entitlements.js';
+import { type ChangesPage, listChanges } from './billing/feed/changes.js';
+import { createFeedDrain, drainRequester, type FeedDrain } from './billing/feed/drain.js';
+import { withEntitlementOutbox } from './billing/feed/outbox.js';
+import { createFeedWebhooks, type FeedWebhooks } from './billing/feed/webhook.js';
 import { createSubscriptionSync, type SubscriptionSync } from './billing/lifecycle.js';
 import { createLocks, type Locks } from './billing/locks.js';
 import { createMetering, type Metering } from './billing/metering.js';
@@ -101,6 +105,15 @@ export interface Services {
   readonly webhooks: WebhookVerifier;
   /** The API version webhooks must carry. */
   readonly stripeApiVersion: string;
+  /** The entitlement change feed: outbox drain, webhook deliveries, catch-up reads. */
+  readonly feed: {
+    readonly drain: FeedDrain;
+    /** `undefined` unless `ENTITLEMENT_WEBHOOK_URL` is set. */
+    readonly webhooks: FeedWebhooks | undefined;
+    /** Where events are published (a Storage Queue or a Service Bus topic). */
+    readonly transport: EventQueue;
+    changes(ownerId: string, since: number, limit: number): Promise<ChangesPage>;
+  };
 }
 
 export interface ServiceOverrides {
@@ -108,6 +121,10 @@ export interface ServiceOverrides {
   readonly tables?: Services['tables'];
   readonly queue?: EventQueue;
   readonly payments?: PaymentsGateway;
+  /** Where the entitlement feed publishes (tests read it). */
+  readonly feedTransport?: EventQueue;
+  /** `false` leaves the outbox out: only for the bench's baseline of what the outbox costs. @default true */
+  readonly outbox?: boolean;
 }
 
 /** The composition root: adapters wired into the domain. Tests pass overrides (a clock, in-memory tables). */
@@ -135,14 +152,6 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       timeoutMs: config.storageTimeoutMs,
     }),
   };
-  // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts),
-  // and every writer of a would-be denial lists its owner for the monitor report (ops/monitor.ts).
-  const tables = {
-    ...storedTables,
-    billing: withMonitorIndex(
-      withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
-    ),
-  };
   const transport = config.queueTransport;
   const queue =
     overrides.queue ??
@@ -160,6 +169,59 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
           { timeoutMs: config.storageTimeoutMs },
         ));
   const catalog = defaultCatalog;
+  // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts),
+  // and every writer of a would-be denial lists its owner for the monitor report (ops/monitor.ts).
+  const indexed = withMonitorIndex(
+    withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+  );
+  // Every change that moves an owner's entitlements writes its `entitlements.changed` outbox row in its
+  // own transaction, and asks for the drain once committed (src/billing/feed/outbox.ts).
+  const tables = {
+    ...storedTables,
+    billing:
+      overrides.outbox === false
+        ? indexed
+        : withEntitlementOutbox(indexed, {
+            catalog,
+            clock,
+            committed: drainRequester(queue, (message, error) => console.warn(message, error)),
+          }),
+  };
+  const feedSettings = config.feed;
+  const feedTransport =
+    overrides.feedTransport ??
+    (feedSettings.transport.kind === 'storage'
+      ? createStorageQueue(queueConnection, feedSettings.transport.queueName, {
+          timeoutMs: config.storageTimeoutMs,
+        })
+      : createServiceBusQueue(
+          feedSettings.transport.kind === 'serviceBus'
+            ? { kind: 'connectionString', connectionString: feedSettings.transport.connectionString }
+            : {
+                kind: 'namespace',
+                fullyQualifiedNamespace: feedSettings.transport.fullyQualifiedNamespace,
+                credential: credential ?? new DefaultAzureCredential(),
+              },
+          // A sender takes a topic's name as it takes a queue's.
+          feedSettings.transport.topic,
+          { timeoutMs: config.storageTimeoutMs },
+        ));
+  const feedWebhooks = feedSettings.webhook
+    ? createFeedWebhooks({
+        table: tables.billing,
+        queue,
+        clock,
+        settings: {
+          url: feedSettings.webhook.url,
+          secret: feedSettings.webhook.secret,
+          maxAttempts: feedSettings.webhook.maxAttempts,
+          retry: {
+            baseSeconds: feedSettings.webhook.retry.baseSeconds,
+            maxSeconds: feedSettings.webhook.retry.maxSeconds,
+          },
+        },
+      })
+    : undefined;
   // The enforcement policy in force: configuration plus the cohort rules, read through a short cache.
   const cohorts = createCohortSettings({ table: tables.billing, base: config.enforcement, clock });
   const migration = createLegacyMigration({
@@ -344,6 +406,18 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       clock: systemClock,
     }),
     stripeApiVersion: STRIPE_API_VERSION,
+    feed: {
+      drain: createFeedDrain({
+        table: tables.billing,
+        transport: feedTransport,
+        queue,
+        webhook: feedWebhooks !== undefined,
+        clock,
+      }),
+      webhooks: feedWebhooks,
+      transport: feedTransport,
+      changes: (ownerId, since, limit) => listChanges(tables.billing, ownerId, since, limit),
+    },
     metering,
     credits,
     rollover,

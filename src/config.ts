@@ -71,8 +71,35 @@ export interface Config {
   readonly retention: RetentionSettings;
   /** Per-seat subscriptions following membership (`src/billing/seat-sync.ts`, the `seatSync` timer). */
   readonly seatSync: SeatSyncSettings;
+  /** The entitlement change feed (`src/billing/feed/`). */
+  readonly feed: FeedSettings;
   /** OpenTelemetry to Azure Monitor when set; no telemetry SDK at all when not. */
   readonly telemetry: { readonly connectionString: string } | undefined;
+}
+
+export interface FeedSettings {
+  /** Where `entitlements.changed` is published: a Storage Queue (default) or a Service Bus topic. */
+  readonly transport:
+    | { readonly kind: 'storage'; readonly queueName: string }
+    | { readonly kind: 'serviceBus'; readonly connectionString: string; readonly topic: string }
+    | {
+        readonly kind: 'serviceBusIdentity';
+        readonly fullyQualifiedNamespace: string;
+        readonly topic: string;
+      };
+  /** Signed HTTP deliveries to the platform; off unless a URL is set. */
+  readonly webhook:
+    | {
+        readonly url: URL;
+        readonly secret: string;
+        readonly maxAttempts: number;
+        readonly retry: { readonly baseSeconds: number; readonly maxSeconds: number };
+      }
+    | undefined;
+  /** NCRONTAB of the `entitlementFeedSweep` timer. @default every 5 minutes */
+  readonly sweepSchedule: string;
+  /** How often the local host runs the sweep. @default 60 */
+  readonly localSweepIntervalSeconds: number;
 }
 
 export interface SeatSyncSettings {
@@ -118,6 +145,9 @@ export const DEFAULT_RETENTION_SCHEDULE = '0 45 2 * * *';
 
 /** Every 15 minutes, on the quarter hour. */
 export const DEFAULT_RECONCILE_SCHEDULE = '0 */15 * * * *';
+
+/** Every five minutes: how late, at worst, an event whose drain was lost after its commit is published. */
+export const DEFAULT_FEED_SWEEP_SCHEDULE = '30 */5 * * * *';
 
 /** Hourly, on the half hour (away from the reconciler's quarter hours). */
 export const DEFAULT_SEAT_SYNC_SCHEDULE = '0 30 * * * *';
@@ -299,6 +329,44 @@ const envSchema = z.object({
     z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
   ),
   BILLING_CONTRACT_INVOICING_SCHEDULE: optional.pipe(ncrontab.optional()),
+  ENTITLEMENT_FEED_TRANSPORT: optional.pipe(z.enum(['storage', 'servicebus']).optional()),
+  ENTITLEMENT_FEED_QUEUE_NAME: optional.pipe(
+    z
+      .string()
+      .regex(
+        /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/,
+        'a valid queue name: 3-63 lowercase letters, digits, "-"',
+      )
+      .optional(),
+  ),
+  ENTITLEMENT_FEED_SERVICEBUS: optional,
+  ENTITLEMENT_FEED_SERVICEBUS__fullyQualifiedNamespace: optional,
+  ENTITLEMENT_FEED_TOPIC: optional.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,259}$/, 'a Service Bus topic name')
+      .optional(),
+  ),
+  ENTITLEMENT_FEED_SWEEP_SCHEDULE: optional.pipe(ncrontab.optional()),
+  ENTITLEMENT_FEED_SWEEP_INTERVAL_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(86_400).optional(),
+  ),
+  ENTITLEMENT_WEBHOOK_URL: optional.pipe(z.url().optional()),
+  ENTITLEMENT_WEBHOOK_SECRET: optional.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  ENTITLEMENT_WEBHOOK_MAX_ATTEMPTS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(50).optional(),
+  ),
+  ENTITLEMENT_WEBHOOK_RETRY_BASE_SECONDS: optional.pipe(
+    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
+  ),
+  ENTITLEMENT_WEBHOOK_RETRY_MAX_SECONDS: optional.pipe(
+    z.coerce
+      .number<string | undefined>()
+      .int()
+      .min(1)
+      .max(24 * 3600)
+      .optional(),
+  ),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
       .string()
@@ -395,8 +463,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     problems.push('BILLING_EVENT_RETRY_MAX_SECONDS: must be at least BILLING_EVENT_RETRY_BASE_SECONDS');
   }
 
+  const feed = feedSettings(e, problems);
+
   if (
     problems.length > 0 ||
+    !feed ||
     !storage ||
     !e.AUTH_ISSUER ||
     !e.AUTH_AUDIENCE ||
@@ -460,9 +531,59 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       schedule: e.BILLING_SEAT_SYNC_SCHEDULE ?? DEFAULT_SEAT_SYNC_SCHEDULE,
       localIntervalSeconds: e.BILLING_SEAT_SYNC_INTERVAL_SECONDS ?? 3600,
     },
+    feed,
     telemetry: e.APPLICATIONINSIGHTS_CONNECTION_STRING
       ? { connectionString: e.APPLICATIONINSIGHTS_CONNECTION_STRING }
       : undefined,
+  };
+}
+
+function feedSettings(e: z.infer<typeof envSchema>, problems: string[]): FeedSettings | undefined {
+  let transport: FeedSettings['transport'] | undefined;
+  const topic = e.ENTITLEMENT_FEED_TOPIC ?? 'entitlement-changes';
+  if (e.ENTITLEMENT_FEED_TRANSPORT === 'servicebus') {
+    if (e.ENTITLEMENT_FEED_SERVICEBUS)
+      transport = { kind: 'serviceBus', connectionString: e.ENTITLEMENT_FEED_SERVICEBUS, topic };
+    else if (e.ENTITLEMENT_FEED_SERVICEBUS__fullyQualifiedNamespace)
+      transport = {
+        kind: 'serviceBusIdentity',
+        fullyQualifiedNamespace: e.ENTITLEMENT_FEED_SERVICEBUS__fullyQualifiedNamespace,
+        topic,
+      };
+    else
+      problems.push(
+        'ENTITLEMENT_FEED_SERVICEBUS: required with ENTITLEMENT_FEED_TRANSPORT=servicebus (a connection string), or ENTITLEMENT_FEED_SERVICEBUS__fullyQualifiedNamespace for managed identity',
+      );
+  } else transport = { kind: 'storage', queueName: e.ENTITLEMENT_FEED_QUEUE_NAME ?? 'entitlement-changes' };
+
+  let webhook: FeedSettings['webhook'];
+  if (e.ENTITLEMENT_WEBHOOK_URL) {
+    if (!e.ENTITLEMENT_WEBHOOK_SECRET)
+      problems.push('ENTITLEMENT_WEBHOOK_SECRET: required with ENTITLEMENT_WEBHOOK_URL (32+ characters)');
+    else {
+      const retry = {
+        baseSeconds: e.ENTITLEMENT_WEBHOOK_RETRY_BASE_SECONDS ?? 5,
+        maxSeconds: e.ENTITLEMENT_WEBHOOK_RETRY_MAX_SECONDS ?? 3600,
+      };
+      if (retry.maxSeconds < retry.baseSeconds)
+        problems.push(
+          'ENTITLEMENT_WEBHOOK_RETRY_MAX_SECONDS: must be at least ENTITLEMENT_WEBHOOK_RETRY_BASE_SECONDS',
+        );
+      webhook = {
+        url: new URL(e.ENTITLEMENT_WEBHOOK_URL),
+        secret: e.ENTITLEMENT_WEBHOOK_SECRET,
+        maxAttempts: e.ENTITLEMENT_WEBHOOK_MAX_ATTEMPTS ?? 10,
+        retry,
+      };
+    }
+  } else if (e.ENTITLEMENT_WEBHOOK_SECRET)
+    problems.push('ENTITLEMENT_WEBHOOK_URL: required when ENTITLEMENT_WEBHOOK_SECRET is set');
+  if (!transport) return undefined;
+  return {
+    transport,
+    webhook,
+    sweepSchedule: e.ENTITLEMENT_FEED_SWEEP_SCHEDULE ?? DEFAULT_FEED_SWEEP_SCHEDULE,
+    localSweepIntervalSeconds: e.ENTITLEMENT_FEED_SWEEP_INTERVAL_SECONDS ?? 60,
   };
 }
 
@@ -472,6 +593,7 @@ const TIMER_SCHEDULES = {
   BILLING_RETENTION_SCHEDULE: DEFAULT_RETENTION_SCHEDULE,
   BILLING_SEAT_SYNC_SCHEDULE: DEFAULT_SEAT_SYNC_SCHEDULE,
   BILLING_CONTRACT_INVOICING_SCHEDULE: DEFAULT_CONTRACT_INVOICING_SCHEDULE,
+  ENTITLEMENT_FEED_SWEEP_SCHEDULE: DEFAULT_FEED_SWEEP_SCHEDULE,
 } as const;
 
 /**
@@ -493,6 +615,8 @@ export const reconcileScheduleFromEnv = (env?: Readonly<Record<string, string | 
   timerScheduleFromEnv('BILLING_RECONCILE_SCHEDULE', env);
 export const retentionScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
   timerScheduleFromEnv('BILLING_RETENTION_SCHEDULE', env);
+export const feedSweepScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
+  timerScheduleFromEnv('ENTITLEMENT_FEED_SWEEP_SCHEDULE', env);
 export const seatSyncScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>
   timerScheduleFromEnv('BILLING_SEAT_SYNC_SCHEDULE', env);
 export const contractInvoicingScheduleFromEnv = (env?: Readonly<Record<string, string | undefined>>) =>

@@ -70,6 +70,19 @@ param queueName string
 ])
 param queueTransport string = 'storage'
 
+@description('ENTITLEMENT_FEED_QUEUE_NAME: the storage queue `entitlements.changed` events are published to (with the storage feed transport).')
+param feedQueueName string = 'entitlement-changes'
+
+@description('ENTITLEMENT_FEED_TRANSPORT: where `entitlements.changed` events are published. "storage": a storage queue (ENTITLEMENT_FEED_QUEUE_NAME); "servicebus": a Service Bus topic (ENTITLEMENT_FEED_TOPIC, in the same namespace, identity-based).')
+@allowed([
+  'storage'
+  'servicebus'
+])
+param feedTransport string = 'storage'
+
+@description('ENTITLEMENT_FEED_TOPIC: the Service Bus topic of the feed (with the servicebus feed transport; it must exist).')
+param feedTopic string = 'entitlement-changes'
+
 @description('Name of the Service Bus namespace (existing; created by servicebus.bicep).')
 param serviceBusNamespaceName string
 
@@ -288,6 +301,14 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
     // The app's own Service Bus client reads BILLING_SERVICEBUS__fullyQualifiedNamespace too (config.ts).
     BILLING_SERVICEBUS__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
     BILLING_SERVICEBUS__credential: 'managedidentity'
+
+    // The entitlement change feed (src/billing/feed/): where events are published. Signed webhooks to the
+    // platform are off unless ENTITLEMENT_WEBHOOK_URL and ENTITLEMENT_WEBHOOK_SECRET (a Key Vault
+    // reference) are added; see the README's settings table.
+    ENTITLEMENT_FEED_TRANSPORT: feedTransport
+    ENTITLEMENT_FEED_QUEUE_NAME: feedQueueName
+    ENTITLEMENT_FEED_TOPIC: feedTopic
+    ENTITLEMENT_FEED_SERVICEBUS__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
 
     // Fixed redirect targets of checkout and the billing portal (never taken from a request).
     BILLING_CHECKOUT_SUCCESS_URL: checkoutSuccessUrl

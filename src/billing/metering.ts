@@ -23,7 +23,7 @@ import {
   withOptional,
 } from './metering-rows.js';
 import { BALANCE_ROW, LONGEST_PERIOD_MS, VERSION_ROW } from './owner/keys.js';
-import { meterStatus, type OwnerSnapshot, versionAction, withVersion } from './owner/snapshot.js';
+import { meterStatus, type OwnerSnapshot, rowsAfter, versionAction, withVersion } from './owner/snapshot.js';
 import { requireVersion, type Versioned, versionOf } from './owner/versioned.js';
 import { PERIOD_KEY_PATTERN } from './periods.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
@@ -222,8 +222,12 @@ export interface MeteringDeps {
   readonly options?: MeteringOptions;
 }
 
-/** Entity-group transactions take at most 100 actions; one is the snapshot's version. */
-const MAX_ACTIONS = 99;
+/**
+ * Entity-group transactions take at most 100 actions; one is the snapshot's version and one is kept for
+ * the entitlement feed's outbox row (`feed/outbox.ts`), which the billing table adds to a change that
+ * moves what the owner is entitled to.
+ */
+const MAX_ACTIONS = 98;
 
 const periodSchema = z
   .object({
@@ -362,6 +366,8 @@ export function createMetering(deps: MeteringDeps): Metering {
       counters,
       balance,
       version: { ...snapshot.version, value: snapshot.version.value + 1, etag: version },
+      // The raw rows follow too: the next batch's entitlement-feed "before" is this snapshot.
+      rows: rowsAfter(snapshot, plan.actions, etags),
     };
   };
 

@@ -7,6 +7,14 @@ import {
   redeliveryDelaySeconds,
   redeliveryMessageId,
 } from '../billing/failures.js';
+import { withCause } from '../billing/feed/cause.js';
+import {
+  type DrainMessage,
+  drainMessageSchema,
+  requestDrain,
+  type WebhookMessage,
+  webhookMessageSchema,
+} from '../billing/feed/messages.js';
 import {
   requestSeatSync,
   type SeatSyncMessage,
@@ -64,6 +72,17 @@ async function processMessage(
     await runSeatSync(seatSync.data, context, services);
     return;
   }
+  // The entitlement feed's messages ride it too (src/billing/feed/messages.ts).
+  const drain = drainMessageSchema.safeParse(envelope.data.body);
+  if (drain.success) {
+    await runFeedDrain(drain.data, context, services);
+    return;
+  }
+  const delivery = webhookMessageSchema.safeParse(envelope.data.body);
+  if (delivery.success) {
+    await runWebhookDelivery(delivery.data, context, services);
+    return;
+  }
   let ref: EventRef | undefined;
   try {
     ref = refOf(envelope.data.body, services.stripeApiVersion);
@@ -78,10 +97,13 @@ async function processMessage(
   }
   try {
     const applying = ref;
-    const outcome = await observeEvent(
-      applying,
-      () => services.events.process(applying),
-      () => services.clock.now().getTime(),
+    // Entitlement changes this event makes name it as their cause (src/billing/feed/cause.ts).
+    const outcome = await withCause({ kind: 'stripe_event', id: ref.eventId, source: ref.type }, () =>
+      observeEvent(
+        applying,
+        () => services.events.process(applying),
+        () => services.clock.now().getTime(),
+      ),
     );
     context.log(
       `event ${ref.eventId} (${ref.type}): ${outcome.kind}${ref.attempt > 0 ? ` after ${ref.attempt} failed attempt(s)` : ''}${notesOf(outcome)}`,
@@ -157,6 +179,55 @@ async function runSeatSync(
       `${subject} failed (${failure.kind}, ${failure.code}); the seatSync timer will repair: ${errorText(error)}`,
     );
   }
+}
+
+/**
+ * Publishes an owner's unpublished `entitlements.changed` rows. A transient failure comes back later with
+ * the events' back-off; past the attempts (or a permanent failure) it is logged and left to the
+ * `entitlementFeedSweep` timer: the rows stay listed in `feed|pending` until a drain finishes.
+ */
+async function runFeedDrain(message: DrainMessage, context: InvocationContext, services: Services) {
+  const subject = `entitlement feed drain of ${message.ownerId}`;
+  try {
+    const report = await services.feed.drain.drain(message.ownerId);
+    context.log(`${subject}: published ${report.published.length}${report.settled ? '' : ' (listing kept)'}`);
+  } catch (error) {
+    const failure = describeFailure(error);
+    const attempts = message.attempt + 1;
+    const retry = services.config.eventRetry;
+    if (failure.kind === 'transient' && attempts < retry.maxAttempts) {
+      const delaySeconds = redeliveryDelaySeconds(attempts, retry);
+      context.warn(
+        `${subject} failed transiently (${failure.code}); again in ${delaySeconds} s: ${errorText(error)}`,
+      );
+      try {
+        await requestDrain(services.queue, message.ownerId, `retry-${Date.now()}`, {
+          attempt: attempts,
+          delaySeconds,
+        });
+      } catch (sendError) {
+        // Not fatal: the owner stays listed in feed|pending, and the sweep drains it.
+        context.error(`${subject} could not be re-sent; the sweep will drain it`, sendError);
+      }
+      return;
+    }
+    context.error(
+      `${subject} failed (${failure.kind}, ${failure.code}); the sweep will retry: ${errorText(error)}`,
+    );
+  }
+}
+
+/** One signed webhook delivery; the retries and the failure record are the webhook module's. */
+async function runWebhookDelivery(message: WebhookMessage, context: InvocationContext, services: Services) {
+  const subject = `entitlements webhook ${message.ownerId}:${message.version} (attempt ${message.attempt + 1})`;
+  const webhooks = services.feed.webhooks;
+  if (!webhooks) {
+    context.warn(`${subject}: no ENTITLEMENT_WEBHOOK_URL configured any more; dropped`);
+    return;
+  }
+  // Errors here are storage or queue failures (the POST's own failures are outcomes): the host redelivers.
+  const outcome = await webhooks.deliver(message);
+  context.log(`${subject}: ${outcome.kind}${'status' in outcome ? ` (HTTP ${outcome.status})` : ''}`);
 }
 
 async function handleFailure(

@@ -11,9 +11,9 @@ import { traced } from '../telemetry/invocation.js';
  */
 export async function pruneRetention(services: Services, context: InvocationContext): Promise<void> {
   const report = await services.retention.run({ maxRows: services.config.retention.maxRows });
-  const { consume, grant, ledger } = report.pruned;
+  const { consume, grant, ledger, feed } = report.pruned;
   context.log(
-    `retention prune: ${report.owners} owners, pruned ${consume} consume markers, ${grant} grant markers, ${ledger} ledger rows; read ${report.rowsRead} rows; complete ${report.complete}; cursor ${report.cursor}; ${report.elapsedMs} ms`,
+    `retention prune: ${report.owners} owners, pruned ${consume} consume markers, ${grant} grant markers, ${ledger} ledger rows, ${feed} published entitlement changes; read ${report.rowsRead} rows; complete ${report.complete}; cursor ${report.cursor}; ${report.elapsedMs} ms`,
   );
   if (report.invalid.length > 0)
     context.warn(`retention prune: ${report.invalid.length} unreadable index rows`, report.invalid);

@@ -11,10 +11,15 @@ import { directoryCredential } from './directory-credentials.js';
 import { directoryMember } from './directory-members.js';
 import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
+import { entitlementsChanges } from './entitlements-changes.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
 import { opsContractDelete, opsContractGet, opsContractPut } from './ops-contracts.js';
 import { opsEnforcementCohorts, opsMonitor } from './ops-enforcement.js';
+import {
+  opsEntitlementDeliveriesFailed,
+  opsEntitlementDeliveriesReplay,
+} from './ops-entitlement-deliveries.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsOwnerEnforcement, opsOwnerOverrides } from './ops-owners.js';
 import { opsReconcile } from './ops-reconcile.js';
@@ -34,6 +39,7 @@ export const routes: readonly Route[] = [
   plans,
   billingSummary,
   entitlementsCheck,
+  entitlementsChanges,
   directoryOrg,
   directoryMember,
   directoryWorkflow,
@@ -64,4 +70,6 @@ export const routes: readonly Route[] = [
   opsContractPut,
   opsContractGet,
   opsContractDelete,
+  opsEntitlementDeliveriesFailed,
+  opsEntitlementDeliveriesReplay,
 ];

@@ -22,6 +22,7 @@ const { reconcileStripe } = await import('../functions/stripe-reconcile.js');
 const { pruneRetention } = await import('../functions/retention-prune.js');
 const { syncSeats } = await import('../functions/seat-sync.js');
 const { invoiceContracts } = await import('../functions/contract-invoicing.js');
+const { sweepEntitlementFeed } = await import('../functions/entitlement-feed-sweep.js');
 
 const log: LogHandler = (level, ...args) => {
   if (level === 'trace' || level === 'debug') return;
@@ -98,6 +99,11 @@ async function main(): Promise<void> {
         },
         { name: 'seatSync', everyMs: config.seatSync.localIntervalSeconds * 1000, run: syncSeats },
         { name: 'contractInvoicing', everyMs: 60 * 60 * 1000, run: invoiceContracts },
+        {
+          name: 'entitlementFeedSweep',
+          everyMs: config.feed.localSweepIntervalSeconds * 1000,
+          run: sweepEntitlementFeed,
+        },
       ],
       log,
     );
@@ -111,7 +117,12 @@ Billing backend running at ${host.url}/api
     sandbox
       ? `\n  Stripe:   local sandbox at ${sandbox.url} (webhooks -> ${host.url}/api/webhooks/stripe)`
       : ''
-  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}${
+  }${worker ? `\n  queue:    processing ${config.queueName} on Azurite` : ''}
+  feed:     entitlements.changed to ${
+    config.feed.transport.kind === 'storage'
+      ? `queue ${config.feed.transport.queueName}`
+      : `topic ${config.feed.transport.topic}`
+  }; webhook ${config.feed.webhook ? config.feed.webhook.url.href : 'off (ENTITLEMENT_WEBHOOK_URL)'}${
     config.telemetry
       ? '\n  telemetry: OpenTelemetry to Azure Monitor (APPLICATIONINSIGHTS_CONNECTION_STRING)'
       : ''

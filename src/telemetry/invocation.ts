@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { type Attributes, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type ChangeCause, withCause } from '../billing/feed/cause.js';
 import { ATTR, SCOPE } from './names.js';
 
 /** How a function is triggered; decides the span's kind and its `faas.trigger`. */
@@ -9,6 +10,11 @@ const SPAN_KIND: Readonly<Record<Trigger, SpanKind>> = {
   http: SpanKind.SERVER,
   timer: SpanKind.INTERNAL,
   queue: SpanKind.CONSUMER,
+};
+const CAUSE_KIND: Readonly<Record<Trigger, ChangeCause['kind']>> = {
+  http: 'request',
+  timer: 'timer',
+  queue: 'queue',
 };
 /** The semantic conventions' `faas.trigger` values (a queue message is `pubsub`). */
 const FAAS_TRIGGER: Readonly<Record<Trigger, string>> = { http: 'http', timer: 'timer', queue: 'pubsub' };
@@ -41,7 +47,11 @@ export function inInvocationSpan<R>(
     },
     async (span) => {
       try {
-        return await run(span);
+        // Whatever this invocation changes names it as the cause in the entitlement feed.
+        return await withCause(
+          { kind: CAUSE_KIND[trigger], id: invocation.invocationId, source: invocation.functionName },
+          () => run(span),
+        );
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         span.recordException(error instanceof Error ? error : message);

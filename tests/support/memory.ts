@@ -1,5 +1,6 @@
 import { createMemoryTable } from '../../src/adapters/tables/memory-table.js';
 import type { Clock } from '../../src/billing/clock.js';
+import { drainMessageSchema, webhookMessageSchema } from '../../src/billing/feed/messages.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { withVersion } from '../../src/billing/owner/snapshot.js';
 import type { EventQueue } from '../../src/billing/queue.js';
@@ -20,10 +21,14 @@ export function manualClock(start = '2026-11-15T12:00:00.000Z'): Clock & { set(i
 /** Seat sync requests follow every new person; these tests run the sync themselves when they need it. */
 export const isSeatSyncRequest = (body: unknown) => seatSyncMessageSchema.safeParse(body).success;
 
+/** Entitlement feed drains follow every change that moves an owner's entitlements; unit tests drain themselves. */
+export const isFeedRequest = (body: unknown) =>
+  drainMessageSchema.safeParse(body).success || webhookMessageSchema.safeParse(body).success;
+
 const unusedQueue: EventQueue = {
   name: 'unused',
   send: async (message) => {
-    if (isSeatSyncRequest(message.body)) return;
+    if (isSeatSyncRequest(message.body) || isFeedRequest(message.body)) return;
     throw new Error('no queue in unit tests');
   },
   ping: async () => undefined,

@@ -9,7 +9,7 @@ import { createServices, type Services } from '../../src/composition.js';
 import { loadConfig } from '../../src/config.js';
 import { baseTestEnv } from './env.js';
 import { uniquePrefix } from './harness.js';
-import { isSeatSyncRequest, manualClock } from './memory.js';
+import { isFeedRequest, isSeatSyncRequest, manualClock } from './memory.js';
 
 /** The two tables the services use. */
 export type Tables = { readonly directory: EntityTable; readonly billing: EntityTable };
@@ -48,7 +48,8 @@ export function servicesOver(
     ...baseTestEnv,
     ...options.env,
   });
-  // The storage queue as configured, except that seat sync requests (one per new person) are dropped:
+  // The storage queue as configured, except that seat sync requests (one per new person) and entitlement
+  // feed drains (one per change that moves entitlements) are dropped:
   // these tests run no processor, and a send to a queue that is not there retries for half a minute.
   const storageQueue = createStorageQueue(
     {
@@ -63,7 +64,9 @@ export function servicesOver(
   const queue: EventQueue = {
     name: storageQueue.name,
     send: (message, sendOptions) =>
-      isSeatSyncRequest(message.body) ? Promise.resolve() : storageQueue.send(message, sendOptions),
+      isSeatSyncRequest(message.body) || isFeedRequest(message.body)
+        ? Promise.resolve()
+        : storageQueue.send(message, sendOptions),
     ping: () => storageQueue.ping(),
   };
   return createServices(config, { clock: options.clock ?? manualClock(), tables, queue });

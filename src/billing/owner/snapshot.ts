@@ -5,6 +5,7 @@ import { METERS, type MeterName } from '../catalog.js';
 import type { Clock } from '../clock.js';
 import { type ContractState, contractStateSchema } from '../contracts/model.js';
 import { type OwnerEnforcement, ownerEnforcementSchema } from '../enforcement.js';
+import { rememberBasis } from '../feed/basis.js';
 import type { OrgId, OwnerId } from '../ids.js';
 import type { UsagePeriod } from '../periods.js';
 import type { EntityTable, StoredEntity, TransactionAction } from '../store.js';
@@ -85,6 +86,13 @@ export interface OwnerSnapshot {
   readonly keep: { readonly picks: KeepPreferences; readonly etag: string | undefined };
   /** Counters of the periods that may still be current, by row key. */
   readonly counters: ReadonlyMap<string, { readonly counter: UsageCounter; readonly etag: string }>;
+  /**
+   * The rows the snapshot was parsed from, by row key: what a change's "after" is computed from
+   * (`snapshotAfter`), so the entitlement feed describes a change with the same parser and the same
+   * decision functions as everything else. A snapshot derived without a read (metering's kept one)
+   * keeps them in step (`rowsAfter`).
+   */
+  readonly rows: ReadonlyMap<string, StoredEntity>;
 }
 
 /** A setting an operator made for this owner, with who made it and the ETag it was read at. */
@@ -255,7 +263,40 @@ export function parseSnapshot(ownerId: OwnerId, rows: readonly StoredEntity[], r
     orgs,
     keep,
     counters,
+    rows: new Map(rows.map((row) => [row.rowKey, row])),
   };
+}
+
+/**
+ * The snapshot's rows once `actions` are applied (creates, upserts and updates replace a row, deletes
+ * remove it), with the new ETags where known. Rows outside the snapshot range are ignored.
+ */
+export function rowsAfter(
+  snapshot: Pick<OwnerSnapshot, 'ownerId' | 'rows'>,
+  actions: readonly TransactionAction[],
+  etags: ReadonlyMap<string, string> = new Map(),
+): Map<string, StoredEntity> {
+  const rows = new Map(snapshot.rows);
+  for (const action of actions) {
+    if (!action.rowKey.startsWith(SNAPSHOT_PREFIX)) continue;
+    if (action.kind === 'delete') rows.delete(action.rowKey);
+    else
+      rows.set(action.rowKey, {
+        partitionKey: snapshot.ownerId,
+        rowKey: action.rowKey,
+        etag: etags.get(action.rowKey) ?? '',
+        props: action.props,
+      });
+  }
+  return rows;
+}
+
+/** The snapshot as it is once `actions` commit, read at the same instant (so time changes nothing). */
+export function snapshotAfter(snapshot: OwnerSnapshot, actions: readonly TransactionAction[]): OwnerSnapshot {
+  const rows = [...rowsAfter(snapshot, actions).values()].sort((a, b) =>
+    a.rowKey < b.rowKey ? -1 : a.rowKey > b.rowKey ? 1 : 0,
+  );
+  return parseSnapshot(snapshot.ownerId, rows, snapshot.readAt);
 }
 
 /** A meter in one period, as the snapshot has it: what is used, and what is left. */
@@ -313,10 +354,17 @@ export function meterStatus(
 export function versionAction(snapshot: Pick<OwnerSnapshot, 'version'>): TransactionAction {
   // The version row is replaced on every bump: `createdAt` is carried over, never invented later.
   const props = definedProps({ version: snapshot.version.value + 1, createdAt: snapshot.version.createdAt });
-  return snapshot.version.etag === undefined
-    ? { kind: 'create', rowKey: VERSION_ROW, props }
-    : { kind: 'update', rowKey: VERSION_ROW, props, etag: snapshot.version.etag };
+  const action: TransactionAction =
+    snapshot.version.etag === undefined
+      ? { kind: 'create', rowKey: VERSION_ROW, props }
+      : { kind: 'update', rowKey: VERSION_ROW, props, etag: snapshot.version.etag };
+  // The entitlement feed describes the change from this snapshot (`feed/outbox.ts`).
+  if (isFullSnapshot(snapshot)) rememberBasis(action, snapshot);
+  return action;
 }
+
+const isFullSnapshot = (snapshot: Pick<OwnerSnapshot, 'version'>): snapshot is OwnerSnapshot =>
+  'rows' in snapshot && 'ownerId' in snapshot && 'readAt' in snapshot;
 
 /** `actions`, with the version bump when they change any row of the snapshot. */
 export function withVersion(

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { OUTBOX_PREFIX } from '../feed/outbox.js';
 import { CONSUME_MARKER_PREFIX, GRANT_MARKER_PREFIX, LEDGER_PREFIX } from '../metering-rows.js';
 
 /**
@@ -18,20 +19,28 @@ import { CONSUME_MARKER_PREFIX, GRANT_MARKER_PREFIX, LEDGER_PREFIX } from '../me
  *   weeks to decide, and a won dispute reinstates) takes back or gives back. Without it a late refund
  *   could not claw back. One row per purchase, so they are cheap to keep: at least `GRANT_MARKER_DAYS`.
  * - Ledger rows are the owner's history of credit changes; kept `retentionDays`.
+ * - Entitlement feed rows (`outbox|<version>`, `feed/outbox.ts`) are events already published to the
+ *   feed; they stay so a consumer that was down can catch up (`GET /api/entitlements/changes`). Kept
+ *   `FEED_RETENTION_DAYS`, and never before the feed's cursor has passed them (an unpublished event is
+ *   never pruned, however old).
  */
 export const MIN_RETENTION_DAYS = 90;
 export const DEFAULT_RETENTION_DAYS = 400;
 /** Past the longest dispute window (540 days) and its decision, with room. */
 export const GRANT_MARKER_DAYS = 730;
 
+/** How long a published entitlement change stays readable: a month of consumer downtime, with room. */
+export const FEED_RETENTION_DAYS = 35;
+
 export const DAY_MS = 86_400_000;
 
-export type PrunableKind = 'consume' | 'grant' | 'ledger';
+export type PrunableKind = 'consume' | 'grant' | 'ledger' | 'feed';
 
 export const PRUNABLE_PREFIXES: Readonly<Record<PrunableKind, string>> = {
   consume: CONSUME_MARKER_PREFIX,
   grant: GRANT_MARKER_PREFIX,
   ledger: LEDGER_PREFIX,
+  feed: OUTBOX_PREFIX,
 };
 
 /** The kind of a prunable row key, or `undefined` for every row that must never be pruned. */
@@ -44,6 +53,7 @@ export function prunableKind(rowKey: string): PrunableKind | undefined {
 
 /** Days a row of this kind is kept at least. */
 export function keepDays(kind: PrunableKind, retentionDays: number): number {
+  if (kind === 'feed') return FEED_RETENTION_DAYS;
   return kind === 'grant' ? Math.max(retentionDays, GRANT_MARKER_DAYS) : retentionDays;
 }
 

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { cursorSchema, FEED_CURSOR_ROW } from '../feed/outbox.js';
 import type { OwnerId } from '../ids.js';
 import { ledgerOlderThan, parseRow } from '../metering-rows.js';
 import { commit, write } from '../storage/commit.js';
@@ -58,7 +59,13 @@ export interface RetentionReport {
   readonly complete: boolean;
   /** Owners whose sweep finished in this run. */
   readonly owners: number;
-  readonly pruned: { readonly consume: number; readonly grant: number; readonly ledger: number };
+  readonly pruned: {
+    readonly consume: number;
+    readonly grant: number;
+    readonly ledger: number;
+    /** Published entitlement changes past `FEED_RETENTION_DAYS` (`feed/outbox.ts`). */
+    readonly feed: number;
+  };
   /** Index rows that did not parse, left in place (they hold the cursor back) for someone to look at. */
   readonly invalid: readonly string[];
   readonly rowsRead: number;
@@ -100,7 +107,7 @@ export function createRetention(deps: RetentionDeps): Retention {
     const maxRows = options.maxRows ?? 200_000;
     const now = options.now ?? clock.now();
     const thisMonth = utcMonth(now);
-    const pruned = { consume: 0, grant: 0, ledger: 0 };
+    const pruned = { consume: 0, grant: 0, ledger: 0, feed: 0 };
     const invalid: string[] = [];
     let rowsRead = 0;
     let owners = 0;
@@ -168,13 +175,19 @@ export function createRetention(deps: RetentionDeps): Retention {
         cursor = result.nextCursor;
       } while (cursor !== undefined);
 
-      // Markers, keyed by idempotency key: read whole (keys and `at`), consume markers then grant markers.
+      // Markers, keyed by idempotency key: read whole (keys and `at`), consume markers then grant markers;
+      // then the entitlement feed's rows, keyed by version, which go only once the feed published them.
       let after = state.after;
-      for (const kind of ['consume', 'grant'] as const) {
+      let published: number | undefined;
+      for (const kind of ['consume', 'grant', 'feed'] as const) {
         const prefix = PRUNABLE_PREFIXES[kind];
         // A sweep stopped among grant markers has finished the consume markers (their prefix sorts first).
         if (after !== undefined && after >= `${prefix}\uffff`) continue;
         const cutoff = now.getTime() - keepDays(kind, retentionDays) * DAY_MS;
+        if (kind === 'feed' && published === undefined) {
+          const row = await table.get(ownerId, FEED_CURSOR_ROW);
+          published = row ? parseRow(cursorSchema, row).drained : 0;
+        }
         cursor = undefined;
         do {
           if (outOfBudget())
@@ -182,13 +195,17 @@ export function createRetention(deps: RetentionDeps): Retention {
           const result = await page(ownerId, {
             prefix,
             top: ROW_PAGE,
-            select: ['at'],
+            select: kind === 'feed' ? ['at', 'version'] : ['at'],
             ...(after?.startsWith(prefix) ? { after } : {}),
             ...(cursor === undefined ? {} : { cursor }),
           });
           const due = result.rows.filter((row) => {
             // A row that cannot be dated is kept: pruning never guesses.
             const at = typeof row.props.at === 'string' ? Date.parse(row.props.at) : Number.NaN;
+            if (kind === 'feed') {
+              const version = row.props.version;
+              if (typeof version !== 'number' || version > (published ?? 0)) return false;
+            }
             return !Number.isNaN(at) && at < cutoff;
           });
           if (due.length < result.rows.length) kept = true;
