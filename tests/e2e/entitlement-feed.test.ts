@@ -304,6 +304,52 @@ describe('entitlement change feed over HTTP', () => {
     });
   });
 
+  it('operator changes: an override, an enforcement setting and a contract publish one event each', async () => {
+    const ownerId = 'u-feed-ops';
+    await host.call('PUT', '/api/directory/orgs/o-feed-ops', {
+      token: service,
+      body: { creatorId: ownerId },
+    });
+    expect(await settled(ownerId)).toEqual([]);
+    const ops = async (method: string, path: string, body: unknown, status: number) => {
+      const before = await versionOf(ownerId);
+      const answer = await host.call(method, `/api/ops/owners/${ownerId}/${path}`, { token: admin, body });
+      expect(answer.status, answer.text).toBe(status);
+      expect(await versionOf(ownerId)).toBe(before + 1);
+      return (await settled(ownerId)).at(-1);
+    };
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const granted = await ops(
+      'PUT',
+      'overrides',
+      { limits: { workflows_per_org: 40 }, flags: { ai_nodes: true }, expiresAt, reason: 'feed test' },
+      201,
+    );
+    expect(granted?.changed).toEqual(['flags.ai_nodes', 'limits.workflows_per_org', 'validUntil']);
+    expect(granted?.after).toMatchObject({ limits: { workflows_per_org: 40 }, validUntil: expiresAt });
+    expect(granted?.cause.kind).toBe('request');
+
+    const monitored = await ops('PUT', 'enforcement', { mode: 'monitor', reason: 'feed test' }, 201);
+    expect(monitored?.changed).toEqual(['enforcement']);
+    expect(monitored?.after.enforcement).toEqual({ mode: 'monitor', features: {} });
+
+    const startsAt = new Date(Date.now() - 60_000).toISOString();
+    const endsAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
+    const contracted = await ops(
+      'PUT',
+      'contract',
+      { plan: 'enterprise', seats: 25, startsAt, endsAt, billing: 'manual', reason: 'feed test' },
+      201,
+    );
+    expect(contracted?.changed).toEqual(expect.arrayContaining(['plan', 'limits.seats']));
+    // The override stays on top of the contract, and the earliest clock change is still its expiry.
+    expect(contracted?.after).toMatchObject({
+      plan: 'enterprise',
+      limits: { workflows_per_org: 40, seats: 25 },
+      validUntil: expiresAt,
+    });
+  });
+
   it('signs every webhook (verified with the README recipe) and retries: 500, 500, then 200', async () => {
     const verify = await readmeVerifier();
     const ownerId = 'u-feed-hook';
