@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { auditAction } from './audit/entry.js';
 import { type Catalog, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { OwnerId } from './ids.js';
@@ -260,21 +261,20 @@ export function createSeatSync(deps: {
         generation,
         target,
         updated: true,
-        audit: {
-          kind: 'create',
-          rowKey: `audit|${at}|seatsync-${generation}-${claimed.leaseId}`,
-          props: {
+        audit: auditAction(
+          {
             at,
             kind: 'seats_synced',
-            causeKind: 'seat_sync',
-            causeType: trigger,
-            actor: trigger === 'timer' ? 'seat_sync' : trigger === 'admin' ? 'admin' : 'billing',
-            subscriptionId: sub.id,
-            generation,
-            before: JSON.stringify(current),
-            after: JSON.stringify(want),
+            // An operator's sync names the operator's role; every other sync is the seat sync's own.
+            actor:
+              trigger === 'admin' ? { kind: 'admin', id: 'admin' } : { kind: 'seat_sync', id: 'seat_sync' },
+            cause: { kind: 'seat_sync', id: `seatsync-${generation}-${claimed.leaseId}`, type: trigger },
+            before: current,
+            after: want,
+            details: { subscriptionId: sub.id, generation },
           },
-        },
+          `seatsync-${generation}-${claimed.leaseId}`,
+        ),
       };
       return { kind: 'applied', subscriptionId: sub.id, generation, before: current, after: want };
     } finally {
