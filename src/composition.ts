@@ -4,6 +4,10 @@ import { createStorageQueue } from './adapters/queue/storage-queue.js';
 import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './adapters/stripe/gateway.js';
 import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
+import type { RevertHandler } from './billing/audit/entry.js';
+import { withAuditIndex } from './billing/audit/index-writer.js';
+import { type AuditLog, createAuditLog } from './billing/audit/query.js';
+import { type AuditReverter, createAuditReverter, createRevertRegistry } from './billing/audit/revert.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
 import { type Catalog, CREDIT_PACKS, catalog as defaultCatalog } from './billing/catalog.js';
 import { type Clock, systemClock } from './billing/clock.js';
@@ -70,6 +74,10 @@ export interface Services {
   /** Events the processor gave up on, for an admin to list and replay. */
   readonly poison: PoisonStore;
   readonly actions: BillingActions;
+  /** Every billing change's audit row, by owner and across owners. */
+  readonly audit: AuditLog;
+  /** Undoes admin changes through the registered `RevertHandler`s. */
+  readonly reverter: AuditReverter;
   /** The billing owner's cap on billable seats. */
   readonly seatCaps: SeatCaps;
   /** Per-seat subscriptions follow membership (queued `seat_sync` messages, the `seatSync` timer). */
@@ -84,7 +92,15 @@ export interface ServiceOverrides {
   readonly tables?: Services['tables'];
   readonly queue?: EventQueue;
   readonly payments?: PaymentsGateway;
+  /** Revert handlers beside the built-in ones (`REVERT_HANDLERS`), e.g. a test's. */
+  readonly revertHandlers?: readonly RevertHandler[];
 }
+
+/**
+ * The modules that can undo their own admin changes (`POST /api/ops/audit/{id}/revert`). Each kind of
+ * change is reverted by the module that makes it; a kind with no handler answers 409 `not_revertible_here`.
+ */
+export const REVERT_HANDLERS: readonly RevertHandler[] = [];
 
 /** The composition root: adapters wired into the domain. Tests pass overrides (a clock, in-memory tables). */
 export function createServices(config: Config, overrides: ServiceOverrides = {}): Services {
@@ -112,9 +128,13 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     }),
   };
   // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts).
+  // Every audit row is projected into the cross-owner day index around its transaction (audit/index-writer.ts).
   const tables = {
     ...storedTables,
-    billing: withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+    billing: withAuditIndex(
+      withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+      { clock },
+    ),
   };
   const transport = config.queueTransport;
   const queue =
@@ -182,7 +202,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     clock,
     options: { retentionDays: config.retention.days },
   });
-  const locks = createLocks({ owners, table: tables.billing, catalog });
+  const locks = createLocks({ owners, table: tables.billing, catalog, clock });
   const entitlements = createEntitlements({
     catalog,
     directory,
@@ -293,6 +313,12 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       clock: systemClock,
     }),
     stripeApiVersion: STRIPE_API_VERSION,
+    audit: createAuditLog({ table: tables.billing, clock }),
+    reverter: createAuditReverter({
+      table: tables.billing,
+      registry: createRevertRegistry([...REVERT_HANDLERS, ...(overrides.revertHandlers ?? [])]),
+      clock,
+    }),
     metering,
     credits,
     rollover,

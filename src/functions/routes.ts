@@ -1,4 +1,5 @@
 import type { Route } from '../http/route.js';
+import { billingAudit } from './billing-audit.js';
 import { billingCheckout } from './billing-checkout.js';
 import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
@@ -13,6 +14,7 @@ import { directoryOrg } from './directory-orgs.js';
 import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsAuditList, opsAuditRevert } from './ops-audit.js';
 import { opsPoisonList, opsPoisonReplay } from './ops-events.js';
 import { opsReconcile } from './ops-reconcile.js';
 import { opsSeatSync } from './ops-seats.js';
@@ -52,4 +54,7 @@ export const routes: readonly Route[] = [
   opsSeatSync,
   opsPoisonList,
   opsPoisonReplay,
+  billingAudit,
+  opsAuditList,
+  opsAuditRevert,
 ];
