@@ -98,6 +98,8 @@ export function withAuditIndex(
     readonly clock: Clock;
     /** Day rows remembered as written before the memory is cleared. @default 1000 */
     readonly memoSize?: number;
+    /** Where a confirmation left pending is reported. @default console.warn */
+    readonly warn?: (message: string, error: unknown) => void;
   },
 ): EntityTable {
   const days = new Set<string>();
@@ -141,7 +143,7 @@ export function withAuditIndex(
     try {
       await project(partitionKey, rows, 'committed');
     } catch (error) {
-      console.warn(`audit index of ${partitionKey} left pending (readers settle it)`, error);
+      (deps.warn ?? console.warn)(`audit index of ${partitionKey} left pending (readers settle it)`, error);
     }
   }
 
