@@ -87,6 +87,8 @@ export interface AuditLog {
   get(partitionKey: string, rowKey: string): Promise<AuditRecord | undefined>;
 }
 
+const LAST_DAY = '9999-12-31';
+
 export const ownerOfPartition = (partitionKey: string) =>
   partitionKey === GLOBAL_AUDIT_PARTITION ? null : partitionKey;
 
@@ -293,8 +295,9 @@ export function createAuditLog(deps: {
       query.cursor === undefined ? undefined : decodeCrossCursor(query.cursor);
     const items: AuditRecord[] = [];
     const corrupt: CorruptAuditRow[] = [];
-    const toMs = query.to?.getTime() ?? clock.now().getTime() + 86_400_000;
-    const newestDay = cursor?.d ?? utcDay(Math.max(0, toMs - 1));
+    // Without `to`, no upper bound: a change stamped ahead of this clock (a test clock, a skewed host) still lists.
+    const newestDay =
+      cursor?.d ?? (query.to === undefined ? LAST_DAY : utcDay(Math.max(0, query.to.getTime() - 1)));
     const oldestDay = utcDay(query.from?.getTime() ?? 0);
     if (newestDay < oldestDay) return { items, corrupt, nextCursor: null };
     const dayRows = await readRows(
