@@ -40,9 +40,11 @@ export interface BillingActions {
     plan: PlanName;
     interval: Interval;
     actor: string;
+    /** The request's id: the audit row's cause and the sync's marker. @default a random UUID */
+    requestId?: string;
   }): Promise<ChangeOutcome>;
-  cancel(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
-  resume(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  cancel(ownerId: OwnerId, actor: string, requestId?: string): Promise<SyncOutcome>;
+  resume(ownerId: OwnerId, actor: string, requestId?: string): Promise<SyncOutcome>;
   invoices(ownerId: OwnerId): Promise<InvoiceRecord[]>;
 }
 
@@ -168,8 +170,8 @@ export function createBillingActions(deps: {
     await Promise.all(others.map((open) => payments.expireCheckoutSession(open.id, `expire-${open.id}`)));
   }
 
-  const actionCause = (type: string, actor: string) =>
-    ({ kind: 'action', id: randomUUID(), type, actor }) as const;
+  const actionCause = (type: string, actor: string, requestId: string | undefined) =>
+    ({ kind: 'action', id: requestId ?? randomUUID(), type, actor }) as const;
 
   return {
     async checkout({ ownerId, plan, interval, seats }) {
@@ -239,7 +241,7 @@ export function createBillingActions(deps: {
       return payments.createPortalSession({ customerId, returnUrl: urls.portalReturn });
     },
 
-    async change({ ownerId, plan, interval, actor }) {
+    async change({ ownerId, plan, interval, actor, requestId }) {
       requireSelfServe(plan);
       const live = await requireLive(ownerId);
       const item = live.items[0];
@@ -269,7 +271,7 @@ export function createBillingActions(deps: {
         }
         await sync.syncCustomer(
           live.customerId,
-          actionCause(`subscription.change:${plan}_${interval}`, actor),
+          actionCause(`subscription.change:${plan}_${interval}`, actor, requestId),
         );
         return { kind: 'upgraded', effective: 'now' };
       }
@@ -281,25 +283,25 @@ export function createBillingActions(deps: {
       });
       await sync.syncCustomer(
         live.customerId,
-        actionCause(`subscription.schedule:${plan}_${interval}`, actor),
+        actionCause(`subscription.schedule:${plan}_${interval}`, actor, requestId),
       );
       return { kind: 'downgrade_scheduled', effectiveAt: live.currentPeriodEnd.toISOString() };
     },
 
-    async cancel(ownerId, actor) {
+    async cancel(ownerId, actor, requestId) {
       const live = await requireLive(ownerId);
       const key = `cancel-${randomUUID()}`;
       // A subscription managed by a schedule cannot be set to cancel; cancelling drops the pending change.
       if (live.scheduleId) await payments.releaseSchedule(live.scheduleId, `${key}:release`);
       await payments.setCancelAtPeriodEnd(live.id, true, key);
-      return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor));
+      return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor, requestId));
     },
 
-    async resume(ownerId, actor) {
+    async resume(ownerId, actor, requestId) {
       const live = await requireLive(ownerId);
       if (!live.cancelAtPeriodEnd) throw conflict('not_cancelling', 'The subscription is not set to cancel.');
       await payments.setCancelAtPeriodEnd(live.id, false, `resume-${randomUUID()}`);
-      return sync.syncCustomer(live.customerId, actionCause('subscription.resume', actor));
+      return sync.syncCustomer(live.customerId, actionCause('subscription.resume', actor, requestId));
     },
 
     async invoices(ownerId) {
