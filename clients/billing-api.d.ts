@@ -2241,7 +2241,7 @@ export interface components {
             /**
              * @description What changed: `subscription_changed`, `duplicate_subscription`, `credits_granted`,
              *     `credits_not_granted`, `credits_clawed_back`, `credits_reinstated`, `seat_cap_changed`,
-             *     `seats_synced`, `lock_picks_changed`, `usage_period_closed`, `audit_reverted`, and the kinds of
+             *     `seats_synced`, `lock_picks_changed`, `usage_period_closed`, `customer_linked`, `audit_reverted`, and the kinds of
              *     operators' changes.
              *
              * @example subscription_changed

@@ -221,7 +221,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
         maxNetworkRetries: config.stripe.maxNetworkRetries,
       }),
     );
-  const customers = createCustomers({ table: tables.billing, payments });
+  const customers = createCustomers({ table: tables.billing, payments, clock });
   const pricing = createPricing({
     table: tables.billing,
     payments,

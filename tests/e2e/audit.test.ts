@@ -255,6 +255,14 @@ describe('the audit trail end to end', () => {
       expect(item.cause).toMatchObject({ kind: 'event', id: expect.stringMatching(/^evt_/) });
     expect(fromStripe.at(-1)).toMatchObject({ before: null, after: { plan: 'team' } });
 
+    expect(find('customer_linked')).toEqual([
+      expect.objectContaining({
+        actor: { kind: 'user', id: OWNER },
+        cause: expect.objectContaining({ kind: 'action', id: expect.stringMatching(/^customer-cus_/) }),
+        before: null,
+        after: { customerId: expect.stringMatching(/^cus_/) },
+      }),
+    ]);
     expect(find('credits_granted')).toEqual([
       expect.objectContaining({
         actor: { kind: 'stripe', id: 'stripe' },
@@ -308,7 +316,11 @@ describe('the audit trail end to end', () => {
     expect(events.length).toBeGreaterThanOrEqual(2);
     expect(events.every((item) => item.cause.kind === 'event')).toBe(true);
     const byUser = (await pages(`/api/ops/audit?ownerId=${OWNER}&actor=user:${OWNER}`, admin, 50)).items;
-    expect(byUser.map((item) => item.kind).sort()).toEqual(['lock_picks_changed', 'seat_cap_changed']);
+    expect(byUser.map((item) => item.kind).sort()).toEqual([
+      'customer_linked',
+      'lock_picks_changed',
+      'seat_cap_changed',
+    ]);
 
     const across = (await pages('/api/ops/audit?cause=reconcile', admin, 50)).items;
     expect(across.map((item) => [item.ownerId, item.kind])).toEqual([[OWNER, 'subscription_changed']]);
