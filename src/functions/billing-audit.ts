@@ -1,4 +1,4 @@
-import { ownerAuditQuery, parseAuditQuery, withCursorCheck } from '../http/audit-query.js';
+import { parseAuditQuery, withCursorCheck } from '../http/audit-query.js';
 import { requireBillingOwner } from '../http/billing-owner.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
@@ -14,16 +14,8 @@ export const billingAudit = defineRoute({
   access: 'user',
   async handle({ request, services, principal }) {
     const { ownerId } = await requireBillingOwner(principal, services.directory);
-    const query = parseAuditQuery(ownerAuditQuery, request.query);
-    const page = await withCursorCheck(() =>
-      services.audit.listOwner(ownerId, {
-        ...query.window,
-        cause: query.cause,
-        actor: query.actor,
-        limit: query.limit,
-        cursor: query.cursor,
-      }),
-    );
+    const { filter } = parseAuditQuery(request.query, { ownerParam: false });
+    const page = await withCursorCheck(() => services.audit.listOwner(ownerId, filter));
     return json(200, page);
   },
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { InvalidAuditIdError } from '../billing/audit/ids.js';
 import { validationError } from '../billing/errors.js';
-import { opsAuditQuery, parseAuditQuery, withCursorCheck } from '../http/audit-query.js';
+import { parseAuditQuery, withCursorCheck } from '../http/audit-query.js';
 import { readJson } from '../http/body.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
@@ -21,18 +21,9 @@ export const opsAuditList = defineRoute({
   route: 'ops/audit',
   access: 'admin',
   async handle({ request, services }) {
-    const query = parseAuditQuery(opsAuditQuery, request.query);
-    const filter = {
-      ...query.window,
-      cause: query.cause,
-      actor: query.actor,
-      limit: query.limit,
-      cursor: query.cursor,
-    };
+    const { ownerId, filter } = parseAuditQuery(request.query, { ownerParam: true });
     const page = await withCursorCheck(() =>
-      query.ownerId === undefined
-        ? services.audit.listAll(filter)
-        : services.audit.listOwner(query.ownerId, filter),
+      ownerId === undefined ? services.audit.listAll(filter) : services.audit.listOwner(ownerId, filter),
     );
     return json(200, page);
   },

@@ -25,22 +25,44 @@ const common = {
   cursor: z.string().min(1).max(2048).optional(),
 };
 
-export const opsAuditQuery = z.strictObject({ ...common, ownerId: idSchema.optional() });
-export const ownerAuditQuery = z.strictObject(common);
+const opsAuditQuery = z.strictObject({ ...common, ownerId: idSchema.optional() });
+const ownerAuditQuery = z.strictObject(common);
 
-/** The query of an audit listing, validated: 400 `invalid_query` with every problem named. */
-export function parseAuditQuery<S extends typeof opsAuditQuery | typeof ownerAuditQuery>(
-  schema: S,
+/** A validated listing query: the owner asked for (operators only) and the filter. */
+export interface ParsedAuditQuery {
+  readonly ownerId: string | undefined;
+  readonly filter: AuditQuery;
+}
+
+/**
+ * The query of an audit listing, validated: 400 `invalid_query` with every problem named. `ownerId` is a
+ * parameter of the operators' listing only; the billing owner's comes from the token.
+ */
+export function parseAuditQuery(
   query: URLSearchParams,
-): z.infer<S> & { readonly window: Pick<AuditQuery, 'from' | 'to'> } {
-  const parsed = parseInput(schema, Object.fromEntries(query), 'invalid_query', 'The query is invalid.');
+  options: { readonly ownerParam: boolean },
+): ParsedAuditQuery {
+  const values = Object.fromEntries(query);
+  const parsed: z.infer<typeof opsAuditQuery> = options.ownerParam
+    ? parseInput(opsAuditQuery, values, 'invalid_query', 'The query is invalid.')
+    : parseInput(ownerAuditQuery, values, 'invalid_query', 'The query is invalid.');
   const from = parsed.from === undefined ? undefined : new Date(parsed.from);
   const to = parsed.to === undefined ? undefined : new Date(parsed.to);
   if (from !== undefined && to !== undefined && from >= to)
     throw validationError('invalid_query', 'The query is invalid. to: must be after from', [
       { path: 'to', message: 'must be after from' },
     ]);
-  return { ...(parsed as z.infer<S>), window: { from, to } };
+  return {
+    ownerId: parsed.ownerId,
+    filter: {
+      from,
+      to,
+      cause: parsed.cause,
+      actor: parsed.actor,
+      limit: parsed.limit,
+      cursor: parsed.cursor,
+    },
+  };
 }
 
 /** Runs a listing, answering a cursor it did not make with 400 like any other bad query value. */

@@ -453,6 +453,27 @@ describe('the audit trail end to end', () => {
       expectProblem(await revert(change.id), 409, 'already_reverted');
     });
 
+    it('gives the claim back when the handler fails, so the operator can try again at once', async () => {
+      const action = auditAction(
+        {
+          at: new Date().toISOString(),
+          kind: 'enforcement_set',
+          actor: { kind: 'admin', id: 'ops-bob' },
+          cause: { kind: 'admin', id: 'req-enf-bad' },
+          reason: 'a row its handler cannot apply',
+          before: { unknown: true },
+          after: { mode: 'off' },
+          revertible: 'enforcement',
+        },
+        'req-enf-bad',
+      );
+      await host.services.tables.billing.transact(BULK, [action]);
+      const id = encodeAuditId(BULK, action.rowKey);
+      expect((await revert(id)).status).toBe(500);
+      // Not `revert_in_progress`: the failed attempt released its claim.
+      expect((await revert(id)).status).toBe(500);
+    });
+
     it('refuses Stripe changes (pointing to the portal or dashboard), other changes, kinds without a handler, unknown and invalid ids', async () => {
       const trail = await ownerTrail();
       const stripe = trail.find((item) => item.actor.kind === 'stripe');

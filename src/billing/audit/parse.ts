@@ -47,7 +47,7 @@ export interface AuditRecord {
 const optionalText = z.string().optional();
 
 const currentSchema = z.object({
-  at: z.iso.datetime(),
+  at: z.iso.datetime({ offset: true }),
   kind: z.string().min(1),
   actorKind: z.enum(AUDIT_ACTOR_KINDS),
   actor: z.string(),

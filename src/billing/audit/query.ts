@@ -21,7 +21,6 @@ import {
   AUDIT_ACTOR_KINDS,
   AUDIT_KEY_PREFIX,
   AUDIT_PREFIX,
-  type AuditActorKind,
   type AuditCauseKind,
   GLOBAL_AUDIT_PARTITION,
   invertedTime,
@@ -107,12 +106,10 @@ function matches(record: AuditRecord, query: AuditQuery): boolean {
   if (query.cause !== undefined && record.cause.kind !== query.cause) return false;
   const actor = query.actor;
   if (actor === undefined) return true;
-  if ((AUDIT_ACTOR_KINDS as readonly string[]).includes(actor)) return record.actor.kind === actor;
+  if (AUDIT_ACTOR_KINDS.some((kind) => kind === actor)) return record.actor.kind === actor;
   const split = actor.indexOf(':');
-  if (split > 0) {
-    const kind = actor.slice(0, split) as AuditActorKind;
-    return record.actor.kind === kind && record.actor.id === actor.slice(split + 1);
-  }
+  if (split > 0)
+    return record.actor.kind === actor.slice(0, split) && record.actor.id === actor.slice(split + 1);
   return record.actor.id === actor;
 }
 
@@ -315,7 +312,8 @@ export function createAuditLog(deps: {
     let budget = AUDIT_SCAN_BUDGET;
     const visit = Math.min(days.length, AUDIT_DAYS_PER_PAGE);
     for (let index = 0; index < visit; index++) {
-      const day = days[index] as string;
+      const day = days[index];
+      if (day === undefined) break;
       const after = cursor !== undefined && day === cursor.d ? cursor.k : undefined;
       const { stop, scanned } = await collect(
         auditIndexPartition(day),

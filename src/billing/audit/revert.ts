@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { conflict, notFound } from '../errors.js';
 import { commit, RETRY, write } from '../storage/commit.js';
-import type { EntityTable } from '../store.js';
+import { type EntityTable, EtagMismatchError, type TransactionResult } from '../store.js';
 import { auditAction, GLOBAL_AUDIT_PARTITION, type RevertHandler, type RevertibleKind } from './entry.js';
 import { decodeAuditId, encodeAuditId } from './ids.js';
 import { type AuditRecord, parseAuditRow } from './parse.js';
@@ -61,12 +61,16 @@ export function createAuditReverter(deps: {
   readonly table: EntityTable;
   readonly registry: RevertRegistry;
   readonly clock: Clock;
+  /** @default console.warn */
+  readonly log?: (message: string, error: unknown) => void;
 }): AuditReverter {
   const { table, registry, clock } = deps;
+  const log = deps.log ?? console.warn;
 
-  /** Claims the revert of `rowKey`, or says why not. */
-  async function claim(partitionKey: string, rowKey: string, requestId: string): Promise<void> {
-    await commit<void>(
+  /** Claims the revert of `rowKey`, or says why not. Answers the marker's ETag. */
+  function claim(partitionKey: string, rowKey: string, requestId: string): Promise<string | undefined> {
+    const committed = (result: TransactionResult) => result.etags.get(markerKey(rowKey));
+    return commit<string | undefined>(
       table,
       partitionKey,
       async () => {
@@ -74,7 +78,7 @@ export function createAuditReverter(deps: {
         const at = clock.now().toISOString();
         const props = { state: 'reverting', requestId, at };
         if (marker === undefined)
-          return write([{ kind: 'create', rowKey: markerKey(rowKey), props }], () => undefined);
+          return write([{ kind: 'create', rowKey: markerKey(rowKey), props }], committed);
         if (marker.props.state === 'done')
           throw conflict(
             'already_reverted',
@@ -88,7 +92,7 @@ export function createAuditReverter(deps: {
           );
         return write(
           [{ kind: 'update', rowKey: markerKey(rowKey), props, etag: marker.etag }],
-          () => undefined,
+          committed,
           () => RETRY,
         );
       },
@@ -119,15 +123,24 @@ export function createAuditReverter(deps: {
           'not_revertible_here',
           `No revert is registered for ${record.revertible} changes in this deployment; make a new change instead.`,
         );
-      await claim(partitionKey, rowKey, requestId);
-      await handler.revert({
-        ownerId: partitionKey === GLOBAL_AUDIT_PARTITION ? undefined : partitionKey,
-        before: record.before,
-        actor,
-        reason,
-        revertOf: id,
-        requestId,
-      });
+      const claimed = await claim(partitionKey, rowKey, requestId);
+      try {
+        await handler.revert({
+          ownerId: partitionKey === GLOBAL_AUDIT_PARTITION ? undefined : partitionKey,
+          before: record.before,
+          actor,
+          reason,
+          revertOf: id,
+          requestId,
+        });
+      } catch (error) {
+        // The handler refused or failed: give the claim back (unless someone took it over), so the operator
+        // can try again at once rather than wait for it to go stale; the handler's own error is the answer.
+        await table.delete(partitionKey, markerKey(rowKey), claimed).catch((release: unknown) => {
+          if (!(release instanceof EtagMismatchError)) log(`revert of ${id}: claim not released`, release);
+        });
+        throw error;
+      }
       const at = clock.now().toISOString();
       const entry = auditAction(
         {
