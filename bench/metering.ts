@@ -313,7 +313,7 @@ async function main(): Promise<void> {
     }
     const rolloverResult = {
       name: `rollover: ${fmt(ROLLOVER_OWNERS)} owners`,
-      description: `createRollover().run closing one ended period per owner (counter read + record create per owner, index rows listed and deleted 100 per transaction), beside creating ${fmt(ROLLOVER_OWNERS)} rows in as many partitions and beside ${fmt(ROLLOVER_OWNERS)} x (read + create)`,
+      description: `createRollover().run closing one ended period per owner (counter read, then the record and its audit row in one transaction per owner, index rows listed and deleted 100 per transaction), beside creating ${fmt(ROLLOVER_OWNERS)} rows in as many partitions and beside ${fmt(ROLLOVER_OWNERS)} x (read + create)`,
       owners: ROLLOVER_OWNERS,
       concurrency: WRITE_CONCURRENCY,
       rounds: rolloverRounds,

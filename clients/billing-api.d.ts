@@ -928,6 +928,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/billing/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The billing owner's audit trail
+         * @description Every change to the caller's billing, newest first: subscription changes (Stripe events, the
+         *     owner's own plan changes, the reconciler's repairs), credit grants and clawbacks, the seat cap,
+         *     seat syncs, picks of what to keep, closed usage periods, and operators' changes. Each entry names
+         *     who made it (`actor`), what set it going (`cause`: a Stripe event id, a request id, a reconciler,
+         *     seat sync or timer run id) and the state before and after. Only the billing owner may read it
+         *     (it names amounts of the whole account). Per-execution consumption is not here: the credits
+         *     ledger (`GET /billing/credits`) and usage (`GET /billing/usage`) are its trail.
+         *
+         *     `from` (inclusive) and `to` (exclusive) bound the time, `cause` and `actor` filter. Pass
+         *     `nextCursor` back as `cursor` for the next page, with the same filters. A page may hold fewer
+         *     than `limit` entries and still have a `nextCursor` (a filtered read stops after 1,000 rows).
+         *
+         */
+        get: operations["billingAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit trail of one owner or of every owner
+         * @description Audit entries newest first. With `ownerId`, that owner's trail, read from its own partition (the
+         *     rows written in each change's transaction). Without it, every owner's, read from the day index
+         *     (docs/decisions/0007-audit-index.md); rows written before the audit API are listed only by owner.
+         *     Filters as on `GET /billing/audit`; a page may hold fewer than `limit` entries and still have a
+         *     `nextCursor` (a read stops after 1,000 rows or 31 days with entries).
+         *
+         */
+        get: operations["opsAuditList"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/audit/{id}/revert": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revert an operator's change
+         * @description Undoes one admin change (an entry with `revertible`) by applying its `before` as a new admin
+         *     change, made by the module that owns that kind of change and audited with `revertOf` set to this
+         *     id; the revert itself is audited too (`kind: audit_reverted`). A change is reverted once: a
+         *     second revert answers 409 `already_reverted` (make a new change instead).
+         *
+         *     Refused with 409: a change made by Stripe (`stripe_change`: change it in the customer portal or
+         *     the Stripe dashboard, and its webhook brings it here), any other change that is not revertible
+         *     (`not_revertible`), a kind no handler reverts in this deployment (`not_revertible_here`), and a
+         *     revert already under way (`revert_in_progress`).
+         *
+         */
+        post: operations["opsAuditRevert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ops/reconcile": {
         parameters: {
             query?: never;
@@ -2866,6 +2951,86 @@ export interface components {
              */
             lastFailedAt: string;
         };
+        /** @description An audit entry's id; opaque, stable and URL-safe. */
+        AuditId: string;
+        AuditEntry: {
+            id: components["schemas"]["AuditId"];
+            /** @description The billing owner the change concerns; `null` for a change that concerns no single owner. */
+            ownerId: string | null;
+            /**
+             * Format: date-time
+             * @description When the change was made.
+             */
+            at: string;
+            /**
+             * @description What changed: `subscription_changed`, `duplicate_subscription`, `credits_granted`,
+             *     `credits_not_granted`, `credits_clawed_back`, `credits_reinstated`, `seat_cap_changed`,
+             *     `seats_synced`, `lock_picks_changed`, `usage_period_closed`, `customer_linked`, `audit_reverted`, and the kinds of
+             *     operators' changes.
+             *
+             * @example subscription_changed
+             */
+            kind: string;
+            /** @description Who made the change; `id` is the token's `sub` for a user, service or admin. */
+            actor: {
+                /** @enum {string} */
+                kind: "stripe" | "user" | "service" | "admin" | "reconciler" | "seat_sync" | "timer";
+                id: string;
+            };
+            /** @description What set the change going; `id` is a Stripe event id, a request id, or a run's id. */
+            cause: {
+                /** @enum {string} */
+                kind: "event" | "action" | "admin" | "reconcile" | "seat_sync" | "timer";
+                id: string;
+                /** @description The event type or the action (`customer.subscription.updated`, `seats.cap`). */
+                type?: string;
+            };
+            /** @description The operator's reason, for admin changes. */
+            reason?: string;
+            /** @description The state before the change (any JSON value); `null` when there was none. */
+            before: unknown;
+            /** @description The state after the change (any JSON value); `null` when there is none. */
+            after: unknown;
+            /**
+             * @description Set on operators' changes that `POST /ops/audit/{id}/revert` can undo.
+             * @enum {string}
+             */
+            revertible?: "override" | "contract" | "enforcement" | "cohort_enforcement";
+            /** @description The entry this change reverted. */
+            revertOf?: components["schemas"]["AuditId"];
+            /** @description Further facts (a subscription id, a refund, an amount, a meter and period). */
+            details: {
+                [key: string]: string | number | boolean;
+            };
+            /**
+             * @description Written before the shared shape; `actor.kind` was inferred from the cause.
+             * @constant
+             */
+            legacy?: true;
+        };
+        /** @description A stored row that could not be read; reported so that someone looks at it. */
+        AuditCorruptRow: {
+            partitionKey: string;
+            rowKey: string;
+            detail: string;
+        };
+        AuditPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["AuditEntry"][];
+            /** @description Rows in this page's range that could not be read (usually empty). */
+            corrupt: components["schemas"]["AuditCorruptRow"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        AuditRevertRequest: {
+            /** @description Why; recorded on the revert's audit entries. */
+            reason: string;
+        };
+        AuditRevertResult: {
+            reverted: components["schemas"]["AuditEntry"];
+            /** @description The entry recording this revert. */
+            revertId: components["schemas"]["AuditId"];
+        };
         PoisonPage: {
             /** @description In Stripe event id order; unreadable messages last. */
             items: components["schemas"]["PoisonEntry"][];
@@ -3084,6 +3249,46 @@ export interface components {
         };
     };
     responses: {
+        /** @description One page of audit entries, newest first. */
+        AuditPage: {
+            headers: {
+                "Cache-Control": components["headers"]["CacheControlNoStore"];
+                [name: string]: unknown;
+            };
+            content: {
+                /** @example {
+                 *       "items": [
+                 *         {
+                 *           "id": "a1dS1hdWRpdHxufDgyMzU0MDk5OTk5OTl8ZXZ0XzE",
+                 *           "ownerId": "u-audit",
+                 *           "at": "2026-12-01T10:00:00.000Z",
+                 *           "kind": "subscription_changed",
+                 *           "actor": {
+                 *             "kind": "stripe",
+                 *             "id": "stripe"
+                 *           },
+                 *           "cause": {
+                 *             "kind": "event",
+                 *             "id": "evt_1",
+                 *             "type": "customer.subscription.updated"
+                 *           },
+                 *           "before": null,
+                 *           "after": {
+                 *             "plan": "pro",
+                 *             "interval": "monthly",
+                 *             "status": "active"
+                 *           },
+                 *           "details": {
+                 *             "changed": "plan,interval,status"
+                 *           }
+                 *         }
+                 *       ],
+                 *       "corrupt": [],
+                 *       "nextCursor": null
+                 *     } */
+                "application/json": components["schemas"]["AuditPage"];
+            };
+        };
         /** @description Created by this call. */
         OrgCreated: {
             headers: {
@@ -3710,6 +3915,18 @@ export interface components {
         };
     };
     parameters: {
+        /** @description Only entries at or after this instant (ISO date-time, or a date for its UTC midnight). */
+        auditFrom: string;
+        /** @description Only entries before this instant (exclusive). */
+        auditTo: string;
+        /** @description Only entries with this cause kind. */
+        auditCause: "event" | "action" | "admin" | "reconcile" | "seat_sync" | "timer";
+        /** @description Only entries by this actor: a kind (`stripe`), a kind and id (`user:alice`), or an id (`alice`). */
+        auditActor: string;
+        /** @description Entries per page. */
+        auditLimit: number;
+        /** @description The `nextCursor` of the previous page; opaque. */
+        auditCursor: string;
         /** @description Answer from at least this `version` of the owner's state. 409 `version_not_reached` when even a
          *     fresh read is older.
          *      */
@@ -4986,6 +5203,153 @@ export interface operations {
                     };
                 };
             };
+        };
+    };
+    billingAudit: {
+        parameters: {
+            query?: {
+                /** @description Only entries at or after this instant (ISO date-time, or a date for its UTC midnight). */
+                from?: components["parameters"]["auditFrom"];
+                /** @description Only entries before this instant (exclusive). */
+                to?: components["parameters"]["auditTo"];
+                /** @description Only entries with this cause kind. */
+                cause?: components["parameters"]["auditCause"];
+                /** @description Only entries by this actor: a kind (`stripe`), a kind and id (`user:alice`), or an id (`alice`). */
+                actor?: components["parameters"]["auditActor"];
+                /** @description Entries per page. */
+                limit?: components["parameters"]["auditLimit"];
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: components["parameters"]["auditCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["AuditPage"];
+            /** @description `invalid_query`: a parameter out of range (`limit` 1 to 200, `to` after `from`), a `cursor` this listing did not return, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsAuditList: {
+        parameters: {
+            query?: {
+                /** @description Only this billing owner's entries. */
+                ownerId?: components["schemas"]["Id"];
+                /** @description Only entries at or after this instant (ISO date-time, or a date for its UTC midnight). */
+                from?: components["parameters"]["auditFrom"];
+                /** @description Only entries before this instant (exclusive). */
+                to?: components["parameters"]["auditTo"];
+                /** @description Only entries with this cause kind. */
+                cause?: components["parameters"]["auditCause"];
+                /** @description Only entries by this actor: a kind (`stripe`), a kind and id (`user:alice`), or an id (`alice`). */
+                actor?: components["parameters"]["auditActor"];
+                /** @description Entries per page. */
+                limit?: components["parameters"]["auditLimit"];
+                /** @description The `nextCursor` of the previous page; opaque. */
+                cursor?: components["parameters"]["auditCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["AuditPage"];
+            /** @description `invalid_query`: a parameter out of range (`limit` 1 to 200, `to` after `from`, `ownerId` not an id), a `cursor` this listing did not return, or an unknown parameter. */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token has no `admin` role (a user or service token neither). */
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    opsAuditRevert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An entry's `id`. */
+                id: components["schemas"]["AuditId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {
+                 *       "reason": "Override set on the wrong owner (ticket 4711)."
+                 *     } */
+                "application/json": components["schemas"]["AuditRevertRequest"];
+            };
+        };
+        responses: {
+            /** @description Reverted. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRevertResult"];
+                };
+            };
+            /** @description `invalid_id` (not an audit id), `body_required`, `malformed_json` or `invalid_body` (`reason` missing, empty or over 500 characters, or an unknown field). */
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `admin_role_required`: the token has no `admin` role (a user or service token neither). */
+            403: components["responses"]["Forbidden"];
+            /** @description `audit_not_found`: no audit entry has this id. */
+            404: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 404;
+                        /** @constant */
+                        code?: "audit_not_found";
+                    };
+                };
+            };
+            /** @description The entry cannot be reverted here; `code` says why (see above). `unrevertible_before`: the module
+             *     that made the change cannot apply the audited "before" (it no longer parses as that setting);
+             *     nothing was changed, and the entry can be reverted again once fixed by hand.
+             *      */
+            409: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControlNoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {
+                     *       "type": "/problems/stripe_change",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "detail": "This change came from Stripe: change it there (the customer portal, POST /api/billing/portal, for the customer; the Stripe dashboard for an operator), and its webhook will bring the change here.",
+                     *       "code": "stripe_change",
+                     *       "instance": "3f0c1a52-8f0e-4c55-9d55-2f8b7f1f6a10"
+                     *     } */
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        status?: 409;
+                        /** @enum {unknown} */
+                        code?: "stripe_change" | "not_revertible" | "not_revertible_here" | "already_reverted" | "revert_in_progress" | "unrevertible_before";
+                    };
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     opsReconcile: {

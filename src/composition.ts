@@ -5,6 +5,9 @@ import { createStripeClient, createStripeGateway, STRIPE_API_VERSION } from './a
 import { createWebhookVerifier, type WebhookVerifier } from './adapters/stripe/webhooks.js';
 import { createAzureTable } from './adapters/tables/azure-table.js';
 import type { RevertHandler } from './billing/audit/entry.js';
+import { withAuditIndex } from './billing/audit/index-writer.js';
+import { type AuditLog, createAuditLog } from './billing/audit/query.js';
+import { type AuditReverter, createAuditReverter, createRevertRegistry } from './billing/audit/revert.js';
 import { type BillingActions, createBillingActions } from './billing/billing-actions.js';
 import { type Catalog, CREDIT_PACKS, catalog as defaultCatalog } from './billing/catalog.js';
 import { type ChangePreviews, createChangePreviews } from './billing/change-preview.js';
@@ -84,6 +87,10 @@ export interface Services {
   readonly actions: BillingActions;
   /** What a plan change or cancellation would do, from the same plan, changing nothing. */
   readonly previews: ChangePreviews;
+  /** Every billing change's audit row, by owner and across owners. */
+  readonly audit: AuditLog;
+  /** Undoes admin changes through the registered `RevertHandler`s. */
+  readonly reverter: AuditReverter;
   /** The billing owner's cap on billable seats. */
   readonly seatCaps: SeatCaps;
   /** Enterprise contracts set by operators (`/api/ops/owners/{id}/contract`). */
@@ -125,6 +132,8 @@ export interface ServiceOverrides {
   readonly feedTransport?: EventQueue;
   /** `false` leaves the outbox out: only for the bench's baseline of what the outbox costs. @default true */
   readonly outbox?: boolean;
+  /** Revert handlers beside the modules' own (a kind may be registered once), e.g. a test's. */
+  readonly revertHandlers?: readonly RevertHandler[];
 }
 
 /** The composition root: adapters wired into the domain. Tests pass overrides (a clock, in-memory tables). */
@@ -171,8 +180,12 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
   const catalog = defaultCatalog;
   // Every writer of markers and ledger rows lists their owner for the retention job (see index-writer.ts),
   // and every writer of a would-be denial lists its owner for the monitor report (ops/monitor.ts).
-  const indexed = withMonitorIndex(
-    withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+  // Every audit row is projected into the cross-owner day index around its transaction (audit/index-writer.ts).
+  const indexed = withAuditIndex(
+    withMonitorIndex(
+      withRetentionIndex(storedTables.billing, { clock, retentionDays: config.retention.days }),
+    ),
+    { clock },
   );
   // Every change that moves an owner's entitlements writes its `entitlements.changed` outbox row in its
   // own transaction, and asks for the drain once committed (src/billing/feed/outbox.ts).
@@ -273,7 +286,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     clock,
     options: { retentionDays: config.retention.days },
   });
-  const locks = createLocks({ owners, table: tables.billing, catalog });
+  const locks = createLocks({ owners, table: tables.billing, catalog, clock });
   const entitlements = createEntitlements({
     catalog,
     directory,
@@ -292,7 +305,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
         maxNetworkRetries: config.stripe.maxNetworkRetries,
       }),
     );
-  const customers = createCustomers({ table: tables.billing, payments });
+  const customers = createCustomers({ table: tables.billing, payments, clock });
   const pricing = createPricing({
     table: tables.billing,
     payments,
@@ -319,6 +332,9 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     clock,
   });
   const contracts = createContracts({ table: tables.billing, owners, catalog, clock });
+  const contractRevert = contractRevertHandler(contracts);
+  const ownerOverrides = createOverrides({ table: tables.billing, owners, catalog, now: () => clock.now() });
+  const ownerEnforcement = createOwnerEnforcement({ table: tables.billing, owners, now: () => clock.now() });
   const contractInvoicing = createContractInvoicing({
     table: tables.billing,
     owners,
@@ -383,7 +399,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     previews,
     contracts,
     contractInvoicing,
-    contractRevert: contractRevertHandler(contracts),
+    contractRevert,
     seatCaps: createSeatCaps({ table: tables.billing, owners, now: () => clock.now() }),
     seatSync: createSeatSync({
       table: tables.billing,
@@ -418,6 +434,19 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
       transport: feedTransport,
       changes: (ownerId, since, limit) => listChanges(tables.billing, ownerId, since, limit),
     },
+    audit: createAuditLog({ table: tables.billing, clock }),
+    reverter: createAuditReverter({
+      table: tables.billing,
+      // Each kind of admin change is undone by the module that makes it.
+      registry: createRevertRegistry([
+        ownerOverrides.revertHandler,
+        ownerEnforcement.revertHandler,
+        cohorts.revertHandler,
+        contractRevert,
+        ...(overrides.revertHandlers ?? []),
+      ]),
+      clock,
+    }),
     metering,
     credits,
     rollover,
@@ -425,8 +454,8 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     locks,
     usage: createUsageService({ catalog, directory, metering, enforcement: cohorts }),
     cohorts,
-    overrides: createOverrides({ table: tables.billing, owners, catalog, now: () => clock.now() }),
-    ownerEnforcement: createOwnerEnforcement({ table: tables.billing, owners, now: () => clock.now() }),
+    overrides: ownerOverrides,
+    ownerEnforcement,
     monitor: createMonitorReports({ table: tables.billing, clock }),
   };
 }

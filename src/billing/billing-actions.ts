@@ -44,14 +44,16 @@ export interface BillingActions {
     plan: PlanName;
     interval: Interval;
     actor: string;
+    /** The request's id: the audit row's cause and the sync's marker. @default a random UUID */
+    requestId?: string;
   }): Promise<ChangeOutcome>;
-  cancel(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  cancel(ownerId: OwnerId, actor: string, requestId?: string): Promise<SyncOutcome>;
   /**
    * What `change` or `cancel` would do, decided as they decide it, with nothing changed: for the preview.
    * @throws BillingError as `change` and `cancel` do before they call Stripe.
    */
   plan(ownerId: OwnerId, request: ChangeRequest): Promise<{ live: SubscriptionInfo; plan: PlannedChange }>;
-  resume(ownerId: OwnerId, actor: string): Promise<SyncOutcome>;
+  resume(ownerId: OwnerId, actor: string, requestId?: string): Promise<SyncOutcome>;
   invoices(ownerId: OwnerId): Promise<InvoiceRecord[]>;
 }
 
@@ -193,8 +195,8 @@ export function createBillingActions(deps: {
     return { live, plan: planCancel(live) };
   }
 
-  const actionCause = (type: string, actor: string) =>
-    ({ kind: 'action', id: randomUUID(), type, actor }) as const;
+  const actionCause = (type: string, actor: string, requestId: string | undefined) =>
+    ({ kind: 'action', id: requestId ?? randomUUID(), type, actor }) as const;
 
   return {
     async checkout({ ownerId, plan, interval, seats }) {
@@ -267,7 +269,7 @@ export function createBillingActions(deps: {
     plan: (ownerId, request) =>
       request.kind === 'plan' ? planPlan(ownerId, request) : planCancelOf(ownerId),
 
-    async change({ ownerId, plan: target, interval, actor }) {
+    async change({ ownerId, plan: target, interval, actor, requestId }) {
       const { live, plan } = await planPlan(ownerId, { kind: 'plan', plan: target, interval });
       const key = `change-${randomUUID()}`;
       switch (plan.kind) {
@@ -285,7 +287,7 @@ export function createBillingActions(deps: {
           }
           await sync.syncCustomer(
             live.customerId,
-            actionCause(`subscription.change:${target}_${interval}`, actor),
+            actionCause(`subscription.change:${target}_${interval}`, actor, requestId),
           );
           return { kind: 'upgraded', effective: 'now' };
         }
@@ -298,25 +300,25 @@ export function createBillingActions(deps: {
           });
           await sync.syncCustomer(
             live.customerId,
-            actionCause(`subscription.schedule:${target}_${interval}`, actor),
+            actionCause(`subscription.schedule:${target}_${interval}`, actor, requestId),
           );
           return { kind: 'downgrade_scheduled', effectiveAt: plan.effectiveAt.toISOString() };
       }
     },
 
-    async cancel(ownerId, actor) {
+    async cancel(ownerId, actor, requestId) {
       const { live, plan } = await planCancelOf(ownerId);
       const key = `cancel-${randomUUID()}`;
       if (plan.releaseScheduleId) await payments.releaseSchedule(plan.releaseScheduleId, `${key}:release`);
       await payments.setCancelAtPeriodEnd(live.id, true, key);
-      return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor));
+      return sync.syncCustomer(live.customerId, actionCause('subscription.cancel', actor, requestId));
     },
 
-    async resume(ownerId, actor) {
+    async resume(ownerId, actor, requestId) {
       const live = await requireLive(ownerId);
       if (!live.cancelAtPeriodEnd) throw conflict('not_cancelling', 'The subscription is not set to cancel.');
       await payments.setCancelAtPeriodEnd(live.id, false, `resume-${randomUUID()}`);
-      return sync.syncCustomer(live.customerId, actionCause('subscription.resume', actor));
+      return sync.syncCustomer(live.customerId, actionCause('subscription.resume', actor, requestId));
     },
 
     async invoices(ownerId) {

@@ -1,3 +1,4 @@
+import { auditAction } from './audit/entry.js';
 import type { CreditPack } from './catalog.js';
 import type { Clock } from './clock.js';
 import { clawbackTarget } from './credit-reversal.js';
@@ -5,7 +6,7 @@ import { type GrantRefusal, verifySession } from './credit-verification.js';
 import { CreditsContentionError } from './credits.js';
 import type { Customers } from './customers.js';
 import type { OwnerId } from './ids.js';
-import type { SyncCause } from './lifecycle.js';
+import { auditActorAndCause, type SyncCause } from './lifecycle.js';
 import {
   balanceAction,
   grantMarkerKey,
@@ -115,7 +116,10 @@ export function createCreditPurchases(deps: CreditPurchasesDeps): CreditPurchase
               rowKey: refusalMarkerKey(session.id, cause.kind, cause.id),
               props: { reason, at },
             },
-            audit(cause, session.id, undefined, at, { kind: 'credits_not_granted', reason, detail }),
+            audit(cause, session.id, undefined, at, 'credits_not_granted', undefined, {
+              refusal: reason,
+              detail,
+            }),
           ],
           () => outcome,
           (error) => (error.actionIndex === 0 && error.reason === 'exists' ? outcome : RETRY),
@@ -169,16 +173,15 @@ export function createCreditPurchases(deps: CreditPurchasesDeps): CreditPurchase
           balanceAction(snapshot.balance.etag, balanceAfter, at),
           ledgerRow(now, 0, 'grant', session.id, session.id, credits, granted, description, at),
           reversalAction(session.id, reversal, { clawed, rev, chargeId, at }),
-          audit(cause, session.id, rev, at, {
-            kind: 'credits_granted',
-            pack: pack.id,
-            quantity,
-            credits,
-            clawedBack: clawed,
-            chargeId,
-            balanceBefore: snapshot.balance.credits,
-            balanceAfter,
-          }),
+          audit(
+            cause,
+            session.id,
+            rev,
+            at,
+            'credits_granted',
+            { before: snapshot.balance.credits, after: balanceAfter },
+            { pack: pack.id, quantity, credits, clawedBack: clawed, chargeId },
+          ),
         ];
         if (clawed > 0)
           actions.push(
@@ -276,20 +279,25 @@ export function createCreditPurchases(deps: CreditPurchasesDeps): CreditPurchase
                 : `${name}: a won dispute gives back ${-delta} credit(s)`,
               at,
             ),
-            audit(cause, session.id, rev, at, {
-              kind: delta > 0 ? 'credits_clawed_back' : 'credits_reinstated',
-              chargeId,
-              credits: -delta,
-              clawedBefore: clawed,
-              clawedAfter: target,
-              granted,
-              amount: charge.amount,
-              amountRefunded: charge.amountRefunded,
-              disputeStatus: charge.dispute?.status,
-              disputeAmount: charge.dispute?.amount,
-              balanceBefore: snapshot.balance.credits,
-              balanceAfter,
-            }),
+            audit(
+              cause,
+              session.id,
+              rev,
+              at,
+              delta > 0 ? 'credits_clawed_back' : 'credits_reinstated',
+              { before: snapshot.balance.credits, after: balanceAfter },
+              {
+                chargeId,
+                credits: -delta,
+                clawedBefore: clawed,
+                clawedAfter: target,
+                granted,
+                amount: charge.amount,
+                amountRefunded: charge.amountRefunded,
+                disputeStatus: charge.dispute?.status,
+                disputeAmount: charge.dispute?.amount,
+              },
+            ),
           ]),
           () => ({ kind: 'reversed', ownerId, credits: -delta }),
         );
@@ -348,28 +356,28 @@ function clawbackDescription(name: string, charge: ChargeInfo | undefined): stri
 }
 
 /**
- * An audit row in the owner's partition, shaped like the subscription lifecycle's (`audit|<at>|<causeId>`,
- * with the cause and actor), suffixed with the purchase and its change count (`<sessionId>.<rev>`), so one
- * cause touching two purchases, or one purchase twice, writes distinct rows.
+ * An audit row in the owner's partition (the shared shape, `audit/entry.ts`), named by the cause and the
+ * purchase and its change count (`<causeId>|<sessionId>.<rev>`), so one cause touching two purchases, or
+ * one purchase twice, writes distinct rows. The credits before and after are the balance.
  */
 function audit(
   cause: SyncCause,
   sessionId: string,
   rev: number | undefined,
   at: string,
+  kind: string,
+  balance: { readonly before: number; readonly after: number } | undefined,
   details: Readonly<Record<string, string | number | undefined>>,
 ): TransactionAction {
-  return {
-    kind: 'create',
-    rowKey: `audit|${at}|${cause.id}|${sessionId}${rev === undefined ? '' : `.${rev}`}`,
-    props: definedProps({
+  return auditAction(
+    {
       at,
-      causeKind: cause.kind,
-      causeId: cause.id,
-      causeType: cause.type,
-      actor: cause.kind === 'action' ? cause.actor : cause.kind === 'reconcile' ? 'reconciler' : 'stripe',
-      sessionId,
-      ...details,
-    }),
-  };
+      kind,
+      ...auditActorAndCause(cause),
+      before: balance === undefined ? null : { balance: balance.before },
+      after: balance === undefined ? null : { balance: balance.after },
+      details: { sessionId, ...details },
+    },
+    `${cause.id}|${sessionId}${rev === undefined ? '' : `.${rev}`}`,
+  );
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { auditAction } from './audit/entry.js';
 import type { MeterName } from './catalog.js';
 import type { Clock } from './clock.js';
 import { type FieldIssue, validationError } from './errors.js';
@@ -71,6 +72,8 @@ export interface GrantRequest {
   readonly sourceId: string;
   /** For the ledger, e.g. the pack's display name. */
   readonly description: string;
+  /** Who granted them, for the audit row (a service's or an operator's `sub`). @default 'billing' */
+  readonly actor?: string;
 }
 
 export type GrantOutcome =
@@ -213,6 +216,18 @@ export function createCredits(deps: CreditsDeps): Credits {
                 rowKey: ledgerRowKey(now, 0, 'grant', sourceId),
                 props: { kind: 'grant', credits, balanceAfter, ref: sourceId, description, at },
               },
+              auditAction(
+                {
+                  at,
+                  kind: 'credits_granted',
+                  actor: { kind: 'service', id: input.actor ?? 'billing' },
+                  cause: { kind: 'action', id: sourceId, type: 'credits.grant' },
+                  before: { balance: snapshot.balance.credits },
+                  after: { balance: balanceAfter },
+                  details: { credits, description },
+                },
+                `grant-${sourceId}`,
+              ),
             ]),
             () => ({
               kind: 'granted',

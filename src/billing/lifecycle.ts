@@ -1,4 +1,11 @@
 import { allocationForChange } from './access/lock-move.js';
+import {
+  type AuditEntry,
+  type AuditWrite,
+  auditAction,
+  auditRowKey,
+  auditUpsertAction,
+} from './audit/entry.js';
 import { type Catalog, INTERVALS, type Interval, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { Customers } from './customers.js';
@@ -16,12 +23,7 @@ import type {
   SubscriptionInfo,
 } from './payments.js';
 import { answer, commit, RETRY, write } from './storage/commit.js';
-import {
-  ConcurrencyExhaustedError,
-  type EntityProps,
-  type EntityTable,
-  type TransactionAction,
-} from './store.js';
+import { ConcurrencyExhaustedError, type EntityTable, type TransactionAction } from './store.js';
 import { type SubscriptionState, type SubscriptionStatus, subscriptionProps } from './subscription.js';
 
 /**
@@ -43,7 +45,16 @@ export interface DunningPolicy {
 /** What caused a sync, recorded on the marker and the audit row. */
 export type SyncCause =
   | { readonly kind: 'event'; readonly id: string; readonly type: string }
-  | { readonly kind: 'action'; readonly id: string; readonly type: string; readonly actor: string }
+  | {
+      readonly kind: 'action';
+      /** The request's id. */
+      readonly id: string;
+      readonly type: string;
+      /** The token's `sub`. */
+      readonly actor: string;
+      /** @default 'user' */
+      readonly actorKind?: 'user' | 'service' | 'admin';
+    }
   /** A reconciler run (`id` is the run's id) repairing drift it found in Stripe. */
   | { readonly kind: 'reconcile'; readonly id: string; readonly type: string };
 
@@ -267,22 +278,20 @@ export function createSubscriptionSync(deps: {
     keep: SubscriptionInfo | undefined,
     duplicates: readonly SubscriptionInfo[],
     cause: SyncCause,
-  ): Promise<DuplicateCancellation[]> {
-    const done: DuplicateCancellation[] = [];
+  ): Promise<Array<{ readonly sub: SubscriptionInfo; readonly cancellation: DuplicateCancellation }>> {
+    const done: Array<{ readonly sub: SubscriptionInfo; readonly cancellation: DuplicateCancellation }> = [];
     for (const sub of duplicates) {
       const at = clock.now().toISOString();
-      await table.upsert(ownerId, duplicateAuditKey(sub.id), {
-        at,
-        kind: 'duplicate_subscription',
+      // The pending step, completed by the same key in the sync's transaction (`duplicateAuditAction`).
+      const pending = duplicateAuditAction(sub, cause, at, {
         state: 'cancelling',
-        causeKind: cause.kind,
-        causeId: cause.id,
-        causeType: cause.type,
-        actor: 'billing',
-        subscriptionId: sub.id,
         keptSubscriptionId: keep?.id ?? '',
       });
-      done.push(await payments.cancelDuplicateSubscription(sub.id, `duplicate-${sub.id}`));
+      await table.upsert(ownerId, pending.rowKey, pending.props);
+      done.push({
+        sub,
+        cancellation: await payments.cancelDuplicateSubscription(sub.id, `duplicate-${sub.id}`),
+      });
     }
     return done;
   }
@@ -327,7 +336,7 @@ export function createSubscriptionSync(deps: {
             const notes: SyncNotes = {
               ...(foreign.length > 0 ? { foreign } : {}),
               ...(cancelled.length > 0
-                ? { duplicatesCancelled: cancelled.map((c) => c.subscriptionId) }
+                ? { duplicatesCancelled: cancelled.map((c) => c.cancellation.subscriptionId) }
                 : {}),
             };
             // A reconciler run that finds nothing to repair leaves no trace (no marker row per owner per run).
@@ -338,7 +347,14 @@ export function createSubscriptionSync(deps: {
             const actions: TransactionAction[] = [
               { kind: 'create', rowKey: marker, props: { causeKind: cause.kind, type: cause.type, at } },
               ...extraRows,
-              ...cancelled.map((c) => duplicateAuditAction(c, cause, at)),
+              ...cancelled.map(({ sub, cancellation }) =>
+                duplicateAuditAction(sub, cause, at, {
+                  state: 'cancelled',
+                  refundId: cancellation.refund?.id ?? '',
+                  refundAmount: cancellation.refund?.amount ?? 0,
+                  refundCurrency: cancellation.refund?.currency ?? '',
+                }),
+              ),
             ];
             if (changed && next) {
               const props = subscriptionProps(next);
@@ -346,11 +362,7 @@ export function createSubscriptionSync(deps: {
                 stored
                   ? { kind: 'update', rowKey: SUBSCRIPTION_ROW, props, etag: stored.etag }
                   : { kind: 'create', rowKey: SUBSCRIPTION_ROW, props },
-                {
-                  kind: 'create',
-                  rowKey: `audit|${at}|${cause.id}`,
-                  props: auditProps(cause, stored?.state, next, at),
-                },
+                auditAction(subscriptionAudit(cause, stored?.state, next, at), cause.id),
               );
               // New limits move the lock set in the same transaction: over-limit items lock, never go.
               const allocation = await allocationForChange(
@@ -388,39 +400,62 @@ export function createSubscriptionSync(deps: {
   };
 }
 
-const duplicateAuditKey = (subscriptionId: string) => `audit|duplicate|${subscriptionId}`;
-
-/** The audit row of a cancelled duplicate, completed with its refund in the sync's transaction. */
-function duplicateAuditAction(
-  cancellation: DuplicateCancellation,
-  cause: SyncCause,
-  at: string,
-): TransactionAction {
-  return {
-    kind: 'upsert',
-    rowKey: duplicateAuditKey(cancellation.subscriptionId),
-    props: {
-      at,
-      kind: 'duplicate_subscription',
-      state: 'cancelled',
-      causeKind: cause.kind,
-      causeId: cause.id,
-      causeType: cause.type,
-      actor: 'billing',
-      subscriptionId: cancellation.subscriptionId,
-      refundId: cancellation.refund?.id ?? '',
-      refundAmount: cancellation.refund?.amount ?? 0,
-      refundCurrency: cancellation.refund?.currency ?? '',
-    },
-  };
+/** Who and what a sync's cause was, in the shared audit shape. */
+export function auditActorAndCause(cause: SyncCause): Pick<AuditEntry, 'actor' | 'cause'> {
+  switch (cause.kind) {
+    case 'event':
+      return {
+        actor: { kind: 'stripe', id: 'stripe' },
+        cause: { kind: 'event', id: cause.id, type: cause.type },
+      };
+    case 'action':
+      return {
+        actor: { kind: cause.actorKind ?? 'user', id: cause.actor },
+        cause: { kind: 'action', id: cause.id, type: cause.type },
+      };
+    case 'reconcile':
+      return {
+        actor: { kind: 'reconciler', id: 'reconciler' },
+        cause: { kind: 'reconcile', id: cause.id, type: cause.type },
+      };
+  }
 }
 
-function auditProps(
+/**
+ * The audit row of a second live subscription: written as `cancelling` before Stripe is called, replaced
+ * by `cancelled` with its refund in the sync's transaction. One row per subscription (an upsert at a key
+ * every writer computes without a read: the duplicate's id, sorted at its creation, when it appeared).
+ */
+function duplicateAuditAction(
+  sub: SubscriptionInfo,
+  cause: SyncCause,
+  at: string,
+  details: Readonly<Record<string, string | number>>,
+): AuditWrite<'upsert'> {
+  return auditUpsertAction(
+    {
+      at,
+      kind: 'duplicate_subscription',
+      ...auditActorAndCause(cause),
+      before: null,
+      after: null,
+      details: { subscriptionId: sub.id, ...details },
+    },
+    `duplicate-${sub.id}`,
+    sub.created.toISOString(),
+  );
+}
+
+/** The key of a duplicate's audit row (for tests and operators). */
+export const duplicateAuditKey = (sub: Pick<SubscriptionInfo, 'id' | 'created'>) =>
+  auditRowKey(sub.created.toISOString(), `duplicate-${sub.id}`);
+
+function subscriptionAudit(
   cause: SyncCause,
   before: SubscriptionState | undefined,
   after: SubscriptionState,
   at: string,
-): EntityProps {
+): AuditEntry {
   const previous: Record<string, unknown> = before ? { ...before } : {};
   const changes = Object.entries(after)
     .filter(([key, value]) => key !== 'updatedAt' && JSON.stringify(previous[key]) !== JSON.stringify(value))
@@ -428,12 +463,9 @@ function auditProps(
   return {
     at,
     kind: 'subscription_changed',
-    causeKind: cause.kind,
-    causeId: cause.id,
-    causeType: cause.type,
-    actor: cause.kind === 'action' ? cause.actor : cause.kind === 'reconcile' ? 'reconciler' : 'stripe',
-    changed: changes.join(','),
-    before: before ? JSON.stringify(before) : '',
-    after: JSON.stringify(after),
+    ...auditActorAndCause(cause),
+    before: before ?? null,
+    after,
+    details: { changed: changes.join(',') },
   };
 }

@@ -1,7 +1,9 @@
 import { allocationAfter } from './access/allocation.js';
 import { capabilitiesFor, lockSetInForce, StaleLockSetError } from './access/decide.js';
 import { hasLocks, type KeepPreferences, type LockReport, lockReport } from './access/locks.js';
+import { auditAction } from './audit/entry.js';
 import type { Catalog } from './catalog.js';
+import type { Clock } from './clock.js';
 import { validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
 import { listOwnedItems } from './owner/items.js';
@@ -24,7 +26,12 @@ export interface Locks {
   report(snapshot: OwnerSnapshot): Promise<LockReport>;
   preferences(ownerId: OwnerId): Promise<KeepPreferences>;
   /** Sets the owner's picks (each list replaces the stored one) and moves the lock set with them. */
-  setPreferences(ownerId: OwnerId, keep: Partial<KeepPreferences>): Promise<KeepPreferences>;
+  setPreferences(
+    ownerId: OwnerId,
+    keep: Partial<KeepPreferences>,
+    /** Who asked (the token's `sub`) and the request's id, for the audit row. */
+    by: { readonly actor: string; readonly requestId: string },
+  ): Promise<KeepPreferences>;
 }
 
 /**
@@ -61,8 +68,9 @@ export function createLocks(deps: {
   /** The owner-partitioned `billing` table. */
   readonly table: EntityTable;
   readonly catalog: Catalog;
+  readonly clock: Clock;
 }): Locks {
-  const { owners, table, catalog } = deps;
+  const { owners, table, catalog, clock } = deps;
   return {
     async report(snapshot) {
       const set = lockSetInForce(snapshot, capabilitiesFor(snapshot, catalog));
@@ -75,7 +83,7 @@ export function createLocks(deps: {
       return (await owners.read(ownerId)).keep.picks;
     },
 
-    setPreferences(ownerId, keep) {
+    setPreferences(ownerId, keep, by) {
       return commit(
         table,
         ownerId,
@@ -91,7 +99,18 @@ export function createLocks(deps: {
           const allocation = await allocationAfter(snapshot, caps.limits, { keep: next }, () =>
             listOwnedItems(table, ownerId),
           );
-          return write(withVersion(snapshot, [action, allocation.action]), () => next);
+          const audit = auditAction(
+            {
+              at: clock.now().toISOString(),
+              kind: 'lock_picks_changed',
+              actor: { kind: 'user', id: by.actor },
+              cause: { kind: 'action', id: by.requestId, type: 'locks.keep' },
+              before: current,
+              after: next,
+            },
+            by.requestId,
+          );
+          return write(withVersion(snapshot, [action, allocation.action, audit]), () => next);
         },
         { what: `setting what ${ownerId} keeps` },
       );

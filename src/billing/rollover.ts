@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { auditAction } from './audit/entry.js';
 import { METER_NAMES, type MeterName } from './catalog.js';
 import type { Clock } from './clock.js';
 import { type FieldIssue, validationError } from './errors.js';
@@ -15,7 +17,7 @@ import {
   rolloverPartition,
 } from './metering-rows.js';
 import { boundsFromKey, utcDay } from './periods.js';
-import { EntityExistsError, type EntityTable, type StoredEntity, TransactionFailedError } from './store.js';
+import { type EntityTable, type StoredEntity, TransactionFailedError } from './store.js';
 import { counterKeyParts, parseUsageCounter, USAGE_PREFIX, usageRowKey } from './usage.js';
 
 /**
@@ -44,6 +46,8 @@ export interface RolloverRunOptions {
   readonly now?: Date;
   /** Start no new work after this many milliseconds; the next run continues. @default 240000 */
   readonly budgetMs?: number;
+  /** Names the run on the audit rows of the periods it closes. @default a random UUID */
+  readonly runId?: string;
 }
 
 export interface RolloverOptions {
@@ -152,6 +156,7 @@ export function createRollover(deps: RolloverDeps): Rollover {
     const cutoff = now.getTime() - settleMs;
     const lastDay = utcDay(new Date(cutoff));
     const closedAt = now.toISOString();
+    const runId = options.runId ?? randomUUID();
 
     const cursorRow = await table.get(ROLLOVER_STATE_PARTITION, ROLLOVER_CURSOR_ROW);
     const cursor = cursorRow ? parseRow(rolloverCursorSchema, cursorRow, 'rollover cursor').day : undefined;
@@ -193,22 +198,41 @@ export function createRollover(deps: RolloverDeps): Rollover {
         moved++;
         return true;
       }
+      const record = {
+        meter,
+        periodKey,
+        periodStart: counter.periodStart ?? parsed.data.periodStart,
+        periodEnd: counter.periodEnd ?? parsed.data.periodEnd,
+        used: counter.used,
+        allowanceUsed: counter.allowanceUsed,
+        creditsUsed: counter.creditsUsed,
+        overage: counter.overage,
+        ...(counter.allowance === null ? {} : { allowance: counter.allowance }),
+        closedAt,
+      };
       try {
-        await table.create(ownerId, recordRowKey(meter, periodKey), {
-          meter,
-          periodKey,
-          periodStart: counter.periodStart ?? parsed.data.periodStart,
-          periodEnd: counter.periodEnd ?? parsed.data.periodEnd,
-          used: counter.used,
-          allowanceUsed: counter.allowanceUsed,
-          creditsUsed: counter.creditsUsed,
-          overage: counter.overage,
-          ...(counter.allowance === null ? {} : { allowance: counter.allowance }),
-          closedAt,
-        });
+        // The record's create is the marker (action 0): a period is closed, and audited, once.
+        await table.transact(ownerId, [
+          { kind: 'create', rowKey: recordRowKey(meter, periodKey), props: record },
+          auditAction(
+            {
+              at: closedAt,
+              kind: 'usage_period_closed',
+              actor: { kind: 'timer', id: 'usageRollover' },
+              cause: { kind: 'timer', id: runId, type: 'usage.rollover' },
+              before: null,
+              after: record,
+              details: { meter, periodKey },
+            },
+            `rollover-${meter}-${periodKey}`,
+          ),
+        ]);
         closed++;
       } catch (error) {
-        if (!(error instanceof EntityExistsError)) throw error;
+        if (
+          !(error instanceof TransactionFailedError && error.actionIndex === 0 && error.reason === 'exists')
+        )
+          throw error;
         alreadyClosed++;
       }
       return true;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { auditAction } from './audit/entry.js';
 import type { OwnerId } from './ids.js';
 import { SEAT_CAP_ROW } from './owner/keys.js';
 import type { OwnerAccess } from './owner/owner-access.js';
@@ -17,7 +17,10 @@ export interface SeatCaps {
   set(input: {
     readonly ownerId: OwnerId;
     readonly maxSeats: number | null;
+    /** The token's `sub`. */
     readonly actor: string;
+    /** The request's id, named as the audit row's cause. */
+    readonly requestId: string;
   }): Promise<{ readonly maxSeats: number | null; readonly changed: boolean }>;
 }
 
@@ -28,7 +31,7 @@ export function createSeatCaps(deps: {
 }): SeatCaps {
   const { table, owners } = deps;
   return {
-    set({ ownerId, maxSeats, actor }) {
+    set({ ownerId, maxSeats, actor, requestId }) {
       return commit<{ readonly maxSeats: number | null; readonly changed: boolean }>(
         table,
         ownerId,
@@ -43,19 +46,17 @@ export function createSeatCaps(deps: {
             before.etag === undefined
               ? { kind: 'create', rowKey: SEAT_CAP_ROW, props }
               : { kind: 'update', rowKey: SEAT_CAP_ROW, props, etag: before.etag },
-            {
-              kind: 'create',
-              rowKey: `audit|${at}|${randomUUID()}`,
-              props: {
+            auditAction(
+              {
                 at,
                 kind: 'seat_cap_changed',
-                causeKind: 'action',
-                causeType: 'seats.cap',
-                actor,
-                before: before.maxSeats === null ? '' : String(before.maxSeats),
-                after: maxSeats === null ? '' : String(maxSeats),
+                actor: { kind: 'user', id: actor },
+                cause: { kind: 'action', id: requestId, type: 'seats.cap' },
+                before: { maxSeats: before.maxSeats },
+                after: { maxSeats },
               },
-            },
+              requestId,
+            ),
           ];
           return write(withVersion(snapshot, actions), () => ({ maxSeats, changed: true }));
         },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { auditAction } from './audit/entry.js';
 import { type Catalog, PLAN_NAMES, type PlanName } from './catalog.js';
 import type { Clock } from './clock.js';
 import type { OwnerId } from './ids.js';
@@ -63,12 +64,18 @@ export type SeatSyncOutcome =
   | { readonly kind: 'deferred'; readonly why: 'busy' | 'budget'; readonly delaySeconds: number };
 
 export interface SeatSync {
-  run(ownerId: OwnerId, trigger: SeatSyncTrigger): Promise<SeatSyncOutcome>;
+  /** `actor`: the operator's `sub`, for the audit row of an `admin` sync. */
+  run(ownerId: OwnerId, trigger: SeatSyncTrigger, actor?: string): Promise<SeatSyncOutcome>;
   /**
    * The drift repair (`seatSync` timer, `POST /api/ops/seats/sync`): every per-seat owner with a live
    * subscription (or one owner) compared with Stripe through `run`, repairs audited there.
    */
-  sweep(input: { readonly ownerId?: OwnerId; readonly trigger: 'timer' | 'admin' }): Promise<SeatSweepReport>;
+  sweep(input: {
+    readonly ownerId?: OwnerId;
+    readonly trigger: 'timer' | 'admin';
+    /** The operator's `sub` for an `admin` sweep. */
+    readonly actor?: string;
+  }): Promise<SeatSweepReport>;
 }
 
 export interface SeatSweepReport {
@@ -219,7 +226,7 @@ export function createSeatSync(deps: {
     return { current, want };
   }
 
-  async function run(ownerId: OwnerId, trigger: SeatSyncTrigger): Promise<SeatSyncOutcome> {
+  async function run(ownerId: OwnerId, trigger: SeatSyncTrigger, actor?: string): Promise<SeatSyncOutcome> {
     const snapshot = await owners.read(ownerId);
     const state = snapshot.subscription?.state;
     if (!state?.stripeSubscriptionId || state.status === 'canceled') return { kind: 'no_subscription' };
@@ -260,21 +267,22 @@ export function createSeatSync(deps: {
         generation,
         target,
         updated: true,
-        audit: {
-          kind: 'create',
-          rowKey: `audit|${at}|seatsync-${generation}-${claimed.leaseId}`,
-          props: {
+        audit: auditAction(
+          {
             at,
             kind: 'seats_synced',
-            causeKind: 'seat_sync',
-            causeType: trigger,
-            actor: trigger === 'timer' ? 'seat_sync' : trigger === 'admin' ? 'admin' : 'billing',
-            subscriptionId: sub.id,
-            generation,
-            before: JSON.stringify(current),
-            after: JSON.stringify(want),
+            // An operator's sync names the operator's role; every other sync is the seat sync's own.
+            actor:
+              trigger === 'admin'
+                ? { kind: 'admin', id: actor ?? 'admin' }
+                : { kind: 'seat_sync', id: 'seat_sync' },
+            cause: { kind: 'seat_sync', id: `seatsync-${generation}-${claimed.leaseId}`, type: trigger },
+            before: current,
+            after: want,
+            details: { subscriptionId: sub.id, generation },
           },
-        },
+          `seatsync-${generation}-${claimed.leaseId}`,
+        ),
       };
       return { kind: 'applied', subscriptionId: sub.id, generation, before: current, after: want };
     } finally {
@@ -285,6 +293,7 @@ export function createSeatSync(deps: {
   async function sweep(input: {
     readonly ownerId?: OwnerId;
     readonly trigger: 'timer' | 'admin';
+    readonly actor?: string;
   }): Promise<SeatSweepReport> {
     const outcomes: Record<SeatSyncOutcome['kind'], number> = {
       not_per_seat: 0,
@@ -302,7 +311,7 @@ export function createSeatSync(deps: {
     const one = async (ownerId: OwnerId) => {
       examined++;
       try {
-        const outcome = await run(ownerId, input.trigger);
+        const outcome = await run(ownerId, input.trigger, input.actor);
         outcomes[outcome.kind]++;
         if (outcome.kind === 'applied')
           repaired.push({

@@ -23,11 +23,14 @@ export const billingLocks = defineRoute({
   methods: ['GET', 'PUT'],
   route: 'billing/locks',
   access: 'user',
-  async handle({ request, services, principal }) {
+  async handle({ request, invocation, services, principal }) {
     const { ownerId } = await requireBillingOwner(principal, services.directory);
     if (request.method === 'PUT') {
       const body = await readJson(request, keepBody, services.config.maxBodyBytes);
-      await services.locks.setPreferences(ownerId, body);
+      await services.locks.setPreferences(ownerId, body, {
+        actor: principal.userId,
+        requestId: invocation.invocationId,
+      });
     }
     const snapshot = await services.owners.read(ownerId);
     return json(200, { keep: snapshot.keep.picks, locked: await services.locks.report(snapshot) });

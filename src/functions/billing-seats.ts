@@ -15,13 +15,14 @@ export const billingSeats = defineRoute({
   methods: ['PUT'],
   route: 'billing/seats',
   access: 'user',
-  async handle({ request, services, principal }) {
+  async handle({ request, invocation, services, principal }) {
     const { ownerId } = await requireBillingOwner(principal, services.directory);
     const body = await readJson(request, seatsBody, services.config.maxBodyBytes);
     const result = await services.seatCaps.set({
       ownerId,
       maxSeats: body.maxSeats,
       actor: principal.userId,
+      requestId: invocation.invocationId,
     });
     return json(200, { maxSeats: result.maxSeats });
   },

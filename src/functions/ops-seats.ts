@@ -21,6 +21,7 @@ export const opsSeatSync = defineRoute({
     const body = await readJson(request, seatSyncBody, services.config.maxBodyBytes, { optional: true });
     const report = await services.seatSync.sweep({
       trigger: 'admin',
+      actor: principal.userId,
       ...(body.ownerId === undefined ? {} : { ownerId: body.ownerId }),
     });
     return json(200, report);

@@ -1,4 +1,5 @@
 import type { Route } from '../http/route.js';
+import { billingAudit } from './billing-audit.js';
 import { billingCheckout } from './billing-checkout.js';
 import { billingCredits, creditsCheckout } from './billing-credits.js';
 import { billingInvoices } from './billing-invoices.js';
@@ -14,6 +15,7 @@ import { directoryWorkflow } from './directory-workflows.js';
 import { entitlementsChanges } from './entitlements-changes.js';
 import { entitlementsCheck } from './entitlements-check.js';
 import { health } from './health.js';
+import { opsAuditList, opsAuditRevert } from './ops-audit.js';
 import { opsContractDelete, opsContractGet, opsContractPut } from './ops-contracts.js';
 import { opsEnforcementCohorts, opsMonitor } from './ops-enforcement.js';
 import {
@@ -72,4 +74,7 @@ export const routes: readonly Route[] = [
   opsContractDelete,
   opsEntitlementDeliveriesFailed,
   opsEntitlementDeliveriesReplay,
+  billingAudit,
+  opsAuditList,
+  opsAuditRevert,
 ];

@@ -8,9 +8,9 @@ export const subscriptionCancel = defineRoute({
   methods: ['POST'],
   route: 'billing/subscription/cancel',
   access: 'user',
-  async handle({ services, principal }) {
+  async handle({ invocation, services, principal }) {
     const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
-    await services.actions.cancel(ownerId, principal.userId);
+    await services.actions.cancel(ownerId, principal.userId, invocation.invocationId);
     return json(200, await services.summaries.forWorkspace(ownerId, workspace, ownerId));
   },
 });

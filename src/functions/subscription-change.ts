@@ -13,10 +13,15 @@ export const subscriptionChange = defineRoute({
   methods: ['POST'],
   route: 'billing/subscription/change',
   access: 'user',
-  async handle({ request, services, principal }) {
+  async handle({ request, invocation, services, principal }) {
     const { ownerId, workspace } = await requireBillingOwner(principal, services.directory);
     const body = await readJson(request, changeBody, services.config.maxBodyBytes);
-    const outcome = await services.actions.change({ ownerId, ...body, actor: principal.userId });
+    const outcome = await services.actions.change({
+      ownerId,
+      ...body,
+      actor: principal.userId,
+      requestId: invocation.invocationId,
+    });
     const summary = await services.summaries.forWorkspace(ownerId, workspace, ownerId);
     return json(outcome.kind === 'upgraded' ? 200 : 202, { ...outcome, summary });
   },

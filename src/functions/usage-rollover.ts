@@ -8,7 +8,7 @@ import { traced } from '../telemetry/invocation.js';
  * (budget, crash) leaves its cursor, and the next run continues.
  */
 export async function rollUsageOver(services: Services, context: InvocationContext): Promise<void> {
-  const report = await services.rollover.run();
+  const report = await services.rollover.run({ runId: context.invocationId });
   context.log(
     `usage rollover: closed ${report.closed}, already closed ${report.alreadyClosed}, without usage ${report.withoutUsage}, complete ${report.complete}, ${report.elapsedMs} ms`,
   );

@@ -109,7 +109,12 @@ describe('credit packs over HTTP: grant, clawback on refund and dispute', () => 
     const summary = await host.call('GET', '/api/billing/summary', { token: owner });
     expect(summary.body).toMatchObject({ credits: { balance: -1000 } });
     const audit = await host.services.tables.billing.list(OWNER, { prefix: 'audit|' });
-    expect(audit.map((row) => row.props.kind)).toEqual(['credits_granted', 'credits_clawed_back']);
+    // Newest first, after the customer link the first checkout made.
+    expect(audit.map((row) => row.props.kind)).toEqual([
+      'credits_clawed_back',
+      'credits_granted',
+      'customer_linked',
+    ]);
   });
 
   it('a dispute takes a pack back while the money is withdrawn and gives it back when won', async () => {

@@ -78,8 +78,9 @@ describe('the reconciler end to end', () => {
     expect(report.changes).toEqual([expect.objectContaining({ ownerId: 'u-rec-a', status: 'unpaid' })]);
     expect(await summary(owner)).toMatchObject({ status: 'unpaid', accessLevel: 'locked' });
 
+    // Audit keys sort newest first.
     const audit = await host.services.tables.billing.list('u-rec-a', { prefix: 'audit|' });
-    expect(audit.at(-1)?.props).toMatchObject({
+    expect(audit.at(0)?.props).toMatchObject({
       causeKind: 'reconcile',
       causeId: report.runId,
       actor: 'reconciler',

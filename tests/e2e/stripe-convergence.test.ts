@@ -1,6 +1,7 @@
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeClient } from '../../src/adapters/stripe/gateway.js';
+import { duplicateAuditKey } from '../../src/billing/lifecycle.js';
 import { LOCAL_DEFAULTS } from '../../src/local/defaults.js';
 import { startTestHost, type TestHost, token } from '../support/harness.js';
 
@@ -95,7 +96,10 @@ describe('convergence with Stripe', () => {
     expect(charged - refunded).toBe(keptInvoice?.amount_paid);
 
     expect(await summary(owner)).toMatchObject({ plan: { name: 'pro' }, status: 'active' });
-    const audit = await host.services.tables.billing.get('u-conv-twice', `audit|duplicate|${cancelled?.id}`);
+    const audit = await host.services.tables.billing.get(
+      'u-conv-twice',
+      duplicateAuditKey({ id: cancelled?.id ?? '', created: new Date((cancelled?.created ?? 0) * 1000) }),
+    );
     expect(audit?.props).toMatchObject({ kind: 'duplicate_subscription', state: 'cancelled' });
     expect(audit?.props.refundAmount).toBe(refunded);
 

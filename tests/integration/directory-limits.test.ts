@@ -248,8 +248,16 @@ describe.each(STORES)('directory limits (%s)', (_name, makeTables) => {
     const [a, b] = processes(tables);
     for (let round = 0; round < 10; round++) {
       await Promise.all([
-        a.locks.setPreferences('alice', { workflows: [`w${round}`] }),
-        b.locks.setPreferences('alice', { credentials: [`c${round}`] }),
+        a.locks.setPreferences(
+          'alice',
+          { workflows: [`w${round}`] },
+          { actor: 'alice', requestId: `a${round}` },
+        ),
+        b.locks.setPreferences(
+          'alice',
+          { credentials: [`c${round}`] },
+          { actor: 'alice', requestId: `b${round}` },
+        ),
       ]);
       expect(await a.locks.preferences('alice')).toEqual({
         workflows: [`w${round}`],
@@ -262,7 +270,9 @@ describe.each(STORES)('directory limits (%s)', (_name, makeTables) => {
     const tables = makeTables();
     const [a] = processes(tables);
     const ids = Array.from({ length: 9_000 }, (_, i) => `a-rather-long-workflow-identifier-${i}`);
-    await expect(a.locks.setPreferences('alice', { workflows: ids })).rejects.toMatchObject({
+    await expect(
+      a.locks.setPreferences('alice', { workflows: ids }, { actor: 'alice', requestId: 'r1' }),
+    ).rejects.toMatchObject({
       kind: 'validation',
       code: 'keep_list_too_large',
     });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { STRIPE_API_VERSION } from '../../src/adapters/stripe/gateway.js';
+import type { RevertHandler } from '../../src/billing/audit/entry.js';
 import { catalog } from '../../src/billing/catalog.js';
 import type { Clock } from '../../src/billing/clock.js';
 import { createServices, type Services } from '../../src/composition.js';
@@ -138,6 +139,8 @@ export async function startTestHost(
     readonly deliverWebhooks?: boolean;
     /** Share a sandbox another host started (its webhooks stay pointed where they were). */
     readonly sandbox?: StripeSandbox;
+    /** Revert handlers registered beside the built-in ones (composition's `revertHandlers`). */
+    readonly revertHandlers?: readonly RevertHandler[];
   } = {},
 ): Promise<TestHost> {
   const { routes } = await import('../../src/functions/routes.js');
@@ -159,7 +162,10 @@ export async function startTestHost(
     ...options.env,
   };
   const config = testConfig(env);
-  const services = createServices(config, options.clock ? { clock: options.clock } : {});
+  const services = createServices(config, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.revertHandlers ? { revertHandlers: options.revertHandlers } : {}),
+  });
   const host = await startLocalHost({ services, routes, port: 0, log: () => undefined });
   if (ownSandbox) sandbox?.setWebhookUrl(`${host.url}/api/webhooks/stripe`);
   const worker =

@@ -146,7 +146,8 @@ function setup(options: { table?: EntityTable; prices?: PriceInfo[]; refreshed?:
   const metering = createMetering({ table, owners, clock, lanes });
   const balance = () => credits.balance(OWNER);
   const ledger = async () => (await credits.ledger(OWNER)).map((e) => [e.kind, e.credits, e.balanceAfter]);
-  const audit = async () => (await table.list(OWNER, { prefix: 'audit|' })).map((r) => r.props);
+  // Audit keys sort newest first; oldest first reads better here.
+  const audit = async () => (await table.list(OWNER, { prefix: 'audit|' })).map((r) => r.props).reverse();
   const version = async () => (await table.get(OWNER, VERSION_ROW))?.props.version;
   /** A refund or dispute event: the charge changes in Stripe, then its event is processed. */
   const stripeSays = (next: ChargeInfo) => {
@@ -251,7 +252,7 @@ describe('credit grants: verified against the session Stripe has', () => {
     expect(await t.balance()).toBe(0);
     expect(await t.ledger()).toEqual([]);
     expect(await t.audit()).toEqual([
-      expect.objectContaining({ kind: 'credits_not_granted', reason, sessionId: 'cs_1' }),
+      expect.objectContaining({ kind: 'credits_not_granted', refusal: reason, sessionId: 'cs_1' }),
     ]);
     expect(t.logged).toEqual([expect.stringContaining(`(${reason})`)]);
     // The same event again audits nothing more; a later event (the session paid after all) may still grant.

@@ -161,7 +161,7 @@ describe('rollover: closing ended periods', () => {
     const crashing = rolloverOn(
       crashingTable(
         table,
-        (w) => w.kind === 'create' && w.partitionKey === 'owner3' && w.rowKey.startsWith('record|'),
+        (w) => w.kind === 'transact' && w.partitionKey === 'owner3' && w.rowKey.startsWith('record|'),
       ),
     );
     await expect(crashing.run({ now: december2 })).rejects.toThrow(/simulated crash/);

@@ -45,7 +45,7 @@ describe('seats at member create', () => {
 
   it('refuses past the owner cap with seat_cap_reached and writes nothing; null lifts it', async () => {
     await givenSubscription(services, 'alice', { plan: 'team', status: 'active', seats: 3 });
-    await services.seatCaps.set({ ownerId: 'alice', maxSeats: 2, actor: 'alice' });
+    await services.seatCaps.set({ ownerId: 'alice', maxSeats: 2, actor: 'alice', requestId: 'req-48' });
     const capRow = await services.tables.billing.get('alice', SEAT_CAP_ROW);
     expect(capRow?.props.maxSeats).toBe(2);
     await services.directory.putMember('acme', 'bob', { enforce: true });
@@ -61,7 +61,7 @@ describe('seats at member create', () => {
     // Someone already holding a seat is not a new person: never refused by the cap.
     await services.directory.putOrg('beta', { creatorId: 'alice' });
     await services.directory.putMember('beta', 'bob', { enforce: true });
-    await services.seatCaps.set({ ownerId: 'alice', maxSeats: null, actor: 'alice' });
+    await services.seatCaps.set({ ownerId: 'alice', maxSeats: null, actor: 'alice', requestId: 'req-64' });
     expect((await services.owners.read('alice')).seatCap.maxSeats).toBeNull();
     await services.directory.putMember('acme', 'carol', { enforce: true });
     expect((await services.directory.counts('alice')).seats).toBe(3);
@@ -69,14 +69,16 @@ describe('seats at member create', () => {
 
   it('bumps the snapshot version with the cap, and leaves it alone when nothing changes', async () => {
     const v0 = (await services.owners.read('alice')).version.value;
-    expect((await services.seatCaps.set({ ownerId: 'alice', maxSeats: 4, actor: 'alice' })).changed).toBe(
-      true,
-    );
+    expect(
+      (await services.seatCaps.set({ ownerId: 'alice', maxSeats: 4, actor: 'alice', requestId: 'req-72' }))
+        .changed,
+    ).toBe(true);
     const v1 = (await services.owners.read('alice')).version.value;
     expect(v1).toBe(v0 + 1);
-    expect((await services.seatCaps.set({ ownerId: 'alice', maxSeats: 4, actor: 'alice' })).changed).toBe(
-      false,
-    );
+    expect(
+      (await services.seatCaps.set({ ownerId: 'alice', maxSeats: 4, actor: 'alice', requestId: 'req-77' }))
+        .changed,
+    ).toBe(false);
     expect((await services.owners.read('alice')).version.value).toBe(v1);
   });
 
@@ -97,7 +99,7 @@ describe('seats at member create', () => {
       scheduledSeats: 3,
       scheduledAt: '2026-12-01T00:00:00.000Z',
     });
-    await services.seatCaps.set({ ownerId: 'alice', maxSeats: 9, actor: 'alice' });
+    await services.seatCaps.set({ ownerId: 'alice', maxSeats: 9, actor: 'alice', requestId: 'req-100' });
     const team = await services.summaries.forWorkspace(
       'alice',
       { kind: 'personal', userId: 'alice' },

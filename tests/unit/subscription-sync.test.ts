@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
 import { createCustomers } from '../../src/billing/customers.js';
-import { createSubscriptionSync, type SyncCause } from '../../src/billing/lifecycle.js';
+import { createSubscriptionSync, duplicateAuditKey, type SyncCause } from '../../src/billing/lifecycle.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import type { DuplicateCancellation, PaymentsGateway, SubscriptionInfo } from '../../src/billing/payments.js';
 import { parseSubscriptionRow } from '../../src/billing/subscription.js';
@@ -122,10 +122,12 @@ describe('subscription sync: what Stripe lists', () => {
     expect(outcome).toMatchObject({ kind: 'applied', duplicatesCancelled: ['sub_2'] });
     expect(t.cancelled).toEqual(['sub_2']);
     expect(await t.state()).toMatchObject({ plan: 'pro', stripeSubscriptionId: 'sub_1' });
-    const audit = await t.services.tables.billing.get('u1', 'audit|duplicate|sub_2');
+    const audit = await t.services.tables.billing.get('u1', duplicateAuditKey(second));
     expect(audit?.props).toMatchObject({
       kind: 'duplicate_subscription',
       state: 'cancelled',
+      actorKind: 'stripe',
+      causeKind: 'event',
       subscriptionId: 'sub_2',
       refundId: 're_sub_2',
       refundAmount: 2_000,
