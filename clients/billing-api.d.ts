@@ -891,7 +891,7 @@ export interface paths {
          *     with its first and last failure. Pass `nextCursor` back as `cursor` for the next page.
          *
          */
-        get: operations["adminPoisonList"];
+        get: operations["opsPoisonList"];
         put?: never;
         post?: never;
         delete?: never;
@@ -921,7 +921,7 @@ export interface paths {
          *     `more: true` when others remain (call again). Unreadable messages are never replayed.
          *
          */
-        post: operations["adminPoisonReplay"];
+        post: operations["opsPoisonReplay"];
         delete?: never;
         options?: never;
         head?: never;
@@ -5083,7 +5083,7 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
-    adminPoisonList: {
+    opsPoisonList: {
         parameters: {
             query?: {
                 /** @description Entries per page. */
@@ -5140,7 +5140,7 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
-    adminPoisonReplay: {
+    opsPoisonReplay: {
         parameters: {
             query?: never;
             header?: never;

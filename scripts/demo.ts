@@ -75,6 +75,17 @@ const overridesSchema = z.object({
   flags: z.record(z.string(), z.boolean()),
   expiresAt: z.string().nullable().optional(),
 });
+const auditPageSchema = z.object({
+  items: z.array(
+    z.object({
+      at: z.string(),
+      kind: z.string(),
+      actor: z.object({ kind: z.string(), id: z.string() }),
+      cause: z.object({ kind: z.string() }),
+      reason: z.string().optional(),
+    }),
+  ),
+});
 const ignored = z.unknown();
 
 // ---- HTTP -------------------------------------------------------------------------------------------
@@ -391,6 +402,20 @@ async function main(): Promise<void> {
   say(`check workflows_per_org +1: limit ${limit(overridden.limit)}, source ${overridden.source}`);
   if (overridden.limit !== 500 || overridden.source !== 'override')
     throw new DemoError('Expected the override to apply at once.');
+
+  heading(11, 'The operator reads the audit trail');
+  const trail = await api(auditPageSchema, 'GET', `/ops/audit?ownerId=${ownerId}&limit=50`, { token: admin });
+  say(`${ownerId}'s trail, newest first (${trail.items.length} entries):`);
+  for (const entry of trail.items.slice(0, 12)) {
+    const why = entry.reason ? `: "${entry.reason}"` : '';
+    say(
+      `  ${entry.at.slice(0, 19)} ${entry.kind} by ${entry.actor.kind} ${entry.actor.id} (${entry.cause.kind})${why}`,
+    );
+  }
+  const grant = trail.items.find((entry) => entry.kind === 'override_set');
+  if (!grant) throw new DemoError('Expected the override in the audit trail.');
+  const ownTrail = await api(auditPageSchema, 'GET', '/billing/audit?limit=5', { token: owner });
+  say(`the owner reads the same trail at GET /api/billing/audit: ${ownTrail.items.length} newest entries`);
   console.log('\nDone.');
 }
 

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { conflict } from '../billing/errors.js';
 import { idSchema } from '../billing/ids.js';
-import { requireRole } from '../http/auth.js';
 import { readJson } from '../http/body.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
@@ -17,9 +16,8 @@ export const opsReconcile = defineRoute({
   name: 'opsReconcile',
   methods: ['POST'],
   route: 'ops/reconcile',
-  access: 'user',
+  access: 'admin',
   async handle({ request, services, principal }) {
-    requireRole(principal, 'admin');
     const body = await readJson(request, reconcileBody, services.config.maxBodyBytes, { optional: true });
     const report = await services.reconciler.run({
       ...(body.ownerId === undefined ? {} : { ownerId: body.ownerId }),

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { idSchema } from '../billing/ids.js';
-import { requireRole } from '../http/auth.js';
 import { readJson } from '../http/body.js';
 import { registerHttp } from '../http/register.js';
 import { defineRoute, json } from '../http/route.js';
@@ -15,9 +14,8 @@ export const opsSeatSync = defineRoute({
   name: 'opsSeatSync',
   methods: ['POST'],
   route: 'ops/seats/sync',
-  access: 'user',
+  access: 'admin',
   async handle({ request, services, principal }) {
-    requireRole(principal, 'admin');
     const body = await readJson(request, seatSyncBody, services.config.maxBodyBytes, { optional: true });
     const report = await services.seatSync.sweep({
       trigger: 'admin',
