@@ -362,10 +362,13 @@ export interface paths {
          *     quantity 1.
          *     An owner who already has a live subscription (Stripe status `active`, `trialing`, `past_due`,
          *     `unpaid` or `paused`) gets 409 `subscription_exists`: change it with
-         *     `POST /billing/subscription/change` or in the billing portal.
+         *     `POST /billing/subscription/change` or in the billing portal. An owner on an active enterprise
+         *     contract gets 409 `contract_active`: a subscription bought then would be billed and give nothing
+         *     until the contract ends.
          *
          *     Checks happen in this order: authentication (401), membership and billing owner (403), the body
-         *     (413, 415, 400), the plan and seats (400), an existing subscription (409), then Stripe (502, 503).
+         *     (413, 415, 400), the plan and seats (400), an active contract or an existing subscription (409),
+         *     then Stripe (502, 503).
          *
          */
         post: operations["billingCheckout"];
@@ -3625,7 +3628,8 @@ export interface components {
          *     owner already has a live subscription), `no_subscription` (change, cancel, resume: there is no
          *     live subscription, i.e. none in Stripe status `active`, `trialing`, `past_due`, `unpaid` or
          *     `paused`), `no_change` (change and preview: already on that plan and interval, with no downgrade pending),
-         *     `not_cancelling` (resume: the subscription is not set to cancel).
+         *     `not_cancelling` (resume: the subscription is not set to cancel), `contract_active` (checkout: an
+         *     enterprise contract governs the owner until its `endsAt`).
          *      */
         SubscriptionConflict: {
             headers: {
@@ -3645,7 +3649,7 @@ export interface components {
                     /** @constant */
                     status?: 409;
                     /** @enum {unknown} */
-                    code?: "subscription_exists" | "no_subscription" | "no_change" | "not_cancelling";
+                    code?: "subscription_exists" | "no_subscription" | "no_change" | "not_cancelling" | "contract_active";
                 };
             };
         };
@@ -4410,7 +4414,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description `not_a_member`, or `billing_owner_only`: the caller is a member, not the creator, of the token's organization. */
             403: components["responses"]["Forbidden"];
-            /** @description `subscription_exists`: the owner already has a live subscription. */
+            /** @description `subscription_exists`: the owner already has a live subscription; `contract_active`: an enterprise contract governs the owner. */
             409: components["responses"]["SubscriptionConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];

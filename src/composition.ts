@@ -365,6 +365,7 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     sync,
     directory,
     billingTable: tables.billing,
+    owners,
     clock,
     urls: config.urls,
   });

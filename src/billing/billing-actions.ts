@@ -11,11 +11,13 @@ import {
   planPlanChange,
 } from './change-plan.js';
 import type { Clock } from './clock.js';
+import { contractActive } from './contracts/model.js';
 import type { Customers } from './customers.js';
 import type { Directory } from './directory/index.js';
 import { conflict, unavailable, validationError } from './errors.js';
 import type { OwnerId } from './ids.js';
 import { currentSubscription, isLiveInStripe, type SubscriptionSync, type SyncOutcome } from './lifecycle.js';
+import type { OwnerStore } from './owner/snapshot.js';
 import type { CheckoutSessionInfo, PaymentsGateway, PriceInfo, SubscriptionInfo } from './payments.js';
 import type { Pricing } from './pricing.js';
 import { quantityFor } from './seats.js';
@@ -103,6 +105,8 @@ export function createBillingActions(deps: {
   readonly sync: SubscriptionSync;
   readonly directory: Directory;
   readonly billingTable: EntityTable;
+  /** The owner's snapshot: an enterprise contract that governs refuses a self-serve checkout. */
+  readonly owners: OwnerStore;
   readonly clock: Clock;
   readonly urls: {
     readonly checkoutSuccess: string;
@@ -110,7 +114,7 @@ export function createBillingActions(deps: {
     readonly portalReturn: string;
   };
 }): BillingActions {
-  const { catalog, customers, payments, pricing, sync, directory, billingTable, clock, urls } = deps;
+  const { catalog, customers, payments, pricing, sync, directory, billingTable, owners, clock, urls } = deps;
 
   /** The live price for a lookup key, from the pricing cache (refreshed once on a miss). */
   async function priceByKey(lookupKey: string): Promise<PriceInfo> {
@@ -206,6 +210,14 @@ export function createBillingActions(deps: {
         throw validationError(
           'seats_not_applicable',
           `The ${plan} plan is not billed per seat; leave seats out.`,
+        );
+      }
+      // A subscription bought while a contract governs would be billed and give nothing until it ends.
+      const { contract } = await owners.read(ownerId);
+      if (contractActive(contract?.state, clock.now())) {
+        throw conflict(
+          'contract_active',
+          `The account is on an enterprise contract until ${contract?.state.terms.endsAt}; its plan is changed by the account team, not by checkout.`,
         );
       }
       if (await liveSubscription(ownerId)) {

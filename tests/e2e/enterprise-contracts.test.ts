@@ -136,6 +136,13 @@ describe('enterprise contracts end to end', () => {
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ changed: false, contract: { id: contract.id } });
 
+    // A self-serve checkout now would bill for nothing: refused while the contract governs.
+    const checkout = await host.call('POST', '/api/billing/checkout', {
+      token: await token({ sub: 'u-ent', org: 'o-ent' }),
+      body: { plan: 'pro', interval: 'monthly' },
+    });
+    expectProblem(checkout, 409, 'contract_active');
+
     const on = await summary('u-ent', 'o-ent');
     expect(on).toMatchObject({
       plan: { name: 'enterprise', interval: null },
