@@ -181,6 +181,10 @@ const optional = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+/** An optional whole-number setting within `[min, max]`. */
+const wholeNumber = (min: number, max: number) =>
+  optional.pipe(z.coerce.number<string | undefined>().int().min(min).max(max).optional());
+
 const overridesSchema = z
   .string()
   .optional()
@@ -212,9 +216,7 @@ const envSchema = z.object({
   BILLING_STORAGE_CONNECTION: optional,
   BILLING_TABLE_ENDPOINT: optional.pipe(z.url().optional()),
   BILLING_QUEUE_ENDPOINT: optional.pipe(z.url().optional()),
-  BILLING_STORAGE_TIMEOUT_MS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(100).max(120_000).optional(),
-  ),
+  BILLING_STORAGE_TIMEOUT_MS: wholeNumber(100, 120_000),
   BILLING_TABLE_PREFIX: optional.pipe(
     z
       .string()
@@ -249,85 +251,37 @@ const envSchema = z.object({
       .optional(),
   ),
   STRIPE_API_BASE: optional.pipe(z.url().optional()),
-  STRIPE_WEBHOOK_TOLERANCE_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
-  ),
-  STRIPE_WEBHOOK_MAX_BYTES: optional.pipe(
-    z.coerce
-      .number<string | undefined>()
-      .int()
-      .min(64 * 1024)
-      .max(1024 * 1024)
-      .optional(),
-  ),
-  STRIPE_MAX_NETWORK_RETRIES: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(0).max(10).optional(),
-  ),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: wholeNumber(1, 3600),
+  STRIPE_WEBHOOK_MAX_BYTES: wholeNumber(64 * 1024, 1024 * 1024),
+  STRIPE_MAX_NETWORK_RETRIES: wholeNumber(0, 10),
   BILLING_CHECKOUT_SUCCESS_URL: optional.pipe(z.url().optional()),
   BILLING_CHECKOUT_CANCEL_URL: optional.pipe(z.url().optional()),
   BILLING_PORTAL_RETURN_URL: optional.pipe(z.url().optional()),
   BILLING_QUEUE_TRANSPORT: optional.pipe(z.enum(['storage', 'servicebus']).optional()),
   BILLING_SERVICEBUS: optional,
   BILLING_SERVICEBUS__fullyQualifiedNamespace: optional,
-  BILLING_QUEUE_MAX_DELIVERIES: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(100).optional(),
-  ),
-  BILLING_EVENT_MAX_ATTEMPTS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(100).optional(),
-  ),
-  BILLING_EVENT_RETRY_BASE_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
-  ),
+  BILLING_QUEUE_MAX_DELIVERIES: wholeNumber(1, 100),
+  BILLING_EVENT_MAX_ATTEMPTS: wholeNumber(1, 100),
+  BILLING_EVENT_RETRY_BASE_SECONDS: wholeNumber(1, 3600),
   // Storage Queue holds an invisible message for at most 7 days; a day is already far past any outage.
-  BILLING_EVENT_RETRY_MAX_SECONDS: optional.pipe(
-    z.coerce
-      .number<string | undefined>()
-      .int()
-      .min(1)
-      .max(24 * 3600)
-      .optional(),
-  ),
-  DUNNING_GRACE_AFTER_ATTEMPTS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
-  ),
-  DUNNING_LOCK_AFTER_ATTEMPTS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(20).optional(),
-  ),
+  BILLING_EVENT_RETRY_MAX_SECONDS: wholeNumber(1, 24 * 3600),
+  DUNNING_GRACE_AFTER_ATTEMPTS: wholeNumber(1, 20),
+  DUNNING_LOCK_AFTER_ATTEMPTS: wholeNumber(1, 20),
   BILLING_RECONCILE_SCHEDULE: optional.pipe(ncrontab.optional()),
-  BILLING_RECONCILE_INTERVAL_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
-  ),
-  BILLING_RECONCILE_MAX_ITEMS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(10_000).optional(),
-  ),
-  BILLING_RECONCILE_OVERLAP_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(0).max(3_600).optional(),
-  ),
+  BILLING_RECONCILE_INTERVAL_SECONDS: wholeNumber(5, 86_400),
+  BILLING_RECONCILE_MAX_ITEMS: wholeNumber(1, 10_000),
+  BILLING_RECONCILE_OVERLAP_SECONDS: wholeNumber(0, 3_600),
   // Stripe keeps events for 30 days: further back there is nothing to list.
-  BILLING_RECONCILE_LOOKBACK_HOURS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(720).optional(),
-  ),
+  BILLING_RECONCILE_LOOKBACK_HOURS: wholeNumber(1, 720),
   // The floor keeps consume markers far past any retry (see src/billing/retention/policy.ts).
-  BILLING_RETENTION_DAYS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(90).max(3650).optional(),
-  ),
+  BILLING_RETENTION_DAYS: wholeNumber(90, 3650),
   BILLING_RETENTION_SCHEDULE: optional.pipe(ncrontab.optional()),
-  BILLING_RETENTION_MAX_ROWS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1000).max(10_000_000).optional(),
-  ),
-  BILLING_SEAT_SYNC_DELAY_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(0).max(300).optional(),
-  ),
-  BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(200).optional(),
-  ),
-  BILLING_SEAT_SYNC_LEASE_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(5).max(600).optional(),
-  ),
+  BILLING_RETENTION_MAX_ROWS: wholeNumber(1000, 10_000_000),
+  BILLING_SEAT_SYNC_DELAY_SECONDS: wholeNumber(0, 300),
+  BILLING_SEAT_SYNC_MAX_UPDATES_PER_HOUR: wholeNumber(1, 200),
+  BILLING_SEAT_SYNC_LEASE_SECONDS: wholeNumber(5, 600),
   BILLING_SEAT_SYNC_SCHEDULE: optional.pipe(ncrontab.optional()),
-  BILLING_SEAT_SYNC_INTERVAL_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(5).max(86_400).optional(),
-  ),
+  BILLING_SEAT_SYNC_INTERVAL_SECONDS: wholeNumber(5, 86_400),
   BILLING_CONTRACT_INVOICING_SCHEDULE: optional.pipe(ncrontab.optional()),
   ENTITLEMENT_FEED_TRANSPORT: optional.pipe(z.enum(['storage', 'servicebus']).optional()),
   ENTITLEMENT_FEED_QUEUE_NAME: optional.pipe(
@@ -348,39 +302,19 @@ const envSchema = z.object({
       .optional(),
   ),
   ENTITLEMENT_FEED_SWEEP_SCHEDULE: optional.pipe(ncrontab.optional()),
-  ENTITLEMENT_FEED_SWEEP_INTERVAL_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(86_400).optional(),
-  ),
+  ENTITLEMENT_FEED_SWEEP_INTERVAL_SECONDS: wholeNumber(1, 86_400),
   ENTITLEMENT_WEBHOOK_URL: optional.pipe(z.url().optional()),
   ENTITLEMENT_WEBHOOK_SECRET: optional.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
-  ENTITLEMENT_WEBHOOK_MAX_ATTEMPTS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(50).optional(),
-  ),
-  ENTITLEMENT_WEBHOOK_RETRY_BASE_SECONDS: optional.pipe(
-    z.coerce.number<string | undefined>().int().min(1).max(3600).optional(),
-  ),
-  ENTITLEMENT_WEBHOOK_RETRY_MAX_SECONDS: optional.pipe(
-    z.coerce
-      .number<string | undefined>()
-      .int()
-      .min(1)
-      .max(24 * 3600)
-      .optional(),
-  ),
+  ENTITLEMENT_WEBHOOK_MAX_ATTEMPTS: wholeNumber(1, 50),
+  ENTITLEMENT_WEBHOOK_RETRY_BASE_SECONDS: wholeNumber(1, 3600),
+  ENTITLEMENT_WEBHOOK_RETRY_MAX_SECONDS: wholeNumber(1, 24 * 3600),
   APPLICATIONINSIGHTS_CONNECTION_STRING: optional.pipe(
     z
       .string()
       .regex(/(^|;)\s*InstrumentationKey=[^;]+/i, 'must be an Application Insights connection string')
       .optional(),
   ),
-  MAX_BODY_BYTES: optional.pipe(
-    z.coerce
-      .number<string | undefined>()
-      .int()
-      .min(1024)
-      .max(10 * 1024 * 1024)
-      .optional(),
-  ),
+  MAX_BODY_BYTES: wholeNumber(1024, 10 * 1024 * 1024),
 });
 
 /**
