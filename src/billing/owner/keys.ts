@@ -22,6 +22,7 @@ import { prefixEnd, type RowKeyRange } from '../store.js';
  * - `s|o|sub`                                subscription state
  * - `s|o|ver`                                the snapshot's version: every change to a row above bumps it;
  *                                            `createdAt`, the owner's creation instant, written with its first
+ *                                            state row
  *
  * Counters sort first, by period start, so the range can start at the oldest period that can still be
  * current: old periods stay where history and rollover find them without being read by every decision.
