@@ -3074,8 +3074,9 @@ export interface components {
             /**
              * Format: date-time
              * @description When this view lapses by the clock alone, with no write and so no event: the overrides'
-             *     `expiresAt`, an enterprise contract's start or end, whichever comes first; `null` when nothing
-             *     is due. Keep a cached answer no longer than this.
+             *     `expiresAt`, an enterprise contract's start or end, an open contract invoice falling due or past
+             *     its grace days, whichever comes first; `null` when nothing is due. Keep a cached answer no
+             *     longer than this.
              *
              */
             validUntil: string | null;

@@ -4,6 +4,7 @@ import { catalog } from '../../src/billing/catalog.js';
 import {
   type ContractInvoice,
   type ContractState,
+  contractPaymentInstants,
   contractPaymentStatus,
   contractTermsSchema,
   periodsStartedBy,
@@ -77,6 +78,21 @@ describe('contract model', () => {
         new Date(),
       ),
     ).toBe('active');
+
+    // The instants the status moves by the clock alone are exactly where it changes above: due, then grace over.
+    const moves = contractPaymentInstants(contract([invoice({}), invoice({ period: 1, status: 'paid' })]));
+    expect(moves.map((t) => new Date(t).toISOString())).toEqual([
+      '2026-12-01T00:00:00.000Z',
+      '2026-12-08T00:00:00.000Z',
+    ]);
+    const [due = 0, graceOver = 0] = moves;
+    const just = (t: number) => contractPaymentStatus(contract([invoice({})]), new Date(t));
+    expect([just(due - 1), just(due), just(graceOver - 1), just(graceOver)]).toEqual([
+      'active',
+      'grace',
+      'grace',
+      'past_due',
+    ]);
   });
 
   it('refuses terms that cannot be: an end before the start, invoicing without stripe_invoice', () => {

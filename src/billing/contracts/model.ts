@@ -163,6 +163,20 @@ const DAY_MS = 86_400_000;
  * - `retrying` (full): an open invoice with a failed payment attempt, not yet due;
  * - `active`: everything else (paid, void, open and not yet due; always for `manual` billing).
  */
+/**
+ * The instants at which `contractPaymentStatus` moves by the clock alone (an open invoice falling due, then
+ * past its grace), with no write: readers that keep answers must not keep them past these.
+ */
+export function contractPaymentInstants(contract: ContractState): number[] {
+  const invoicing = contract.terms.invoicing;
+  if (contract.terms.billing !== 'stripe_invoice' || invoicing === undefined) return [];
+  return contract.invoices.flatMap((invoice) => {
+    if (invoice.status !== 'open' || invoice.dueAt === null) return [];
+    const due = Date.parse(invoice.dueAt);
+    return [due, due + invoicing.graceDays * DAY_MS];
+  });
+}
+
 export function contractPaymentStatus(contract: ContractState, at: Date): SubscriptionStatus {
   const invoicing = contract.terms.invoicing;
   if (contract.terms.billing !== 'stripe_invoice' || invoicing === undefined) return 'active';

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { capabilitiesFor, lockSetInForce } from '../access/decide.js';
 import type { KeptScope } from '../access/locks.js';
 import { type Catalog, LIMIT_NAMES, METER_NAMES, meterAllowance } from '../catalog.js';
+import { contractPaymentInstants } from '../contracts/model.js';
 import { ownerEnforcementSchema } from '../enforcement.js';
 import { liveOrg, meterStatus, type OwnerSnapshot, seatsInUse } from '../owner/snapshot.js';
 
@@ -31,8 +32,8 @@ export const entitlementViewSchema = z.object({
   enforcement: ownerEnforcementSchema.nullable(),
   /**
    * When this view lapses by the clock alone, with no write and so no event: the overrides' expiry, an
-   * enterprise contract's start or end, whichever comes first; `null` when nothing is due. A cache keeps
-   * the view no longer than this.
+   * enterprise contract's start or end, an open contract invoice falling due or past its grace, whichever
+   * comes first; `null` when nothing is due. A cache keeps the view no longer than this.
    */
   validUntil: z.string().nullable(),
   /**
@@ -116,10 +117,11 @@ export function entitlementView(snapshot: OwnerSnapshot, catalog: Catalog): Enti
 /** The first instant after the snapshot's read at which its terms move without a write. */
 function validUntil(snapshot: OwnerSnapshot): string | null {
   const now = snapshot.readAt.getTime();
-  const contract = snapshot.contract?.state.terms;
-  const due = [snapshot.overrides?.value.expiresAt, contract?.startsAt, contract?.endsAt]
+  const contract = snapshot.contract?.state;
+  const due = [snapshot.overrides?.value.expiresAt, contract?.terms.startsAt, contract?.terms.endsAt]
     .filter((at): at is string => typeof at === 'string')
     .map((at) => Date.parse(at))
+    .concat(contract ? contractPaymentInstants(contract) : [])
     .filter((at) => at > now);
   return due.length === 0 ? null : new Date(Math.min(...due)).toISOString();
 }
