@@ -13,7 +13,7 @@ param location string
 @maxLength(24)
 param keyVaultName string
 
-@description('Stripe secret API key (sk_live_...). Empty to leave the secret as it is (or unset) and set it after deployment.')
+@description('Stripe secret API key of live mode (prefix sk_live). Empty to leave the secret as it is (or unset) and set it after deployment.')
 @secure()
 param stripeSecretKey string = ''
 

@@ -1,13 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { removePidFile, stopStaleAzurite, writePidFile } from './azurite-pidfile.js';
 
-/** Azurite's well-known development account. Public by design; not a secret. */
+/**
+ * The account Azurite serves. Its key is drawn afresh for every start and handed to Azurite through
+ * `AZURITE_ACCOUNTS`, so no storage key sits in the source (not even Azurite's published one) and a
+ * connection string from one run opens nothing in another.
+ */
 const ACCOUNT = 'devstoreaccount1';
-const KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+const newAccountKey = () => randomBytes(64).toString('base64');
 
 export interface AzuriteOptions {
   /**
@@ -54,16 +59,19 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-export function connectionStringFor(ports: RunningAzurite['ports']): string {
+export function connectionStringFor(ports: RunningAzurite['ports'], accountKey = newAccountKey()): string {
   const endpoint = (port: number) => `http://127.0.0.1:${port}/${ACCOUNT}`;
-  return [
-    'DefaultEndpointsProtocol=http',
-    `AccountName=${ACCOUNT}`,
-    `AccountKey=${KEY}`,
-    `BlobEndpoint=${endpoint(ports.blob)}`,
-    `QueueEndpoint=${endpoint(ports.queue)}`,
-    `TableEndpoint=${endpoint(ports.table)}`,
-  ].join(';');
+  const parts = {
+    DefaultEndpointsProtocol: 'http',
+    AccountName: ACCOUNT,
+    AccountKey: accountKey,
+    BlobEndpoint: endpoint(ports.blob),
+    QueueEndpoint: endpoint(ports.queue),
+    TableEndpoint: endpoint(ports.table),
+  };
+  return Object.entries(parts)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(';');
 }
 
 /**
@@ -130,7 +138,9 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
   } else {
     args.push('--inMemoryPersistence');
   }
+  const accountKey = newAccountKey();
   const child: ChildProcess = spawn(process.execPath, args, {
+    env: { ...process.env, AZURITE_ACCOUNTS: `${ACCOUNT}:${accountKey}` },
     // The fourth descriptor is the IPC channel whose closing tells Azurite that we are gone.
     stdio: options.verbose ? ['inherit', 'inherit', 'inherit', 'ipc'] : ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -164,7 +174,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
   }
 
   return {
-    connectionString: connectionStringFor(ports),
+    connectionString: connectionStringFor(ports, accountKey),
     ports,
     pid,
     async stop() {

@@ -16,19 +16,23 @@ const TIMEOUT_MS = 400;
 /** What a caller may wait beyond the deadline: scheduling, not another try of the SDK. */
 const SLACK_MS = 1_500;
 
-/** The port of one service (`TableEndpoint`, `QueueEndpoint`) in this run's Azurite connection string. */
-function azuritePort(endpoint: 'TableEndpoint' | 'QueueEndpoint'): number {
+/** One part (`TableEndpoint`, `AccountKey`, …) of this run's Azurite connection string. */
+function azuritePart(name: 'TableEndpoint' | 'QueueEndpoint' | 'AccountKey'): string {
   const value = inject('azuriteConnection')
     .split(';')
-    .find((part) => part.startsWith(`${endpoint}=`))
-    ?.slice(endpoint.length + 1);
-  if (value === undefined) throw new Error(`no ${endpoint} in the Azurite connection string`);
-  return Number(new URL(value).port);
+    .find((part) => part.startsWith(`${name}=`))
+    ?.slice(name.length + 1);
+  if (value === undefined) throw new Error(`no ${name} in the Azurite connection string`);
+  return value;
 }
 
-/** Every storage service of the account behind one proxy port. */
+/** The port of one service in this run's Azurite. */
+const azuritePort = (endpoint: 'TableEndpoint' | 'QueueEndpoint') =>
+  Number(new URL(azuritePart(endpoint)).port);
+
+/** Every storage service of the account behind one proxy port (the key is this run's Azurite's). */
 const connectionThrough = (proxy: FreezableProxy) =>
-  connectionStringFor({ blob: proxy.port, queue: proxy.port, table: proxy.port });
+  connectionStringFor({ blob: proxy.port, queue: proxy.port, table: proxy.port }, azuritePart('AccountKey'));
 
 /** How long `promise` takes to reject, and with what. */
 async function failure(promise: Promise<unknown>): Promise<{ error: unknown; ms: number }> {

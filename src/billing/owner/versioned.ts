@@ -19,7 +19,7 @@ export const versionOf = (snapshot: Pick<OwnerSnapshot, 'version' | 'readAt'>): 
   asOf: snapshot.readAt.toISOString(),
 });
 
-/** Whether a snapshot is at least as new as the caller asked (no `minVersion`: any is). */
+/** Whether a snapshot is at least as new as the caller asked; without `minVersion`, every snapshot is. */
 export const reaches = (snapshot: Pick<OwnerSnapshot, 'version'>, minVersion: number | undefined) =>
   minVersion === undefined || snapshot.version.value >= minVersion;
 

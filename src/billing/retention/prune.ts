@@ -27,7 +27,7 @@ import {
  * rows to keep). No table scan: each run reads the index months from its cursor to now, and for each
  * owner only its prunable ranges, in bounded pages. Ledger keys count time down, so the old ledger rows
  * are one range read exactly; markers are keyed by idempotency key, so an owner's markers are read
- * whole (keys and `at` only, a thousand a request) once a month while it has any.
+ * whole (keys and `at` only, a thousand a request) once a month while it still holds some.
  *
  * Resumable and crash-safe: every delete is idempotent; an owner's index row goes only after its sweep
  * finished and, when rows were kept, after the owner was listed for next month; a sweep the budget stops
