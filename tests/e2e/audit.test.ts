@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { auditAction } from '../../src/billing/audit/entry.js';
 import { encodeAuditId } from '../../src/billing/audit/ids.js';
 import { CREDIT_PACKS, type CreditPack } from '../../src/billing/catalog.js';
-import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
+import { expectProblem, startTestHost, type TestHost, token } from '../support/harness.js';
 
 /**
  * The audit trail over HTTP (local host, Stripe sandbox, Azurite): every kind of billing change leaves
@@ -68,11 +68,7 @@ describe('the audit trail end to end', () => {
     } while (cursor !== null && count < 100);
     return { items, pages: count };
   };
-  const expectProblem = (response: ApiResponse, status: number, code: string) => {
-    expect(response.status, response.text).toBe(status);
-    expect(response.body).toMatchObject({ status, code });
-  };
-  const eventually = async <T>(read: () => Promise<T>, accept: (value: T) => boolean, ms = 20_000) => {
+  const _eventually = async <T>(read: () => Promise<T>, accept: (value: T) => boolean, ms = 20_000) => {
     const until = Date.now() + ms;
     let last = await read();
     while (!accept(last)) {
@@ -118,7 +114,7 @@ describe('the audit trail end to end', () => {
       expect(
         (await host.call('PUT', `/api/directory/orgs/${ORG}/members/${user}`, { token: service })).status,
       ).toBe(201);
-    await eventually(ownerTrail, (items) => items.some((item) => item.kind === 'seats_synced'));
+    await host.eventually(ownerTrail, (items) => items.some((item) => item.kind === 'seats_synced'));
 
     // Lock picks.
     const picks = await host.call('PUT', '/api/billing/locks', { token: owner, body: { workflows: [] } });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
-import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
+import { expectProblem, startTestHost, type TestHost, token } from '../support/harness.js';
 import { manualClock } from '../support/memory.js';
 
 /**
@@ -52,10 +52,6 @@ describe('enterprise contracts end to end', () => {
       token: service,
       body: { workspace: { orgId }, nodeCount: 2 },
     });
-  const expectProblem = (response: ApiResponse, status: number, code: string) => {
-    expect(response.status, response.text).toBe(status);
-    expect(response.body).toMatchObject({ code });
-  };
   /** Both clocks to `at`: the sandbox acts on what it crosses (due dates), then its events are applied. */
   const moveTo = async (at: Date) => {
     await host.sandboxOk('POST', '/_sandbox/clock/advance', { to: at.toISOString() });

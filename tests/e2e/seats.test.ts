@@ -40,18 +40,6 @@ describe('seats follow membership end to end', () => {
     const now = sub.items[0]?.quantity ?? 0;
     return { now, next: sub.scheduledPhase?.quantity ?? now };
   };
-  /** Seat syncs are delayed on purpose (coalescing): wait for the outcome, not for an empty queue. */
-  const eventually = async <T>(read: () => Promise<T>, accept: (value: T) => boolean, ms = 20_000) => {
-    const until = Date.now() + ms;
-    let last = await read();
-    while (!accept(last)) {
-      if (Date.now() > until) throw new Error(`not reached in ${ms} ms; last: ${JSON.stringify(last)}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      await host.settle();
-      last = await read();
-    }
-    return last;
-  };
   const putMember = (userId: string, org = orgId) =>
     host.call('PUT', `/api/directory/orgs/${org}/members/${userId}`, { token: service });
   const deleteMember = (userId: string) =>
@@ -103,7 +91,7 @@ describe('seats follow membership end to end', () => {
   it('4 members -> quantity 5 after one coalesced update, invoiced now with prorations', async () => {
     const added = await Promise.all(['m1', 'm2', 'm3', 'm4'].map((u) => putMember(u)));
     expect(added.map((r) => r.status)).toEqual([201, 201, 201, 201]);
-    await eventually(quantities, (q) => q.now === 5);
+    await host.eventually(quantities, (q) => q.now === 5);
     await host.settle();
     expect(await seatAudits()).toHaveLength(1);
     const invoices = await host.services.payments.listInvoices((await subscription()).customerId, 10);
@@ -111,7 +99,7 @@ describe('seats follow membership end to end', () => {
     expect(proration).toHaveLength(1);
     expect(proration[0]).toMatchObject({ status: 'paid' });
     expect(proration[0]?.amountPaid).toBeGreaterThan(0);
-    expect(await eventually(summarySeats, (s) => s.billed === 5)).toEqual({
+    expect(await host.eventually(summarySeats, (s) => s.billed === 5)).toEqual({
       used: 5,
       billed: 5,
       nextPeriod: 5,
@@ -121,8 +109,8 @@ describe('seats follow membership end to end', () => {
 
   it('removing 2 keeps 5 until the renewal, then 3', async () => {
     await Promise.all(['m1', 'm2'].map((u) => deleteMember(u)));
-    expect(await eventually(quantities, (q) => q.next === 3)).toEqual({ now: 5, next: 3 });
-    expect(await eventually(summarySeats, (s) => s.nextPeriod === 3)).toMatchObject({
+    expect(await host.eventually(quantities, (q) => q.next === 3)).toEqual({ now: 5, next: 3 });
+    expect(await host.eventually(summarySeats, (s) => s.nextPeriod === 3)).toMatchObject({
       used: 3,
       billed: 5,
       nextPeriod: 3,
@@ -135,7 +123,10 @@ describe('seats follow membership end to end', () => {
     const renewal = invoices.find((i) => i.billingReason === 'subscription_cycle');
     const unit = (await subscription()).items[0]?.price.unitAmount ?? 0;
     expect(renewal?.amountDue).toBe(3 * unit);
-    expect(await eventually(summarySeats, (s) => s.billed === 3)).toMatchObject({ billed: 3, nextPeriod: 3 });
+    expect(await host.eventually(summarySeats, (s) => s.billed === 3)).toMatchObject({
+      billed: 3,
+      nextPeriod: 3,
+    });
   });
 
   it('20 concurrent member PUTs and DELETEs end at the exact quantity', async () => {
@@ -148,7 +139,7 @@ describe('seats follow membership end to end', () => {
     expect(responses.every((r) => r.status === 201 || r.status === 204)).toBe(true);
     const target = Math.max(included, await people());
     expect(target).toBe(1 + 2 + 14);
-    const settled = await eventually(quantities, (q) => q.next === target && q.now >= target);
+    const settled = await host.eventually(quantities, (q) => q.next === target && q.now >= target);
     expect(settled.now).toBe(target);
   });
 
@@ -163,7 +154,7 @@ describe('seats follow membership end to end', () => {
     ]);
     expect(racing.length).toBe(6);
     const target = Math.max(included, await people());
-    await eventually(quantities, (q) => q.now === target && q.next === target);
+    await host.eventually(quantities, (q) => q.now === target && q.next === target);
     await host.settle();
     const sub = await subscription();
     const stamped = Number(sub.metadata[SEAT_GENERATION_METADATA]);
@@ -183,7 +174,7 @@ describe('seats follow membership end to end', () => {
     expect(await quantities()).toEqual(before);
     await sandboxCall(`/_sandbox/subscriptions/${sub.id}/status`, { status: 'active' });
     const target = Math.max(included, await people());
-    expect(await eventually(quantities, (q) => q.now === target)).toMatchObject({ now: target });
+    expect(await host.eventually(quantities, (q) => q.now === target)).toMatchObject({ now: target });
   });
 
   it('drift injected in Stripe is repaired by seatSync and audited; the ops route runs it too', async () => {
@@ -229,13 +220,13 @@ describe('seats follow membership end to end', () => {
     await sandboxCall(`/_sandbox/customers/${customerId}/payment_method`, { fails: true });
     expect((await putMember('dun1')).status).toBe(201);
     const target = Math.max(included, await people());
-    await eventually(quantities, (q) => q.now === target);
+    await host.eventually(quantities, (q) => q.now === target);
     expect((await subscription()).status).toBe('past_due');
     const invoices = await host.services.payments.listInvoices(customerId, 10);
     const open = invoices.find((i) => i.status === 'open' && i.billingReason === 'subscription_update');
     expect(open).toBeDefined();
     expect(await host.services.directory.isMember(orgId, 'dun1')).toBe(true);
-    const status = await eventually(
+    const status = await host.eventually(
       async () =>
         ((await host.call('GET', '/api/billing/summary', { token: owner })).body as { status: string })
           .status,
@@ -244,7 +235,7 @@ describe('seats follow membership end to end', () => {
     expect(['retrying', 'grace', 'past_due']).toContain(status);
     await sandboxCall(`/_sandbox/customers/${customerId}/payment_method`, { fails: false });
     await sandboxCall(`/_sandbox/invoices/${open?.id ?? ''}/retry`);
-    await eventually(
+    await host.eventually(
       async () => (await subscription()).status,
       (value) => value === 'active',
     );

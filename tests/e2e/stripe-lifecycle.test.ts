@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../../src/billing/catalog.js';
-import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
+import { expectProblem, startTestHost, type TestHost, token } from '../support/harness.js';
 
 /**
  * The whole subscription story over HTTP: local host, Stripe sandbox (webhooks signed with Stripe's
@@ -45,11 +45,6 @@ describe('subscription lifecycle end to end', () => {
     if (!open) throw new Error(`no open invoice: ${JSON.stringify(invoices)}`);
     return open;
   };
-  const expectProblem = (response: ApiResponse, status: number, code: string) => {
-    expect(response.status, response.text).toBe(status);
-    expect(response.body).toMatchObject({ code });
-  };
-
   beforeAll(async () => {
     host = await startTestHost();
     const service = await host.serviceToken();

@@ -3,7 +3,7 @@ import { CREDIT_PACKS, catalog } from '../../src/billing/catalog.js';
 import type { Clock } from '../../src/billing/clock.js';
 import { SUBSCRIPTION_ROW } from '../../src/billing/owner/keys.js';
 import { usageRowKey } from '../../src/billing/usage.js';
-import { type ApiResponse, startTestHost, type TestHost, token } from '../support/harness.js';
+import { expectProblem, startTestHost, type TestHost, token } from '../support/harness.js';
 import { givenOwnerRows } from '../support/memory.js';
 
 const freeExecutions = catalog.free.limits.executions ?? 0;
@@ -23,11 +23,6 @@ describe('usage metering over HTTP', () => {
     host.call('POST', '/api/usage/consume', { token: service, body });
   const refund = (body: Record<string, unknown>) =>
     host.call('POST', '/api/usage/refund', { token: service, body });
-  const expectProblem = (response: ApiResponse, status: number, code: string) => {
-    expect(response.status, response.text).toBe(status);
-    expect(response.body).toMatchObject({ code });
-  };
-
   beforeAll(async () => {
     host = await startTestHost({ clock });
     service = await host.serviceToken();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { STRIPE_API_VERSION } from '../../src/adapters/stripe/gateway.js';
 import type { RevertHandler } from '../../src/billing/audit/entry.js';
 import { catalog } from '../../src/billing/catalog.js';
@@ -65,6 +65,12 @@ export interface ApiResponse {
   readonly text: string;
 }
 
+/** The answer is problem+json with this status and code. */
+export function expectProblem(response: ApiResponse, status: number, code: string): void {
+  expect(response.status, response.text).toBe(status);
+  expect(response.body).toMatchObject({ status, code });
+}
+
 export interface CallOptions {
   readonly token?: string;
   /** An object is sent as JSON; a string is sent as is (for malformed bodies). */
@@ -116,6 +122,11 @@ export interface TestHost {
   readonly worker: QueueWorker | undefined;
   /** Waits until webhooks are delivered and the queue is drained. */
   settle(): Promise<void>;
+  /**
+   * Reads until `accept` holds, settling between reads, for outcomes that arrive later on purpose (a
+   * delayed seat sync, a retried delivery): fails after `ms` with the last value read.
+   */
+  eventually<T>(read: () => Promise<T>, accept: (value: T) => boolean, ms?: number): Promise<T>;
   /** A JSON call to the sandbox (its control API, a hosted page, or a Stripe route), as it answered. */
   sandboxCall(method: string, path: string, body?: unknown): Promise<SandboxAnswer>;
   /** The same, failing the test (with the sandbox's own message) unless it answered 2xx. */
@@ -178,14 +189,26 @@ export async function startTestHost(
           pollMs: 50,
           log: () => undefined,
         });
+  const settle = async () => {
+    await sandbox?.idle();
+    await worker?.drained();
+  };
   return {
     url: host.url,
     services,
     sandbox,
     worker,
-    async settle() {
-      await sandbox?.idle();
-      await worker?.drained();
+    settle,
+    async eventually(read, accept, ms = 20_000) {
+      const until = Date.now() + ms;
+      let last = await read();
+      while (!accept(last)) {
+        if (Date.now() > until) throw new Error(`not reached in ${ms} ms; last: ${JSON.stringify(last)}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await settle();
+        last = await read();
+      }
+      return last;
     },
     sandboxCall: (method, path, body) => callSandbox(sandbox, method, path, body),
     sandboxOk: (method, path, body) => sandboxOk(sandbox, method, path, body),
