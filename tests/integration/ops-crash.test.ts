@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { capabilitiesFor } from '../../src/billing/access/decide.js';
 import { computeLockSet, emptyLockSet, hasLocks } from '../../src/billing/access/locks.js';
-import { GLOBAL_AUDIT_PARTITION } from '../../src/billing/audit/entry.js';
+import { AUDIT_PREFIX, GLOBAL_AUDIT_PARTITION } from '../../src/billing/audit/entry.js';
+import { encodeAuditId } from '../../src/billing/audit/ids.js';
+import { STALE_REVERT_MS } from '../../src/billing/audit/revert.js';
 import { catalog } from '../../src/billing/catalog.js';
+import { BillingError } from '../../src/billing/errors.js';
 import { monitorIndexPartition } from '../../src/billing/ops/monitor.js';
 import { listOwnedItems } from '../../src/billing/owner/items.js';
 import { parseSnapshot } from '../../src/billing/owner/snapshot.js';
@@ -28,8 +31,10 @@ interface Scenario {
   /** State before the operation (on healthy storage). */
   readonly given?: (services: Services) => Promise<void>;
   readonly run: (services: Services) => Promise<unknown>;
-  /** The audit partition and kind the change writes once (none for a check). */
-  readonly audit?: { readonly partition: string; readonly kind: string };
+  /** The audit partition and the kinds of row the change writes once each (none for a check). */
+  readonly audit?: { readonly partition: string; readonly kind: string | readonly string[] };
+  /** How much later the repeat runs (a revert takes over a claim left by a crash once it is stale). */
+  readonly repeatAfterMs?: number;
 }
 
 async function twelveWorkflows(services: Services) {
@@ -80,6 +85,36 @@ const SCENARIOS: readonly Scenario[] = [
     audit: { partition: GLOBAL_AUDIT_PARTITION, kind: 'cohort_enforcement_set' },
   },
   {
+    name: "revert of an override (the claim, the handler's change, then the revert row)",
+    given: async (s) => {
+      await twelveWorkflows(s);
+      await s.overrides.set(
+        OWNER,
+        { limits: { workflows: 12 }, flags: {}, expiresAt: null },
+        { ...admin, requestId: 'req-given' },
+      );
+    },
+    async run(s) {
+      const granted = (await s.tables.billing.list(OWNER, { prefix: AUDIT_PREFIX })).find(
+        (row) => row.props.kind === 'override_set',
+      );
+      if (granted === undefined) throw new Error('no override_set row');
+      try {
+        await s.reverter.revert({
+          id: encodeAuditId(OWNER, granted.rowKey),
+          reason: 'crash test',
+          actor: 'ops_2',
+          requestId: 'req-revert',
+        });
+      } catch (error) {
+        // The repeat of a revert whose first run committed is answered as such; the state is what counts.
+        if (!(error instanceof BillingError && error.code === 'already_reverted')) throw error;
+      }
+    },
+    audit: { partition: OWNER, kind: ['override_set', 'override_removed', 'audit_reverted'] },
+    repeatAfterMs: STALE_REVERT_MS + 1_000,
+  },
+  {
     name: 'a check recorded under monitor (the day index, then the record)',
     env: { ENFORCEMENT_DEFAULT: 'monitor' },
     given: twelveWorkflows,
@@ -106,10 +141,11 @@ async function violations(tables: Tables, scenario: Scenario): Promise<string[]>
       problems.push(`lock set ${JSON.stringify(stored)}, not ${JSON.stringify(want)}`);
   }
   if (scenario.audit) {
-    const audits = (await tables.billing.list(scenario.audit.partition, { prefix: 'audit|' })).filter(
-      (row) => row.props.kind === scenario.audit?.kind,
-    );
-    if (audits.length !== 1) problems.push(`${audits.length} ${scenario.audit.kind} audit rows, not 1`);
+    const rows = await tables.billing.list(scenario.audit.partition, { prefix: 'audit|' });
+    for (const kind of [scenario.audit.kind].flat()) {
+      const audits = rows.filter((row) => row.props.kind === kind);
+      if (audits.length !== 1) problems.push(`${audits.length} ${kind} audit rows, not 1`);
+    }
   }
   const day = await tables.billing.list(monitorIndexPartition(T0.slice(0, 10)));
   const records = rows.filter((r) => r.rowKey.startsWith('monitor|'));
@@ -120,8 +156,11 @@ async function violations(tables: Tables, scenario: Scenario): Promise<string[]>
 
 describe.each(STORES)('operator changes: a failure at any storage call (%s)', (_name, makeTables) => {
   it.each(SCENARIOS)('$name: the same request repeated finishes it once', async (scenario) => {
-    const process = (tables: Tables) =>
-      servicesOver(tables, { clock: manualClock(T0), ...(scenario.env ? { env: scenario.env } : {}) });
+    const process = (tables: Tables, laterMs = 0) =>
+      servicesOver(tables, {
+        clock: manualClock(new Date(Date.parse(T0) + laterMs).toISOString()),
+        ...(scenario.env ? { env: scenario.env } : {}),
+      });
     const fresh = async () => {
       const tables = makeTables();
       const services = process(tables);
@@ -158,7 +197,7 @@ describe.each(STORES)('operator changes: a failure at any storage call (%s)', (_
           failures.push(`call ${call} ${mode}: ${outcome}`);
           continue;
         }
-        await scenario.run(process(tables));
+        await scenario.run(process(tables, scenario.repeatAfterMs));
         for (const problem of await violations(tables, scenario))
           failures.push(`call ${call} ${mode}: ${problem}`);
       }
