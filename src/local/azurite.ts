@@ -24,10 +24,17 @@ export interface AzuriteOptions {
   readonly ports?: { readonly blob: number; readonly queue: number; readonly table: number };
   /** Forward Azurite's own output (for debugging). @default false */
   readonly verbose?: boolean;
+  /**
+   * The account key to serve; a new one is drawn when omitted. Pass a running Azurite's `accountKey` to
+   * restart it under the same key, so clients holding its connection string go on working.
+   */
+  readonly accountKey?: string;
 }
 
 export interface RunningAzurite {
   readonly connectionString: string;
+  /** The key it serves its account with (see `AzuriteOptions.accountKey`). */
+  readonly accountKey: string;
   readonly ports: { readonly blob: number; readonly queue: number; readonly table: number };
   /** The Azurite process (`undefined` only if it could not be spawned at all). */
   readonly pid: number | undefined;
@@ -138,7 +145,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
   } else {
     args.push('--inMemoryPersistence');
   }
-  const accountKey = newAccountKey();
+  const accountKey = options.accountKey ?? newAccountKey();
   const child: ChildProcess = spawn(process.execPath, args, {
     env: { ...process.env, AZURITE_ACCOUNTS: `${ACCOUNT}:${accountKey}` },
     // The fourth descriptor is the IPC channel whose closing tells Azurite that we are gone.
@@ -175,6 +182,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
 
   return {
     connectionString: connectionStringFor(ports, accountKey),
+    accountKey,
     ports,
     pid,
     async stop() {
